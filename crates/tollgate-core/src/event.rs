@@ -1,0 +1,860 @@
+//! The usage event: one record per LLM call, with the canonical field names of
+//! `event-schema.md`, and the validation every import goes through.
+//!
+//! Invariants of a validated [`UsageEvent`]:
+//! - token classes are disjoint (`input_tokens` excludes cache reads and writes) and
+//!   `reasoning_tokens <= output_tokens`;
+//! - instants are UTC, truncated to microseconds;
+//! - a priced event has a cost equal to the sum of its breakdown, with at most 12 decimals;
+//!   an unpriced event has no cost at all (never zero);
+//! - an event missing required attribution is `quarantined`, never dropped.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::money::{Currency, LEDGER_SCALE, parse_decimal};
+use crate::vocab::{AttributionStatus, Environment, Operation, PricingStatus, Status};
+
+/// A validation problem in one field of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// Token counts in disjoint classes, plus other billable units.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub cache_write_1h_tokens: u64,
+    pub output_tokens: u64,
+    /// The part of `output_tokens` spent on reasoning; never priced on top.
+    pub reasoning_tokens: u64,
+    /// Other billable quantities (`images`, `web_search_requests`, `audio_seconds`, ...).
+    pub units: BTreeMap<String, Decimal>,
+}
+
+impl Usage {
+    /// Total input as OpenTelemetry and the provider usage APIs count it.
+    pub fn total_input(&self) -> u64 {
+        self.input_tokens
+            .saturating_add(self.cache_read_tokens)
+            .saturating_add(self.cache_write_tokens)
+            .saturating_add(self.cache_write_1h_tokens)
+    }
+}
+
+/// Cost per class. Every amount is exact; the total is their sum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CostBreakdown {
+    pub input: Decimal,
+    pub cache_read: Decimal,
+    pub cache_write: Decimal,
+    pub cache_write_1h: Decimal,
+    pub output: Decimal,
+    pub units: BTreeMap<String, Decimal>,
+}
+
+impl CostBreakdown {
+    pub fn total(&self) -> Decimal {
+        let mut t = self.input + self.cache_read + self.cache_write + self.cache_write_1h + self.output;
+        for v in self.units.values() {
+            t += *v;
+        }
+        t
+    }
+
+    /// `(name, amount)` for every class, token classes first.
+    pub fn entries(&self) -> Vec<(&str, Decimal)> {
+        let mut v = vec![
+            ("input", self.input),
+            ("cache_read", self.cache_read),
+            ("cache_write", self.cache_write),
+            ("cache_write_1h", self.cache_write_1h),
+            ("output", self.output),
+        ];
+        for (k, a) in &self.units {
+            v.push((k.as_str(), *a));
+        }
+        v
+    }
+
+    fn set(&mut self, key: &str, value: Decimal) {
+        match key {
+            "input" => self.input = value,
+            "cache_read" => self.cache_read = value,
+            "cache_write" => self.cache_write = value,
+            "cache_write_1h" => self.cache_write_1h = value,
+            "output" => self.output = value,
+            other => {
+                self.units.insert(other.to_string(), value);
+            }
+        }
+    }
+}
+
+/// Who, what and where.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attribution {
+    pub team_id: Option<String>,
+    pub cost_center: Option<String>,
+    pub service: Option<String>,
+    pub feature: Option<String>,
+    pub environment: Option<Environment>,
+    pub tenant_id: Option<String>,
+    pub user_id: Option<String>,
+    pub api_key_id: Option<String>,
+    pub region: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Attribution {
+    /// Names of the required attribution fields that are missing.
+    pub fn missing_required(&self) -> Vec<&'static str> {
+        let mut m = Vec::new();
+        if self.team_id.is_none() {
+            m.push("team_id");
+        }
+        if self.service.is_none() {
+            m.push("service");
+        }
+        if self.feature.is_none() {
+            m.push("feature");
+        }
+        if self.environment.is_none() {
+            m.push("environment");
+        }
+        m
+    }
+}
+
+/// Price and cost as recorded on the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pricing {
+    pub currency: Currency,
+    /// `None` exactly when the event is unpriced.
+    pub cost: Option<Decimal>,
+    pub cost_breakdown: CostBreakdown,
+    pub price_version: Option<String>,
+    pub pricing_status: PricingStatus,
+}
+
+impl Pricing {
+    pub fn unpriced() -> Self {
+        Pricing {
+            currency: Currency::USD,
+            cost: None,
+            cost_breakdown: CostBreakdown::default(),
+            price_version: None,
+            pricing_status: PricingStatus::Unpriced,
+        }
+    }
+}
+
+/// One LLM call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageEvent {
+    pub event_id: String,
+    pub request_id: Option<String>,
+    pub attempt: u32,
+    pub parent_request_id: Option<String>,
+    pub occurred_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+    pub trace_id: Option<String>,
+    pub span_id: Option<String>,
+    pub session_id: Option<String>,
+    pub attribution: Attribution,
+    pub attribution_status: AttributionStatus,
+    pub provider: String,
+    pub model_requested: Option<String>,
+    pub model: String,
+    pub operation: Operation,
+    pub service_tier: Option<String>,
+    pub status: Status,
+    pub http_status: Option<u16>,
+    pub streamed: bool,
+    pub latency_ms: Option<u64>,
+    pub ttft_ms: Option<u64>,
+    pub usage: Usage,
+    pub pricing: Pricing,
+}
+
+impl UsageEvent {
+    /// Whether this event is billed at batch prices.
+    pub fn is_batch(&self) -> bool {
+        self.operation == Operation::Batch || self.service_tier.as_deref() == Some("batch")
+    }
+}
+
+/// Every canonical field name, in the order exports write them.
+pub const FIELDS: &[&str] = &[
+    "event_id",
+    "request_id",
+    "attempt",
+    "parent_request_id",
+    "occurred_at",
+    "completed_at",
+    "trace_id",
+    "span_id",
+    "session_id",
+    "team_id",
+    "cost_center",
+    "service",
+    "feature",
+    "environment",
+    "tenant_id",
+    "user_id",
+    "api_key_id",
+    "region",
+    "tags",
+    "attribution_status",
+    "provider",
+    "model_requested",
+    "model",
+    "operation",
+    "service_tier",
+    "status",
+    "http_status",
+    "streamed",
+    "latency_ms",
+    "ttft_ms",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "units",
+    "currency",
+    "cost",
+    "cost_breakdown",
+    "price_version",
+    "pricing_status",
+];
+
+/// A decimal quantity as read: the text of a JSON number or string (never through a float),
+/// or a CSV cell.
+#[derive(Debug)]
+pub enum RawDecimal<'a> {
+    /// A JSON value, number or string, exactly as written.
+    Json(&'a serde_json::value::RawValue),
+    /// A plain text cell (CSV).
+    Text(Cow<'a, str>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawDecimal<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a serde_json::value::RawValue>::deserialize(d).map(RawDecimal::Json)
+    }
+}
+
+impl RawDecimal<'_> {
+    /// True when the value was written as a JSON number.
+    fn is_json_number(&self) -> bool {
+        matches!(self, RawDecimal::Json(r) if !r.get().starts_with('"'))
+    }
+
+    fn text(&self) -> Cow<'_, str> {
+        match self {
+            RawDecimal::Text(t) => Cow::Borrowed(t.as_ref()),
+            RawDecimal::Json(r) => {
+                let g = r.get();
+                if g.starts_with('"') {
+                    serde_json::from_str::<Cow<'_, str>>(g).unwrap_or(Cow::Borrowed(g))
+                } else {
+                    Cow::Borrowed(g)
+                }
+            }
+        }
+    }
+}
+
+/// An event as read from JSON or CSV, before validation. Field names are the canonical ones.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvent<'a> {
+    #[serde(borrow)]
+    pub event_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub request_id: Option<Cow<'a, str>>,
+    pub attempt: Option<u32>,
+    #[serde(borrow)]
+    pub parent_request_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub occurred_at: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub completed_at: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub trace_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub span_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub session_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub team_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub cost_center: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub service: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub feature: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub environment: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub tenant_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub user_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub api_key_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub region: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub tags: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    #[serde(borrow)]
+    pub attribution_status: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub provider: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub model_requested: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub operation: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub service_tier: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub status: Option<Cow<'a, str>>,
+    pub http_status: Option<u16>,
+    pub streamed: Option<bool>,
+    pub latency_ms: Option<u64>,
+    pub ttft_ms: Option<u64>,
+    pub input_tokens: Option<u64>,
+    pub cache_read_tokens: Option<u64>,
+    pub cache_write_tokens: Option<u64>,
+    pub cache_write_1h_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
+    #[serde(borrow)]
+    pub units: Option<BTreeMap<Cow<'a, str>, RawDecimal<'a>>>,
+    #[serde(borrow)]
+    pub currency: Option<Cow<'a, str>>,
+    /// Money must be a string in JSON; a JSON number is refused (see validation).
+    #[serde(borrow)]
+    pub cost: Option<RawDecimal<'a>>,
+    #[serde(borrow)]
+    pub cost_breakdown: Option<BTreeMap<Cow<'a, str>, RawDecimal<'a>>>,
+    #[serde(borrow)]
+    pub price_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub pricing_status: Option<Cow<'a, str>>,
+}
+
+/// Checks a UUID in its 8-4-4-4-12 hex text form and returns it lower-cased.
+pub fn normalize_uuid(field: &str, s: &str) -> Result<String, FieldError> {
+    let b = s.as_bytes();
+    let ok = b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    if ok {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(FieldError::new(
+            field,
+            format!("{s:?} is not a UUID (expected 8-4-4-4-12 hex digits, e.g. a UUIDv7)"),
+        ))
+    }
+}
+
+/// Parses an RFC 3339 instant with an explicit offset, in UTC, truncated to microseconds.
+pub fn parse_instant(field: &str, s: &str) -> Result<Timestamp, FieldError> {
+    let t: Timestamp = s.parse().map_err(|_| {
+        FieldError::new(
+            field,
+            format!("{s:?} is not an RFC 3339 instant with an offset (e.g. 2026-07-01T12:00:00Z)"),
+        )
+    })?;
+    truncate_to_micros(t).ok_or_else(|| FieldError::new(field, format!("{s:?} is out of range")))
+}
+
+/// Drops sub-microsecond digits (the ledger keeps microseconds).
+pub fn truncate_to_micros(t: Timestamp) -> Option<Timestamp> {
+    Timestamp::from_microsecond(t.as_microsecond()).ok()
+}
+
+/// Formats an instant as the ledger stores it: UTC, exactly six fraction digits, `Z`.
+pub fn format_instant(t: Timestamp) -> String {
+    format!("{:.6}", t)
+}
+
+fn opt_string(field: &str, v: Option<Cow<'_, str>>) -> Result<Option<String>, FieldError> {
+    match v {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() => Ok(None),
+        Some(s) => {
+            if s.len() > 512 {
+                return Err(FieldError::new(
+                    field,
+                    format!("value is {} bytes long; at most 512 are allowed", s.len()),
+                ));
+            }
+            Ok(Some(s.into_owned()))
+        }
+    }
+}
+
+fn parse_vocab<T: std::str::FromStr<Err = crate::error::CoreError>>(
+    field: &str,
+    v: Option<&str>,
+) -> Result<Option<T>, FieldError> {
+    match v {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) => s.parse::<T>().map(Some).map_err(|e| {
+            let msg = e.to_string();
+            let msg = msg
+                .strip_prefix(&format!("{field}: "))
+                .unwrap_or(&msg)
+                .to_string();
+            FieldError::new(field, msg)
+        }),
+    }
+}
+
+fn units_key_ok(k: &str) -> bool {
+    !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+impl RawEvent<'_> {
+    /// Validates and normalises the record. Missing attribution is not an error: the event
+    /// becomes `quarantined`.
+    pub fn validate(self) -> Result<UsageEvent, FieldError> {
+        let event_id = match self.event_id.as_deref() {
+            Some(s) if !s.is_empty() => normalize_uuid("event_id", s)?,
+            _ => return Err(FieldError::new("event_id", "missing (required)")),
+        };
+        let occurred_at = match self.occurred_at.as_deref() {
+            Some(s) if !s.is_empty() => parse_instant("occurred_at", s)?,
+            _ => return Err(FieldError::new("occurred_at", "missing (required)")),
+        };
+        let completed_at = match self.completed_at.as_deref() {
+            Some(s) if !s.is_empty() => Some(parse_instant("completed_at", s)?),
+            _ => None,
+        };
+        if let Some(c) = completed_at {
+            if c < occurred_at {
+                return Err(FieldError::new(
+                    "completed_at",
+                    format!(
+                        "{} is before occurred_at {}",
+                        format_instant(c),
+                        format_instant(occurred_at)
+                    ),
+                ));
+            }
+        }
+        let attempt = self.attempt.unwrap_or(1);
+        if attempt == 0 {
+            return Err(FieldError::new("attempt", "must be 1 or more (1 = first attempt)"));
+        }
+        let provider = opt_string("provider", self.provider)?
+            .ok_or_else(|| FieldError::new("provider", "missing (required)"))?;
+        let model = opt_string("model", self.model)?
+            .ok_or_else(|| FieldError::new("model", "missing (required)"))?;
+
+        let mut tags = BTreeMap::new();
+        for (k, v) in self.tags.unwrap_or_default() {
+            if k.is_empty() {
+                return Err(FieldError::new("tags", "a tag has an empty key"));
+            }
+            tags.insert(k.into_owned(), v.into_owned());
+        }
+        let attribution = Attribution {
+            team_id: opt_string("team_id", self.team_id)?,
+            cost_center: opt_string("cost_center", self.cost_center)?,
+            service: opt_string("service", self.service)?,
+            feature: opt_string("feature", self.feature)?,
+            environment: parse_vocab("environment", self.environment.as_deref())?,
+            tenant_id: opt_string("tenant_id", self.tenant_id)?,
+            user_id: opt_string("user_id", self.user_id)?,
+            api_key_id: opt_string("api_key_id", self.api_key_id)?,
+            region: opt_string("region", self.region)?,
+            tags,
+        };
+        let given_status: Option<AttributionStatus> =
+            parse_vocab("attribution_status", self.attribution_status.as_deref())?;
+        let attribution_status = if attribution.missing_required().is_empty() {
+            match given_status {
+                // A complete record cannot stay quarantined: it has what it lacked.
+                Some(AttributionStatus::Quarantined) | None => AttributionStatus::Ok,
+                Some(s) => s,
+            }
+        } else {
+            AttributionStatus::Quarantined
+        };
+
+        let output_tokens = self.output_tokens.unwrap_or(0);
+        let reasoning_tokens = self.reasoning_tokens.unwrap_or(0);
+        if reasoning_tokens > output_tokens {
+            return Err(FieldError::new(
+                "reasoning_tokens",
+                format!(
+                    "{reasoning_tokens} is more than output_tokens {output_tokens}; reasoning tokens are part of output"
+                ),
+            ));
+        }
+        let mut units = BTreeMap::new();
+        for (k, v) in self.units.unwrap_or_default() {
+            if !units_key_ok(&k) {
+                return Err(FieldError::new(
+                    "units",
+                    format!("unit name {k:?} must be lowercase letters, digits and _"),
+                ));
+            }
+            let d = parse_decimal(&format!("units.{k}"), &v.text())
+                .map_err(|e| FieldError::new(format!("units.{k}"), e.to_string()))?;
+            if d.is_sign_negative() {
+                return Err(FieldError::new(format!("units.{k}"), "must not be negative"));
+            }
+            if d.normalize().scale() > 3 {
+                return Err(FieldError::new(
+                    format!("units.{k}"),
+                    format!("{d} has more than 3 decimal places"),
+                ));
+            }
+            units.insert(k.into_owned(), d.normalize());
+        }
+        let usage = Usage {
+            input_tokens: self.input_tokens.unwrap_or(0),
+            cache_read_tokens: self.cache_read_tokens.unwrap_or(0),
+            cache_write_tokens: self.cache_write_tokens.unwrap_or(0),
+            cache_write_1h_tokens: self.cache_write_1h_tokens.unwrap_or(0),
+            output_tokens,
+            reasoning_tokens,
+            units,
+        };
+
+        let currency = match self.currency.as_deref() {
+            None | Some("") => Currency::USD,
+            Some(c) => Currency::parse(c).map_err(|_| {
+                FieldError::new("currency", format!("{c:?} is not a three-letter ISO 4217 code"))
+            })?,
+        };
+        let pricing = validate_pricing(
+            currency,
+            self.cost,
+            self.cost_breakdown,
+            self.price_version,
+            self.pricing_status.as_deref(),
+        )?;
+
+        Ok(UsageEvent {
+            event_id,
+            request_id: opt_string("request_id", self.request_id)?,
+            attempt,
+            parent_request_id: opt_string("parent_request_id", self.parent_request_id)?,
+            occurred_at,
+            completed_at,
+            trace_id: opt_string("trace_id", self.trace_id)?,
+            span_id: opt_string("span_id", self.span_id)?,
+            session_id: opt_string("session_id", self.session_id)?,
+            attribution,
+            attribution_status,
+            provider,
+            model_requested: opt_string("model_requested", self.model_requested)?,
+            model,
+            operation: parse_vocab("operation", self.operation.as_deref())?.unwrap_or(Operation::Chat),
+            service_tier: opt_string("service_tier", self.service_tier)?,
+            status: parse_vocab("status", self.status.as_deref())?.unwrap_or(Status::Ok),
+            http_status: self.http_status,
+            streamed: self.streamed.unwrap_or(false),
+            latency_ms: self.latency_ms,
+            ttft_ms: self.ttft_ms,
+            usage,
+            pricing,
+        })
+    }
+}
+
+fn money_text(field: &str, v: &RawDecimal<'_>) -> Result<Decimal, FieldError> {
+    if v.is_json_number() {
+        let t = v.text();
+        return Err(FieldError::new(
+            field,
+            format!("{t} is a JSON number; write money as a decimal string (\"{t}\") so no float touches it"),
+        ));
+    }
+    let d = parse_decimal(field, &v.text()).map_err(|e| FieldError::new(field, {
+        let m = e.to_string();
+        m.strip_prefix(&format!("{field}: ")).unwrap_or(&m).to_string()
+    }))?;
+    if d.normalize().scale() > LEDGER_SCALE {
+        return Err(FieldError::new(
+            field,
+            format!("{d} has more than {LEDGER_SCALE} decimal places; the ledger keeps money to 1e-12"),
+        ));
+    }
+    Ok(d.normalize())
+}
+
+fn validate_pricing(
+    currency: Currency,
+    cost: Option<RawDecimal<'_>>,
+    breakdown: Option<BTreeMap<Cow<'_, str>, RawDecimal<'_>>>,
+    price_version: Option<Cow<'_, str>>,
+    status: Option<&str>,
+) -> Result<Pricing, FieldError> {
+    let status: Option<PricingStatus> = parse_vocab("pricing_status", status)?;
+    let cost = match &cost {
+        None => None,
+        Some(v) if v.text().is_empty() || &*v.text() == "null" => None,
+        Some(v) => Some(money_text("cost", v)?),
+    };
+    let mut cb = CostBreakdown::default();
+    if let Some(b) = &breakdown {
+        for (k, v) in b {
+            if !units_key_ok(k) {
+                return Err(FieldError::new("cost_breakdown", format!("class name {k:?} is not valid")));
+            }
+            cb.set(k, money_text(&format!("cost_breakdown.{k}"), v)?);
+        }
+    }
+    match cost {
+        None => {
+            if status == Some(PricingStatus::Priced) {
+                return Err(FieldError::new(
+                    "cost",
+                    "missing, but pricing_status is \"priced\"; give the cost or leave both out to have Tollgate price it",
+                ));
+            }
+            if breakdown.is_some() {
+                return Err(FieldError::new("cost", "missing, but cost_breakdown is given"));
+            }
+            Ok(Pricing {
+                currency,
+                cost: None,
+                cost_breakdown: CostBreakdown::default(),
+                price_version: opt_string("price_version", price_version)?,
+                // Re-priced at ingest; stays unpriced if no rate matches.
+                pricing_status: PricingStatus::Unpriced,
+            })
+        }
+        Some(c) => {
+            if status == Some(PricingStatus::Unpriced) {
+                return Err(FieldError::new(
+                    "pricing_status",
+                    "\"unpriced\" but a cost is given; an unpriced event has no cost",
+                ));
+            }
+            if breakdown.is_some() && cb.total() != c {
+                return Err(FieldError::new(
+                    "cost",
+                    format!("{c} is not the sum of cost_breakdown ({})", cb.total().normalize()),
+                ));
+            }
+            if breakdown.is_none() {
+                // Without a breakdown the whole cost is recorded as one class: `other`.
+                cb.units.insert("other".to_string(), c);
+            }
+            Ok(Pricing {
+                currency,
+                cost: Some(c),
+                cost_breakdown: cb,
+                price_version: opt_string("price_version", price_version)?,
+                pricing_status: status.unwrap_or(PricingStatus::Priced),
+            })
+        }
+    }
+}
+
+/// Parses one JSON object into a validated event. Type errors name the field.
+pub fn parse_json_event(line: &str) -> Result<UsageEvent, FieldError> {
+    match serde_json::from_str::<RawEvent<'_>>(line) {
+        Ok(raw) => raw.validate(),
+        Err(e) => Err(explain_json_error(line, &e)),
+    }
+}
+
+/// Turns a serde error into a field-named message (slow path, only on bad input).
+fn explain_json_error(line: &str, e: &serde_json::Error) -> FieldError {
+    let msg = e.to_string();
+    if let Some(rest) = msg.strip_prefix("duplicate field `") {
+        let field = rest.split('`').next().unwrap_or("(record)");
+        return FieldError::new(field, "appears twice in the record; give each field once");
+    }
+    let value: serde_json::Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(_) => {
+            return FieldError::new(
+                "(record)",
+                format!("not valid JSON: {e}; each line must be one JSON object"),
+            );
+        }
+    };
+    let Some(obj) = value.as_object() else {
+        return FieldError::new("(record)", "not a JSON object; each line must be one JSON object");
+    };
+    for (k, v) in obj {
+        if !FIELDS.contains(&k.as_str()) {
+            return FieldError::new(
+                k.clone(),
+                "unknown field; see docs/event-format.md for the canonical field names",
+            );
+        }
+        let expect = expected_type(k);
+        let ok = match expect {
+            "string" => v.is_string() || v.is_null(),
+            "integer" => v.is_u64() || v.is_null(),
+            "boolean" => v.is_boolean() || v.is_null(),
+            "object" => v.is_object() || v.is_null(),
+            _ => true,
+        };
+        let negative = v.as_i64().is_some_and(|n| n < 0) || v.as_f64().is_some_and(|f| f < 0.0);
+        if !ok || (expect == "integer" && v.is_number() && !v.is_u64()) {
+            let what = if expect == "integer" && negative {
+                "must not be negative".to_string()
+            } else if expect == "integer" {
+                format!("expected a whole number >= 0, found {v}")
+            } else {
+                format!("expected a {expect}, found {v}")
+            };
+            return FieldError::new(k.clone(), what);
+        }
+        if expect == "integer" {
+            let too_big = match k.as_str() {
+                "attempt" => v.as_u64().is_some_and(|n| n > u64::from(u32::MAX)),
+                "http_status" => v.as_u64().is_some_and(|n| n > u64::from(u16::MAX)),
+                _ => false,
+            };
+            if too_big {
+                return FieldError::new(k.clone(), format!("{v} is out of range"));
+            }
+        }
+        if expect == "object" {
+            if let Some(o) = v.as_object() {
+                for (ik, iv) in o {
+                    let inner_ok = if k == "tags" { iv.is_string() } else { iv.is_string() || iv.is_number() };
+                    if !inner_ok {
+                        return FieldError::new(format!("{k}.{ik}"), format!("unexpected value {iv}"));
+                    }
+                }
+            }
+        }
+    }
+    FieldError::new("(record)", format!("invalid record: {e}"))
+}
+
+fn expected_type(field: &str) -> &'static str {
+    match field {
+        "attempt" | "http_status" | "latency_ms" | "ttft_ms" | "input_tokens"
+        | "cache_read_tokens" | "cache_write_tokens" | "cache_write_1h_tokens"
+        | "output_tokens" | "reasoning_tokens" => "integer",
+        "streamed" => "boolean",
+        "tags" | "units" | "cost_breakdown" => "object",
+        "cost" => "any",
+        _ => "string",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"event_id":"01890a5d-ac96-774b-bcce-b302099a8057","occurred_at":"2026-07-01T12:00:00.1234567+02:00","provider":"openai","model":"gpt-4o","team_id":"t-search","service":"search-api","feature":"smart-search","environment":"prod","input_tokens":2200,"cache_read_tokens":1200,"output_tokens":620,"reasoning_tokens":100,"tags":{"exp":"a"},"units":{"images":2,"audio_seconds":"31.5"}}"#;
+
+    #[test]
+    fn a_good_record_validates_and_normalises() {
+        let e = parse_json_event(GOOD).unwrap();
+        // +02:00 -> UTC, truncated to microseconds
+        assert_eq!(format_instant(e.occurred_at), "2026-07-01T10:00:00.123456Z");
+        assert_eq!(e.attribution_status, AttributionStatus::Ok);
+        assert_eq!(e.usage.total_input(), 3400);
+        assert_eq!(e.usage.units["audio_seconds"].to_string(), "31.5");
+        assert_eq!(e.pricing.pricing_status, PricingStatus::Unpriced);
+        assert_eq!(e.pricing.cost, None);
+        assert_eq!(e.operation, Operation::Chat);
+    }
+
+    #[test]
+    fn missing_attribution_quarantines_instead_of_failing() {
+        let e = parse_json_event(
+            r#"{"event_id":"01890a5d-ac96-774b-bcce-b302099a8057","occurred_at":"2026-07-01T12:00:00Z","provider":"openai","model":"gpt-4o","team_id":"t1"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.attribution_status, AttributionStatus::Quarantined);
+        assert_eq!(e.attribution.missing_required(), vec!["service", "feature", "environment"]);
+    }
+
+    fn err(json: &str) -> FieldError {
+        parse_json_event(json).unwrap_err()
+    }
+
+    #[test]
+    fn bad_records_name_the_field() {
+        let base = &GOOD[..GOOD.len() - 1];
+        assert_eq!(err(&format!("{base},\"input_tokens\":-5}}")).field, "input_tokens");
+        let e = err(&GOOD.replace("\"input_tokens\":2200", "\"input_tokens\":-5"));
+        assert_eq!((e.field.as_str(), e.message.as_str()), ("input_tokens", "must not be negative"));
+        let e = err(&GOOD.replace("\"input_tokens\":2200", "\"input_tokens\":\"many\""));
+        assert_eq!(e.field, "input_tokens");
+        let e = err(&GOOD.replace("\"environment\":\"prod\"", "\"environment\":\"production\""));
+        assert_eq!(e.field, "environment");
+        assert!(e.message.contains("production"), "{}", e.message);
+        let e = err(&GOOD.replace("2026-07-01T12:00:00.1234567+02:00", "yesterday"));
+        assert_eq!(e.field, "occurred_at");
+        let e = err(&GOOD.replace("2026-07-01T12:00:00.1234567+02:00", "2026-07-01T12:00:00"));
+        assert_eq!(e.field, "occurred_at", "an instant without offset is ambiguous");
+        let e = err(&GOOD.replace("\"provider\":\"openai\",", "\"prompt\":\"hello\",\"provider\":\"openai\","));
+        assert_eq!(e.field, "prompt");
+        assert_eq!(err("{not json").field, "(record)");
+        let e = err(&GOOD.replace("01890a5d-ac96-774b-bcce-b302099a8057", "42"));
+        assert_eq!(e.field, "event_id");
+        let e = err(&GOOD.replace("\"reasoning_tokens\":100", "\"reasoning_tokens\":700"));
+        assert_eq!(e.field, "reasoning_tokens");
+    }
+
+    #[test]
+    fn carried_cost_is_kept_exactly_and_checked() {
+        let with_cost = GOOD.replace(
+            "\"tags\"",
+            "\"cost\":\"0.00453\",\"cost_breakdown\":{\"input\":\"0.00165\",\"cache_read\":\"0.00009\",\"output\":\"0.00279\"},\"tags\"",
+        );
+        let e = parse_json_event(&with_cost).unwrap();
+        assert_eq!(e.pricing.cost.unwrap().to_string(), "0.00453");
+        assert_eq!(e.pricing.pricing_status, PricingStatus::Priced);
+        // A breakdown that does not add up is refused.
+        let bad = with_cost.replace("\"output\":\"0.00279\"", "\"output\":\"0.00280\"");
+        assert_eq!(err(&bad).field, "cost");
+        // Money as a JSON number is refused, with the fix in the message.
+        let num = GOOD.replace("\"tags\"", "\"cost\":0.00453,\"tags\"");
+        let e = err(&num);
+        assert_eq!(e.field, "cost");
+        assert!(e.message.contains("\"0.00453\""), "{}", e.message);
+    }
+}
