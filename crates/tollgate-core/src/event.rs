@@ -858,3 +858,155 @@ mod tests {
         assert!(e.message.contains("\"0.00453\""), "{}", e.message);
     }
 }
+
+/// Appends `s` as a JSON string literal (quoted, escaped).
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+impl UsageEvent {
+    /// Appends the event as one JSON object with the canonical field names (money as
+    /// strings; absent optional fields omitted). `parse_json_event` reads it back unchanged.
+    pub fn write_json(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let mut first = true;
+        let mut key = |out: &mut String, k: &str| {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            push_json_str(out, k);
+            out.push(':');
+        };
+        let mut s = |out: &mut String, k: &str, v: Option<&str>| {
+            if let Some(v) = v {
+                key(out, k);
+                push_json_str(out, v);
+            }
+        };
+        out.push('{');
+        s(out, "event_id", Some(&self.event_id));
+        s(out, "request_id", self.request_id.as_deref());
+        let _ = write!(out, ",\"attempt\":{}", self.attempt);
+        s(out, "parent_request_id", self.parent_request_id.as_deref());
+        s(out, "occurred_at", Some(&format_instant(self.occurred_at)));
+        s(out, "completed_at", self.completed_at.map(format_instant).as_deref());
+        s(out, "trace_id", self.trace_id.as_deref());
+        s(out, "span_id", self.span_id.as_deref());
+        s(out, "session_id", self.session_id.as_deref());
+        let a = &self.attribution;
+        s(out, "team_id", a.team_id.as_deref());
+        s(out, "cost_center", a.cost_center.as_deref());
+        s(out, "service", a.service.as_deref());
+        s(out, "feature", a.feature.as_deref());
+        s(out, "environment", a.environment.map(|e| e.as_str()));
+        s(out, "tenant_id", a.tenant_id.as_deref());
+        s(out, "user_id", a.user_id.as_deref());
+        s(out, "api_key_id", a.api_key_id.as_deref());
+        s(out, "region", a.region.as_deref());
+        if !a.tags.is_empty() {
+            out.push_str(",\"tags\":{");
+            for (i, (k, v)) in a.tags.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_str(out, k);
+                out.push(':');
+                push_json_str(out, v);
+            }
+            out.push('}');
+        }
+        s(out, "attribution_status", Some(self.attribution_status.as_str()));
+        s(out, "provider", Some(&self.provider));
+        s(out, "model_requested", self.model_requested.as_deref());
+        s(out, "model", Some(&self.model));
+        s(out, "operation", Some(self.operation.as_str()));
+        s(out, "service_tier", self.service_tier.as_deref());
+        s(out, "status", Some(self.status.as_str()));
+        if let Some(h) = self.http_status {
+            let _ = write!(out, ",\"http_status\":{h}");
+        }
+        let _ = write!(out, ",\"streamed\":{}", self.streamed);
+        if let Some(v) = self.latency_ms {
+            let _ = write!(out, ",\"latency_ms\":{v}");
+        }
+        if let Some(v) = self.ttft_ms {
+            let _ = write!(out, ",\"ttft_ms\":{v}");
+        }
+        let u = &self.usage;
+        let _ = write!(
+            out,
+            ",\"input_tokens\":{},\"cache_read_tokens\":{},\"cache_write_tokens\":{},\"cache_write_1h_tokens\":{},\"output_tokens\":{},\"reasoning_tokens\":{}",
+            u.input_tokens,
+            u.cache_read_tokens,
+            u.cache_write_tokens,
+            u.cache_write_1h_tokens,
+            u.output_tokens,
+            u.reasoning_tokens
+        );
+        if !u.units.is_empty() {
+            out.push_str(",\"units\":{");
+            for (i, (k, v)) in u.units.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_str(out, k);
+                let _ = write!(out, ":{}", crate::money::fmt_decimal(*v));
+            }
+            out.push('}');
+        }
+        let p = &self.pricing;
+        let _ = write!(out, ",\"currency\":\"{}\"", p.currency);
+        if let Some(c) = p.cost {
+            let _ = write!(out, ",\"cost\":\"{}\"", crate::money::fmt_decimal(c));
+            out.push_str(",\"cost_breakdown\":{");
+            for (i, (k, v)) in p.cost_breakdown.entries().iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_str(out, k);
+                let _ = write!(out, ":\"{}\"", crate::money::fmt_decimal(*v));
+            }
+            out.push('}');
+        }
+        s(out, "price_version", p.price_version.as_deref());
+        s(out, "pricing_status", Some(p.pricing_status.as_str()));
+        out.push('}');
+    }
+
+    /// The event as a JSON string (see [`UsageEvent::write_json`]).
+    pub fn to_json(&self) -> String {
+        let mut s = String::with_capacity(768);
+        self.write_json(&mut s);
+        s
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trips_through_the_import_parser() {
+        let line = r#"{"event_id":"01890a5d-ac96-774b-bcce-b302099a8057","request_id":"r\"1","occurred_at":"2026-07-01T12:00:00.5Z","provider":"openai","model":"gpt-4o","team_id":"t","service":"s","feature":"f","environment":"prod","tags":{"k":"v"},"input_tokens":5,"output_tokens":3,"units":{"images":2},"cost":"0.0123","cost_breakdown":{"input":"0.01","output":"0.0023"},"price_version":"abc@-inf"}"#;
+        let e = parse_json_event(line).unwrap();
+        let again = parse_json_event(&e.to_json()).unwrap();
+        assert_eq!(e, again);
+        assert!(e.to_json().contains("\"cost\":\"0.0123\""));
+        assert!(e.to_json().contains("\"occurred_at\":\"2026-07-01T12:00:00.500000Z\""));
+    }
+}
