@@ -1,1 +1,302 @@
-//! placeholder
+//! # tollgate-ledger
+//!
+//! The ledger: an append-only, idempotent store of usage events with rollups, behind the
+//! [`Ledger`] trait, so the embedded SQLite backend ([`sqlite::SqliteLedger`], the default) and a
+//! ClickHouse backend (later) answer the same queries with the same numbers.
+//!
+//! Invariants every backend keeps (checked by [`conformance`], the test suite written against
+//! the trait):
+//! - appending an event whose `event_id` is already stored stores nothing and counts a
+//!   duplicate: replays are harmless;
+//! - events are never updated or deleted; corrections are new rows;
+//! - rollups (per UTC hour and attribution dimensions) change in the same transaction as the
+//!   events they summarise, and a summary over `[start, end)` equals the sum over the raw events
+//!   in it, also when `start`/`end` are not on the hour (edges are read from raw events);
+//! - money is kept exactly (scaled integers of 1e-12 plus the exact decimal text);
+//! - a writer that is dropped without `commit` leaves nothing behind.
+
+pub mod conformance;
+pub mod sqlite;
+
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+use tollgate_core::UsageEvent;
+
+/// Errors from a ledger backend.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("ledger at {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("ledger schema is at version {found}, newer than this tollgate knows ({known}); upgrade tollgate")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("query refused: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Core(#[from] tollgate_core::CoreError),
+}
+
+pub type Result<T> = std::result::Result<T, LedgerError>;
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub inserted: u64,
+    pub duplicates: u64,
+}
+
+impl std::ops::AddAssign for AppendOutcome {
+    fn add_assign(&mut self, o: AppendOutcome) {
+        self.inserted += o.inserted;
+        self.duplicates += o.duplicates;
+    }
+}
+
+/// A dimension a summary can group by. Every one is a rollup column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dim {
+    Team,
+    Service,
+    Feature,
+    Model,
+    Provider,
+    Tenant,
+    Environment,
+    CostCenter,
+    Currency,
+    AttributionStatus,
+    PricingStatus,
+    PriceVersion,
+}
+
+impl Dim {
+    pub const ALL: [Dim; 12] = [
+        Dim::Team,
+        Dim::Service,
+        Dim::Feature,
+        Dim::Model,
+        Dim::Provider,
+        Dim::Tenant,
+        Dim::Environment,
+        Dim::CostCenter,
+        Dim::Currency,
+        Dim::AttributionStatus,
+        Dim::PricingStatus,
+        Dim::PriceVersion,
+    ];
+
+    /// The column name (in rollups and events alike).
+    pub fn column(self) -> &'static str {
+        match self {
+            Dim::Team => "team_id",
+            Dim::Service => "service",
+            Dim::Feature => "feature",
+            Dim::Model => "model",
+            Dim::Provider => "provider",
+            Dim::Tenant => "tenant_id",
+            Dim::Environment => "environment",
+            Dim::CostCenter => "cost_center",
+            Dim::Currency => "currency",
+            Dim::AttributionStatus => "attribution_status",
+            Dim::PricingStatus => "pricing_status",
+            Dim::PriceVersion => "price_version",
+        }
+    }
+
+    /// The name users type in `--by`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dim::Team => "team",
+            Dim::Tenant => "tenant",
+            other => other.column(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Dim> {
+        Dim::ALL
+            .iter()
+            .copied()
+            .find(|d| d.name() == s || d.column() == s)
+    }
+
+    /// This dimension's value on an event (`""` when absent).
+    pub fn value_of(self, e: &UsageEvent) -> String {
+        let a = &e.attribution;
+        let s: Option<&str> = match self {
+            Dim::Team => a.team_id.as_deref(),
+            Dim::Service => a.service.as_deref(),
+            Dim::Feature => a.feature.as_deref(),
+            Dim::Model => Some(&e.model),
+            Dim::Provider => Some(&e.provider),
+            Dim::Tenant => a.tenant_id.as_deref(),
+            Dim::Environment => a.environment.map(|x| x.as_str()),
+            Dim::CostCenter => a.cost_center.as_deref(),
+            Dim::Currency => Some(e.pricing.currency.as_str()),
+            Dim::AttributionStatus => Some(e.attribution_status.as_str()),
+            Dim::PricingStatus => Some(e.pricing.pricing_status.as_str()),
+            Dim::PriceVersion => e.pricing.price_version.as_deref(),
+        };
+        s.unwrap_or("").to_string()
+    }
+}
+
+/// A summary over `[start, end)` grouped by `group_by`.
+#[derive(Debug, Clone)]
+pub struct SummaryQuery {
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub group_by: Vec<Dim>,
+}
+
+/// Token and money totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub cache_write_1h_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// Sum of the costs of priced (and estimated) events, in units of 1e-12.
+    pub cost_e12: i128,
+}
+
+impl Totals {
+    pub fn add(&mut self, o: &Totals) {
+        self.requests += o.requests;
+        self.input_tokens += o.input_tokens;
+        self.cache_read_tokens += o.cache_read_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
+        self.cache_write_1h_tokens += o.cache_write_1h_tokens;
+        self.output_tokens += o.output_tokens;
+        self.reasoning_tokens += o.reasoning_tokens;
+        self.cost_e12 += o.cost_e12;
+    }
+
+    /// The exact cost as a decimal.
+    pub fn cost(&self) -> Result<Decimal> {
+        Ok(tollgate_core::money::from_scaled_e12(self.cost_e12)?)
+    }
+
+    /// Adds one event (its cost only if it has one).
+    pub fn add_event(&mut self, e: &UsageEvent) -> Result<()> {
+        let u = &e.usage;
+        self.requests += 1;
+        self.input_tokens += u.input_tokens;
+        self.cache_read_tokens += u.cache_read_tokens;
+        self.cache_write_tokens += u.cache_write_tokens;
+        self.cache_write_1h_tokens += u.cache_write_1h_tokens;
+        self.output_tokens += u.output_tokens;
+        self.reasoning_tokens += u.reasoning_tokens;
+        if let Some(c) = e.pricing.cost {
+            self.cost_e12 += tollgate_core::money::to_scaled_e12(c)?;
+        }
+        Ok(())
+    }
+}
+
+/// One group of a summary: the dimension values (in `group_by` order, `""` = absent) and totals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryRow {
+    pub keys: Vec<String>,
+    pub totals: Totals,
+}
+
+/// A stored rate version (what priced events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceVersionRecord {
+    pub version: String,
+    pub provider: String,
+    pub model: String,
+    pub effective_from: Option<String>,
+    pub effective_to: Option<String>,
+    /// The rate entry as canonical JSON.
+    pub rate_json: String,
+}
+
+/// A record of one import (`tollgate ingest ...`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportRecord {
+    pub source: String,
+    pub read: u64,
+    pub ingested: u64,
+    pub duplicates: u64,
+    pub quarantined: u64,
+    pub unpriced: u64,
+}
+
+/// Result of a read-only SQL query: column names and rows of values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlTable {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<SqlValue>>,
+}
+
+/// One cell of a SQL result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Integer(i64),
+    /// A REAL column, shown as SQLite prints it. Never used for Tollgate's own money.
+    Real(String),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl std::fmt::Display for SqlValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SqlValue::Null => Ok(()),
+            SqlValue::Integer(i) => write!(f, "{i}"),
+            SqlValue::Real(s) | SqlValue::Text(s) => f.write_str(s),
+            SqlValue::Blob(b) => write!(f, "<{} bytes>", b.len()),
+        }
+    }
+}
+
+/// An open write transaction. Dropping it without [`LedgerWriter::commit`] rolls back.
+pub trait LedgerWriter {
+    /// Appends events idempotently (by `event_id`) and updates rollups in this transaction.
+    fn append(&mut self, events: &[UsageEvent]) -> Result<AppendOutcome>;
+    /// Records rate versions (idempotent by version id).
+    fn record_price_versions(&mut self, versions: &[PriceVersionRecord]) -> Result<()>;
+    /// Records an import summary.
+    fn record_import(&mut self, rec: &ImportRecord) -> Result<()>;
+    /// Makes everything written so far durable and visible.
+    fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// The ledger interface every backend implements.
+pub trait Ledger {
+    /// Starts a write transaction.
+    fn writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>>;
+    /// Totals over `[start, end)` grouped by the query's dimensions; exact for any bounds.
+    fn summarize(&self, q: &SummaryQuery) -> Result<Vec<SummaryRow>>;
+    /// Number of stored events.
+    fn event_count(&self) -> Result<u64>;
+    /// One event by id.
+    fn get_event(&self, event_id: &str) -> Result<Option<UsageEvent>>;
+    /// Every event with `start <= occurred_at < end`, in `occurred_at` order.
+    fn scan_events(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        f: &mut dyn FnMut(UsageEvent) -> Result<()>,
+    ) -> Result<()>;
+    /// The stored rate versions with these ids.
+    fn price_versions(&self, ids: &[String]) -> Result<Vec<PriceVersionRecord>>;
+    /// A read-only SQL query over the ledger's tables.
+    fn query_sql(&self, sql: &str) -> Result<SqlTable>;
+
+    /// Appends and commits in one go.
+    fn append(&mut self, events: &[UsageEvent]) -> Result<AppendOutcome> {
+        let mut w = self.writer()?;
+        let out = w.append(events)?;
+        w.commit()?;
+        Ok(out)
+    }
+}

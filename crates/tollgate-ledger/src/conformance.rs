@@ -1,0 +1,288 @@
+//! The ledger test suite, written against the [`Ledger`] trait so that every backend runs the
+//! same checks. A backend's tests call [`run_all`] with a factory of fresh, empty ledgers.
+//!
+//! Expected values are worked by hand in each check, not computed by the code under test.
+
+#![allow(clippy::unwrap_used, clippy::panic)] // a test suite: a failed unwrap is a failed check
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+use tollgate_core::{
+    Attribution, AttributionStatus, CostBreakdown, Currency, Environment, Operation, Pricing,
+    PricingStatus, Status, Usage, UsageEvent,
+};
+
+use crate::{Dim, Ledger, PriceVersionRecord, SqlValue, SummaryQuery};
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap_or_else(|e| panic!("test instant {s}: {e}"))
+}
+
+fn dec(s: &str) -> Decimal {
+    Decimal::from_str_exact(s).unwrap_or_else(|e| panic!("test decimal {s}: {e}"))
+}
+
+/// A priced test event: `n` makes the id unique; `cost` None means unpriced.
+pub fn event(n: u32, at: &str, team: Option<&str>, input: u64, cost: Option<&str>) -> UsageEvent {
+    let pricing = match cost {
+        Some(c) => Pricing {
+            currency: Currency::USD,
+            cost: Some(dec(c)),
+            cost_breakdown: CostBreakdown {
+                input: dec(c),
+                ..CostBreakdown::default()
+            },
+            price_version: Some("aaaaaaaaaaaa@-inf".into()),
+            pricing_status: PricingStatus::Priced,
+        },
+        None => Pricing::unpriced(),
+    };
+    let mut tags = BTreeMap::new();
+    tags.insert("exp".to_string(), "a\"b".to_string());
+    UsageEvent {
+        event_id: format!("0190a000-0000-7000-8000-{n:012x}"),
+        request_id: Some(format!("req-{n}")),
+        attempt: 1,
+        parent_request_id: None,
+        occurred_at: ts(at),
+        completed_at: Some(ts(at)),
+        trace_id: None,
+        span_id: None,
+        session_id: Some("s1".into()),
+        attribution: Attribution {
+            team_id: team.map(String::from),
+            cost_center: team.map(|_| "CC-1".to_string()),
+            service: team.map(|_| "svc".to_string()),
+            feature: team.map(|_| "feat".to_string()),
+            environment: team.map(|_| Environment::Prod),
+            tenant_id: None,
+            user_id: None,
+            api_key_id: Some("key-1".into()),
+            region: None,
+            tags,
+        },
+        attribution_status: if team.is_some() {
+            AttributionStatus::Ok
+        } else {
+            AttributionStatus::Quarantined
+        },
+        provider: "openai".into(),
+        model_requested: None,
+        model: "gpt-4o".into(),
+        operation: Operation::Chat,
+        service_tier: None,
+        status: Status::Ok,
+        http_status: Some(200),
+        streamed: true,
+        latency_ms: Some(1200),
+        ttft_ms: Some(300),
+        usage: Usage {
+            input_tokens: input,
+            cache_read_tokens: 10,
+            cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
+            output_tokens: 7,
+            reasoning_tokens: 2,
+            units: BTreeMap::from([("images".to_string(), dec("1.5"))]),
+        },
+        pricing,
+    }
+}
+
+/// Runs every check, each on a fresh ledger from `make`.
+pub fn run_all(make: &mut dyn FnMut() -> Box<dyn Ledger>) {
+    appends_are_idempotent(make().as_mut());
+    events_round_trip_exactly(make().as_mut());
+    summaries_are_exact_on_and_off_the_hour(make().as_mut());
+    unpriced_and_quarantined_stay_visible(make().as_mut());
+    uncommitted_writes_leave_nothing(make().as_mut());
+    sql_is_read_only(make().as_mut());
+    price_versions_are_recorded_once(make().as_mut());
+}
+
+pub fn appends_are_idempotent(l: &mut dyn Ledger) {
+    let evs = vec![
+        event(1, "2026-07-01T10:00:00Z", Some("t1"), 100, Some("0.5")),
+        event(2, "2026-07-01T10:30:00Z", Some("t1"), 100, Some("0.25")),
+    ];
+    let first = l.append(&evs).unwrap();
+    assert_eq!((first.inserted, first.duplicates), (2, 0));
+    // The same two again plus one new: 1 inserted, 2 duplicates.
+    let mut again = evs.clone();
+    again.push(event(3, "2026-07-01T11:00:00Z", Some("t1"), 100, Some("1")));
+    let second = l.append(&again).unwrap();
+    assert_eq!((second.inserted, second.duplicates), (1, 2));
+    assert_eq!(l.event_count().unwrap(), 3);
+    // Duplicates do not reach the rollups: 0.5 + 0.25 + 1 = 1.75, 3 requests.
+    let rows = l
+        .summarize(&SummaryQuery {
+            start: ts("2026-07-01T00:00:00Z"),
+            end: ts("2026-07-02T00:00:00Z"),
+            group_by: vec![],
+        })
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].totals.requests, 3);
+    assert_eq!(rows[0].totals.cost().unwrap(), dec("1.75"));
+}
+
+pub fn events_round_trip_exactly(l: &mut dyn Ledger) {
+    let e = event(7, "2026-07-01T10:00:00.123456Z", Some("t1"), 2200, Some("0.00453"));
+    l.append(std::slice::from_ref(&e)).unwrap();
+    let back = l.get_event(&e.event_id).unwrap().unwrap();
+    assert_eq!(back, e);
+    assert!(l.get_event("0190a000-0000-7000-8000-ffffffffffff").unwrap().is_none());
+    let mut seen = Vec::new();
+    l.scan_events(ts("2026-07-01T00:00:00Z"), ts("2026-07-02T00:00:00Z"), &mut |ev| {
+        seen.push(ev.event_id);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, vec![e.event_id]);
+}
+
+pub fn summaries_are_exact_on_and_off_the_hour(l: &mut dyn Ledger) {
+    // Four events around a half-hour boundary (Asia/Kolkata is UTC+05:30, so its days start
+    // at 18:30Z). Costs: 1 + 2 + 4 + 8.
+    let evs = vec![
+        event(1, "2026-07-01T18:00:00Z", Some("a"), 1, Some("1")),
+        event(2, "2026-07-01T18:29:59.999999Z", Some("a"), 1, Some("2")),
+        event(3, "2026-07-01T18:30:00Z", Some("a"), 1, Some("4")),
+        event(4, "2026-07-01T19:45:00Z", Some("b"), 1, Some("8")),
+    ];
+    l.append(&evs).unwrap();
+    let q = |start: &str, end: &str, by: Vec<Dim>| {
+        l.summarize(&SummaryQuery {
+            start: ts(start),
+            end: ts(end),
+            group_by: by,
+        })
+        .unwrap()
+    };
+    // [18:30Z, 20:00Z): events 3 and 4 -> 4 + 8 = 12. The first hour is partial.
+    let rows = q("2026-07-01T18:30:00Z", "2026-07-01T20:00:00Z", vec![]);
+    assert_eq!(rows[0].totals.cost().unwrap(), dec("12"));
+    assert_eq!(rows[0].totals.requests, 2);
+    // [18:00Z, 18:30Z): events 1 and 2 -> 3. Shorter than an hour.
+    let rows = q("2026-07-01T18:00:00Z", "2026-07-01T18:30:00Z", vec![]);
+    assert_eq!(rows[0].totals.cost().unwrap(), dec("3"));
+    // By team over the whole day: a = 1 + 2 + 4 = 7, b = 8; sorted by key.
+    let rows = q("2026-07-01T00:00:00Z", "2026-07-02T00:00:00Z", vec![Dim::Team]);
+    let got: Vec<(String, Decimal)> = rows
+        .iter()
+        .map(|r| (r.keys[0].clone(), r.totals.cost().unwrap()))
+        .collect();
+    assert_eq!(got, vec![("a".into(), dec("7")), ("b".into(), dec("8"))]);
+    // Tokens add up per class: 4 events x (1 input, 10 cache read, 7 output, 2 reasoning).
+    let t = q("2026-07-01T00:00:00Z", "2026-07-02T00:00:00Z", vec![])[0].totals;
+    assert_eq!(
+        (t.input_tokens, t.cache_read_tokens, t.output_tokens, t.reasoning_tokens),
+        (4, 40, 28, 8)
+    );
+    // An empty range has no rows.
+    assert!(q("2026-08-01T00:00:00Z", "2026-08-02T00:00:00Z", vec![]).is_empty());
+}
+
+pub fn unpriced_and_quarantined_stay_visible(l: &mut dyn Ledger) {
+    let evs = vec![
+        event(1, "2026-07-01T10:00:00Z", Some("a"), 1, Some("1.5")),
+        event(2, "2026-07-01T10:00:01Z", Some("a"), 1, None),
+        event(3, "2026-07-01T10:00:02Z", None, 1, Some("0.25")),
+    ];
+    l.append(&evs).unwrap();
+    let rows = l
+        .summarize(&SummaryQuery {
+            start: ts("2026-07-01T00:00:00Z"),
+            end: ts("2026-07-02T00:00:00Z"),
+            group_by: vec![Dim::AttributionStatus, Dim::PricingStatus],
+        })
+        .unwrap();
+    let got: Vec<(String, String, u64, Decimal)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.keys[0].clone(),
+                r.keys[1].clone(),
+                r.totals.requests,
+                r.totals.cost().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("ok".into(), "priced".into(), 1, dec("1.5")),
+            ("ok".into(), "unpriced".into(), 1, dec("0")),
+            ("quarantined".into(), "priced".into(), 1, dec("0.25")),
+        ]
+    );
+    // The unpriced event has no cost at all, not zero.
+    let t = l.query_sql("SELECT cost, cost_e12 FROM events WHERE request_id = 'req-2'").unwrap();
+    assert_eq!(t.rows, vec![vec![SqlValue::Null, SqlValue::Null]]);
+}
+
+pub fn uncommitted_writes_leave_nothing(l: &mut dyn Ledger) {
+    {
+        let mut w = l.writer().unwrap();
+        w.append(&[event(1, "2026-07-01T10:00:00Z", Some("a"), 1, Some("1"))])
+            .unwrap();
+        // dropped without commit
+    }
+    assert_eq!(l.event_count().unwrap(), 0);
+    let rows = l
+        .summarize(&SummaryQuery {
+            start: ts("2026-07-01T00:00:00Z"),
+            end: ts("2026-07-02T00:00:00Z"),
+            group_by: vec![],
+        })
+        .unwrap();
+    assert!(rows.is_empty());
+}
+
+pub fn sql_is_read_only(l: &mut dyn Ledger) {
+    l.append(&[event(1, "2026-07-01T10:00:00Z", Some("a"), 5, Some("1"))])
+        .unwrap();
+    let t = l
+        .query_sql("SELECT team_id, input_tokens, cost FROM events")
+        .unwrap();
+    assert_eq!(t.columns, vec!["team_id", "input_tokens", "cost"]);
+    assert_eq!(
+        t.rows,
+        vec![vec![
+            SqlValue::Text("a".into()),
+            SqlValue::Integer(5),
+            SqlValue::Text("1".into())
+        ]]
+    );
+    for bad in [
+        "DELETE FROM events",
+        "UPDATE events SET cost = '0'",
+        "DROP TABLE events",
+        "INSERT INTO imports (source, imported_at, read, ingested, duplicates, quarantined, unpriced) VALUES ('x','y',0,0,0,0,0)",
+    ] {
+        assert!(l.query_sql(bad).is_err(), "{bad} must be refused");
+    }
+    assert_eq!(l.event_count().unwrap(), 1);
+}
+
+pub fn price_versions_are_recorded_once(l: &mut dyn Ledger) {
+    let rec = PriceVersionRecord {
+        version: "abc123abc123@-inf".into(),
+        provider: "openai".into(),
+        model: "gpt-4o".into(),
+        effective_from: None,
+        effective_to: Some("2026-07-16T00:00:00.000000Z".into()),
+        rate_json: "{\"input_per_mtok\":\"2.5\"}".into(),
+    };
+    for _ in 0..2 {
+        let mut w = l.writer().unwrap();
+        w.record_price_versions(std::slice::from_ref(&rec)).unwrap();
+        w.commit().unwrap();
+    }
+    let got = l
+        .price_versions(&["abc123abc123@-inf".into(), "missing@-inf".into()])
+        .unwrap();
+    assert_eq!(got, vec![rec]);
+}

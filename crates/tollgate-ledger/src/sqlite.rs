@@ -1,0 +1,830 @@
+//! The embedded ledger: one SQLite file (`ledger.sqlite` in the data directory) in WAL mode,
+//! so reports and `tollgate sql` read while the gateway or an import writes.
+//!
+//! Money is stored twice per event: `cost` as the exact decimal text and `cost_e12` as an
+//! integer in units of 1e-12 (what rollups sum). Unpriced events have both NULL, never 0.
+//! Events are guarded by triggers that refuse UPDATE and DELETE.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rust_decimal::Decimal;
+use tollgate_core::event::format_instant;
+use tollgate_core::money::{fmt_decimal, to_scaled_e12};
+use tollgate_core::{
+    Attribution, AttributionStatus, CostBreakdown, Currency, Pricing, PricingStatus, Usage,
+    UsageEvent,
+};
+
+use crate::{
+    AppendOutcome, Dim, ImportRecord, Ledger, LedgerError, LedgerWriter, PriceVersionRecord,
+    Result, SqlTable, SqlValue, SummaryQuery, SummaryRow, Totals,
+};
+
+/// File name of the ledger inside the data directory.
+pub const LEDGER_FILE: &str = "ledger.sqlite";
+
+/// Schema migrations, applied in order; each runs once, in a transaction.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "events, rollups, price versions, imports",
+    r#"
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    request_id TEXT,
+    attempt INTEGER NOT NULL,
+    parent_request_id TEXT,
+    occurred_at TEXT NOT NULL,
+    completed_at TEXT,
+    trace_id TEXT,
+    span_id TEXT,
+    session_id TEXT,
+    team_id TEXT,
+    cost_center TEXT,
+    service TEXT,
+    feature TEXT,
+    environment TEXT,
+    tenant_id TEXT,
+    user_id TEXT,
+    api_key_id TEXT,
+    region TEXT,
+    tags TEXT,
+    attribution_status TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model_requested TEXT,
+    model TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    service_tier TEXT,
+    status TEXT NOT NULL,
+    http_status INTEGER,
+    streamed INTEGER NOT NULL,
+    latency_ms INTEGER,
+    ttft_ms INTEGER,
+    input_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    cache_write_1h_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    units TEXT,
+    currency TEXT NOT NULL,
+    cost TEXT,
+    cost_e12 INTEGER,
+    cost_breakdown TEXT,
+    price_version TEXT,
+    pricing_status TEXT NOT NULL,
+    ingested_at TEXT NOT NULL
+);
+CREATE INDEX events_occurred_at ON events(occurred_at);
+CREATE TRIGGER events_immutable_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are immutable: record a correction instead'); END;
+CREATE TRIGGER events_immutable_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'events are immutable: record a correction instead'); END;
+
+CREATE TABLE rollups (
+    hour INTEGER NOT NULL,
+    team_id TEXT NOT NULL,
+    service TEXT NOT NULL,
+    feature TEXT NOT NULL,
+    model TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    cost_center TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    attribution_status TEXT NOT NULL,
+    pricing_status TEXT NOT NULL,
+    price_version TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    cache_write_1h_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_e12 INTEGER NOT NULL,
+    PRIMARY KEY (hour, team_id, service, feature, model, provider, tenant_id, environment,
+                 cost_center, currency, attribution_status, pricing_status, price_version)
+) WITHOUT ROWID;
+
+CREATE TABLE price_versions (
+    version TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    effective_from TEXT,
+    effective_to TEXT,
+    rate_json TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+
+CREATE TABLE imports (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    imported_at TEXT NOT NULL,
+    read INTEGER NOT NULL,
+    ingested INTEGER NOT NULL,
+    duplicates INTEGER NOT NULL,
+    quarantined INTEGER NOT NULL,
+    unpriced INTEGER NOT NULL
+);
+"#,
+)];
+
+/// The current schema version this build writes.
+pub fn schema_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// The embedded SQLite ledger.
+pub struct SqliteLedger {
+    conn: Connection,
+    path: PathBuf,
+    /// The clock for `ingested_at` / `recorded_at` (injected in tests).
+    now: fn() -> Timestamp,
+}
+
+const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (
+    event_id, request_id, attempt, parent_request_id, occurred_at, completed_at, trace_id,
+    span_id, session_id, team_id, cost_center, service, feature, environment, tenant_id,
+    user_id, api_key_id, region, tags, attribution_status, provider, model_requested, model,
+    operation, service_tier, status, http_status, streamed, latency_ms, ttft_ms, input_tokens,
+    cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens,
+    reasoning_tokens, units, currency, cost, cost_e12, cost_breakdown, price_version,
+    pricing_status, ingested_at)
+ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+  ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38,
+  ?39, ?40, ?41, ?42, ?43, ?44)";
+
+const UPSERT_ROLLUP: &str = "INSERT INTO rollups (hour, team_id, service, feature, model,
+    provider, tenant_id, environment, cost_center, currency, attribution_status, pricing_status,
+    price_version, requests, input_tokens, cache_read_tokens, cache_write_tokens,
+    cache_write_1h_tokens, output_tokens, reasoning_tokens, cost_e12)
+ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+  ?20, ?21)
+ ON CONFLICT DO UPDATE SET requests = requests + excluded.requests,
+    input_tokens = input_tokens + excluded.input_tokens,
+    cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+    cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+    cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
+    output_tokens = output_tokens + excluded.output_tokens,
+    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+    cost_e12 = cost_e12 + excluded.cost_e12";
+
+const SELECT_EVENT: &str = "SELECT event_id, request_id, attempt, parent_request_id,
+    occurred_at, completed_at, trace_id, span_id, session_id, team_id, cost_center, service,
+    feature, environment, tenant_id, user_id, api_key_id, region, tags, attribution_status,
+    provider, model_requested, model, operation, service_tier, status, http_status, streamed,
+    latency_ms, ttft_ms, input_tokens, cache_read_tokens, cache_write_tokens,
+    cache_write_1h_tokens, output_tokens, reasoning_tokens, units, currency, cost,
+    cost_breakdown, price_version, pricing_status FROM events";
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn json_map<'a>(it: impl Iterator<Item = (&'a str, String)>) -> String {
+    let mut s = String::from("{");
+    for (i, (k, v)) in it.enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        tollgate_core::event::push_json_str(&mut s, k);
+        s.push(':');
+        s.push_str(&v);
+    }
+    s.push('}');
+    s
+}
+
+fn quoted(v: &str) -> String {
+    let mut s = String::new();
+    tollgate_core::event::push_json_str(&mut s, v);
+    s
+}
+
+impl SqliteLedger {
+    /// Opens (creating if needed) the ledger in `data_dir`, applying pending migrations.
+    pub fn open(data_dir: &Path) -> Result<SqliteLedger> {
+        std::fs::create_dir_all(data_dir).map_err(|e| LedgerError::Open {
+            path: data_dir.display().to_string(),
+            message: format!("cannot create the data directory: {e}"),
+        })?;
+        let path = data_dir.join(LEDGER_FILE);
+        let conn = Connection::open(&path).map_err(|e| LedgerError::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "cache_size", -65536)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        let mut l = SqliteLedger {
+            conn,
+            path,
+            now: Timestamp::now,
+        };
+        l.migrate()?;
+        Ok(l)
+    }
+
+    /// Opens an existing ledger read-only (for `tollgate sql` and reports).
+    pub fn open_read_only(data_dir: &Path) -> Result<SqliteLedger> {
+        let path = data_dir.join(LEDGER_FILE);
+        if !path.exists() {
+            return Err(LedgerError::Open {
+                path: path.display().to_string(),
+                message: "no ledger here; ingest events first, or pass --data-dir".into(),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        let found: i64 = conn
+            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+            .unwrap_or(0);
+        if found > schema_version() {
+            return Err(LedgerError::SchemaTooNew {
+                found,
+                known: schema_version(),
+            });
+        }
+        Ok(SqliteLedger {
+            conn,
+            path,
+            now: Timestamp::now,
+        })
+    }
+
+    /// Replaces the clock used for `ingested_at` (tests).
+    pub fn with_clock(mut self, now: fn() -> Timestamp) -> Self {
+        self.now = now;
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        )?;
+        let current: i64 = self.conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )?;
+        if current > schema_version() {
+            return Err(LedgerError::SchemaTooNew {
+                found: current,
+                known: schema_version(),
+            });
+        }
+        for (version, description, sql) in MIGRATIONS {
+            if *version <= current {
+                continue;
+            }
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)",
+                params![version, description, format_instant((self.now)())],
+            )?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the rollups from the events (they are derived data).
+    pub fn rebuild_rollups(&mut self) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM rollups", [])?;
+        tx.execute(
+            &format!(
+                "INSERT INTO rollups SELECT CAST(strftime('%s', substr(occurred_at, 1, 13) || ':00:00Z') AS INTEGER), {}, COUNT(*),
+                 SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens),
+                 SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens),
+                 COALESCE(SUM(cost_e12), 0) FROM events GROUP BY 1, {}",
+                Dim::ALL.iter().map(|d| format!("COALESCE({}, '')", d.column())).collect::<Vec<_>>().join(", "),
+                (2..2 + Dim::ALL.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
+            ),
+            [],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn hour_of(t: Timestamp) -> i64 {
+    t.as_second().div_euclid(3600) * 3600
+}
+
+/// The write transaction of the SQLite ledger.
+pub struct SqliteWriter<'c> {
+    tx: rusqlite::Transaction<'c>,
+    now: String,
+}
+
+impl LedgerWriter for SqliteWriter<'_> {
+    fn append(&mut self, events: &[UsageEvent]) -> Result<AppendOutcome> {
+        let mut out = AppendOutcome::default();
+        let mut rollups: HashMap<(i64, [&str; 12]), Totals> = HashMap::new();
+        {
+            let mut stmt = self.tx.prepare_cached(INSERT_EVENT)?;
+            for e in events {
+                let a = &e.attribution;
+                let p = &e.pricing;
+                let cost_e12 = match p.cost {
+                    Some(c) => Some(
+                        i64::try_from(to_scaled_e12(c)?)
+                            .map_err(|_| LedgerError::Refused(format!("cost {c} of event {} is too large", e.event_id)))?,
+                    ),
+                    None => None,
+                };
+                let tags = (!a.tags.is_empty())
+                    .then(|| json_map(a.tags.iter().map(|(k, v)| (k.as_str(), quoted(v)))));
+                let units = (!e.usage.units.is_empty()).then(|| {
+                    json_map(e.usage.units.iter().map(|(k, v)| (k.as_str(), fmt_decimal(*v))))
+                });
+                let breakdown = p.cost.map(|_| {
+                    json_map(
+                        p.cost_breakdown
+                            .entries()
+                            .into_iter()
+                            .map(|(k, v)| (k, quoted(&fmt_decimal(v)))),
+                    )
+                });
+                let u = &e.usage;
+                let n = stmt.execute(params![
+                    e.event_id,
+                    e.request_id,
+                    e.attempt,
+                    e.parent_request_id,
+                    format_instant(e.occurred_at),
+                    e.completed_at.map(format_instant),
+                    e.trace_id,
+                    e.span_id,
+                    e.session_id,
+                    a.team_id,
+                    a.cost_center,
+                    a.service,
+                    a.feature,
+                    a.environment.map(|x| x.as_str()),
+                    a.tenant_id,
+                    a.user_id,
+                    a.api_key_id,
+                    a.region,
+                    tags,
+                    e.attribution_status.as_str(),
+                    e.provider,
+                    e.model_requested,
+                    e.model,
+                    e.operation.as_str(),
+                    e.service_tier,
+                    e.status.as_str(),
+                    e.http_status,
+                    e.streamed,
+                    e.latency_ms.map(i64_of),
+                    e.ttft_ms.map(i64_of),
+                    i64_of(u.input_tokens),
+                    i64_of(u.cache_read_tokens),
+                    i64_of(u.cache_write_tokens),
+                    i64_of(u.cache_write_1h_tokens),
+                    i64_of(u.output_tokens),
+                    i64_of(u.reasoning_tokens),
+                    units,
+                    p.currency.as_str(),
+                    p.cost.map(fmt_decimal),
+                    cost_e12,
+                    breakdown,
+                    p.price_version,
+                    p.pricing_status.as_str(),
+                    self.now,
+                ])?;
+                if n == 0 {
+                    out.duplicates += 1;
+                    continue;
+                }
+                out.inserted += 1;
+                let key = (
+                    hour_of(e.occurred_at),
+                    [
+                        a.team_id.as_deref().unwrap_or(""),
+                        a.service.as_deref().unwrap_or(""),
+                        a.feature.as_deref().unwrap_or(""),
+                        e.model.as_str(),
+                        e.provider.as_str(),
+                        a.tenant_id.as_deref().unwrap_or(""),
+                        a.environment.map_or("", |x| x.as_str()),
+                        a.cost_center.as_deref().unwrap_or(""),
+                        p.currency.as_str(),
+                        e.attribution_status.as_str(),
+                        p.pricing_status.as_str(),
+                        p.price_version.as_deref().unwrap_or(""),
+                    ],
+                );
+                rollups.entry(key).or_default().add_event(e)?;
+            }
+        }
+        let mut up = self.tx.prepare_cached(UPSERT_ROLLUP)?;
+        for ((hour, k), t) in rollups {
+            let cost = i64::try_from(t.cost_e12)
+                .map_err(|_| LedgerError::Refused("rollup cost out of range".into()))?;
+            up.execute(params![
+                hour,
+                k[0],
+                k[1],
+                k[2],
+                k[3],
+                k[4],
+                k[5],
+                k[6],
+                k[7],
+                k[8],
+                k[9],
+                k[10],
+                k[11],
+                i64_of(t.requests),
+                i64_of(t.input_tokens),
+                i64_of(t.cache_read_tokens),
+                i64_of(t.cache_write_tokens),
+                i64_of(t.cache_write_1h_tokens),
+                i64_of(t.output_tokens),
+                i64_of(t.reasoning_tokens),
+                cost,
+            ])?;
+        }
+        Ok(out)
+    }
+
+    fn record_price_versions(&mut self, versions: &[PriceVersionRecord]) -> Result<()> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT OR IGNORE INTO price_versions (version, provider, model, effective_from,
+             effective_to, rate_json, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for v in versions {
+            stmt.execute(params![
+                v.version,
+                v.provider,
+                v.model,
+                v.effective_from,
+                v.effective_to,
+                v.rate_json,
+                self.now
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn record_import(&mut self, r: &ImportRecord) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO imports (source, imported_at, read, ingested, duplicates, quarantined, unpriced)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                r.source,
+                self.now,
+                i64_of(r.read),
+                i64_of(r.ingested),
+                i64_of(r.duplicates),
+                i64_of(r.quarantined),
+                i64_of(r.unpriced)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit()?;
+        Ok(())
+    }
+}
+
+fn opt_str(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    r.get::<_, Option<String>>(i)
+}
+
+fn parse_ts(s: &str) -> Result<Timestamp> {
+    s.parse()
+        .map_err(|_| LedgerError::Corrupt(format!("bad stored instant {s:?}")))
+}
+
+fn corrupt(what: &str, v: &str) -> LedgerError {
+    LedgerError::Corrupt(format!("bad stored {what} {v:?}"))
+}
+
+fn parse_json_decimals(s: &str, what: &str) -> Result<Vec<(String, Decimal)>> {
+    let v: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(s).map_err(|_| corrupt(what, s))?;
+    v.into_iter()
+        .map(|(k, val)| {
+            let text = match &val {
+                serde_json::Value::String(t) => t.clone(),
+                other => other.to_string(),
+            };
+            Decimal::from_str_exact(&text)
+                .map(|d| (k, d))
+                .map_err(|_| corrupt(what, s))
+        })
+        .collect()
+}
+
+fn row_to_event(r: &rusqlite::Row<'_>) -> Result<UsageEvent> {
+    let g = |i: usize| opt_str(r, i);
+    let occurred: String = r.get(4)?;
+    let tags = match g(18)? {
+        Some(t) => serde_json::from_str(&t).map_err(|_| corrupt("tags", &t))?,
+        None => Default::default(),
+    };
+    let units = match g(36)? {
+        Some(t) => parse_json_decimals(&t, "units")?.into_iter().collect(),
+        None => Default::default(),
+    };
+    let mut cb = CostBreakdown::default();
+    if let Some(t) = g(39)? {
+        for (k, v) in parse_json_decimals(&t, "cost_breakdown")? {
+            match k.as_str() {
+                "input" => cb.input = v,
+                "cache_read" => cb.cache_read = v,
+                "cache_write" => cb.cache_write = v,
+                "cache_write_1h" => cb.cache_write_1h = v,
+                "output" => cb.output = v,
+                _ => {
+                    cb.units.insert(k, v);
+                }
+            }
+        }
+    }
+    let vocab = |i: usize| -> Result<String> { Ok(r.get::<_, String>(i)?) };
+    let env = match g(13)? {
+        Some(s) => Some(s.parse().map_err(|_| corrupt("environment", &s))?),
+        None => None,
+    };
+    let as_u64 = |i: usize| -> Result<u64> {
+        let v: i64 = r.get(i)?;
+        u64::try_from(v).map_err(|_| corrupt("count", &v.to_string()))
+    };
+    let opt_u64 = |i: usize| -> Result<Option<u64>> {
+        Ok(r.get::<_, Option<i64>>(i)?.and_then(|v| u64::try_from(v).ok()))
+    };
+    let cost = match g(38)? {
+        Some(c) => Some(Decimal::from_str_exact(&c).map_err(|_| corrupt("cost", &c))?),
+        None => None,
+    };
+    let cur: String = r.get(37)?;
+    Ok(UsageEvent {
+        event_id: r.get(0)?,
+        request_id: g(1)?,
+        attempt: r.get(2)?,
+        parent_request_id: g(3)?,
+        occurred_at: parse_ts(&occurred)?,
+        completed_at: g(5)?.map(|s| parse_ts(&s)).transpose()?,
+        trace_id: g(6)?,
+        span_id: g(7)?,
+        session_id: g(8)?,
+        attribution: Attribution {
+            team_id: g(9)?,
+            cost_center: g(10)?,
+            service: g(11)?,
+            feature: g(12)?,
+            environment: env,
+            tenant_id: g(14)?,
+            user_id: g(15)?,
+            api_key_id: g(16)?,
+            region: g(17)?,
+            tags,
+        },
+        attribution_status: {
+            let s = vocab(19)?;
+            s.parse::<AttributionStatus>().map_err(|_| corrupt("attribution_status", &s))?
+        },
+        provider: r.get(20)?,
+        model_requested: g(21)?,
+        model: r.get(22)?,
+        operation: {
+            let s = vocab(23)?;
+            s.parse().map_err(|_| corrupt("operation", &s))?
+        },
+        service_tier: g(24)?,
+        status: {
+            let s = vocab(25)?;
+            s.parse().map_err(|_| corrupt("status", &s))?
+        },
+        http_status: r.get(26)?,
+        streamed: r.get(27)?,
+        latency_ms: opt_u64(28)?,
+        ttft_ms: opt_u64(29)?,
+        usage: Usage {
+            input_tokens: as_u64(30)?,
+            cache_read_tokens: as_u64(31)?,
+            cache_write_tokens: as_u64(32)?,
+            cache_write_1h_tokens: as_u64(33)?,
+            output_tokens: as_u64(34)?,
+            reasoning_tokens: as_u64(35)?,
+            units,
+        },
+        pricing: Pricing {
+            currency: Currency::parse(&cur).map_err(|_| corrupt("currency", &cur))?,
+            cost,
+            cost_breakdown: cb,
+            price_version: g(40)?,
+            pricing_status: {
+                let s = vocab(41)?;
+                s.parse::<PricingStatus>().map_err(|_| corrupt("pricing_status", &s))?
+            },
+        },
+    })
+}
+
+/// Reads grouped totals; the SQL must select the group columns, then the 8 totals.
+fn read_grouped(
+    conn: &Connection,
+    sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+    ndims: usize,
+    acc: &mut HashMap<Vec<String>, Totals>,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    while let Some(r) = rows.next()? {
+        let mut keys = Vec::with_capacity(ndims);
+        for i in 0..ndims {
+            keys.push(r.get::<_, String>(i)?);
+        }
+        let n = |i: usize| -> Result<u64> {
+            let v: i64 = r.get(ndims + i)?;
+            u64::try_from(v).map_err(|_| corrupt("total", &v.to_string()))
+        };
+        let t = Totals {
+            requests: n(0)?,
+            input_tokens: n(1)?,
+            cache_read_tokens: n(2)?,
+            cache_write_tokens: n(3)?,
+            cache_write_1h_tokens: n(4)?,
+            output_tokens: n(5)?,
+            reasoning_tokens: n(6)?,
+            cost_e12: i128::from(r.get::<_, i64>(ndims + 7)?),
+        };
+        acc.entry(keys).or_default().add(&t);
+    }
+    Ok(())
+}
+
+impl Ledger for SqliteLedger {
+    fn writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>> {
+        let now = format_instant((self.now)());
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        Ok(Box::new(SqliteWriter { tx, now }))
+    }
+
+    fn summarize(&self, q: &SummaryQuery) -> Result<Vec<SummaryRow>> {
+        let mut acc: HashMap<Vec<String>, Totals> = HashMap::new();
+        let nd = q.group_by.len();
+        if q.end > q.start {
+            let cols: Vec<String> = q
+                .group_by
+                .iter()
+                .map(|d| format!("COALESCE({}, '')", d.column()))
+                .collect();
+            let sel = if cols.is_empty() { String::new() } else { format!("{}, ", cols.join(", ")) };
+            let grp_extra = if cols.is_empty() { String::new() } else { format!(", {}", (1..=nd).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")) };
+            // Whole hours from rollups, per day so that no SQL sum can overflow.
+            // First whole hour at or after `start`.
+            let s0 = q.start.as_second();
+            let on_hour = s0.rem_euclid(3600) == 0 && q.start.subsec_nanosecond() == 0;
+            let h0 = s0.div_euclid(3600) * 3600 + if on_hour { 0 } else { 3600 };
+            let h1 = q.end.as_second().div_euclid(3600) * 3600;
+            let totals = "SUM(requests), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_e12)";
+            if h0 < h1 {
+                let sql = format!(
+                    "SELECT {sel}{totals} FROM rollups WHERE hour >= ?1 AND hour < ?2 GROUP BY hour / 86400{grp_extra}"
+                );
+                read_grouped(&self.conn, &sql, &[&h0, &h1], nd, &mut acc)?;
+                let ev = format!(
+                    "SELECT {sel}COUNT(*), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), COALESCE(SUM(cost_e12), 0) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2{}",
+                    if cols.is_empty() { String::new() } else { format!(" GROUP BY {}", (1..=nd).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")) }
+                );
+                let edges = [
+                    (q.start, Timestamp::from_second(h0).map_err(|e| LedgerError::Corrupt(e.to_string()))?),
+                    (Timestamp::from_second(h1).map_err(|e| LedgerError::Corrupt(e.to_string()))?, q.end),
+                ];
+                for (a, b) in edges {
+                    if a < b {
+                        read_grouped(&self.conn, &ev, &[&format_instant(a), &format_instant(b)], nd, &mut acc)?;
+                    }
+                }
+            } else {
+                let ev = format!(
+                    "SELECT {sel}COUNT(*), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), COALESCE(SUM(cost_e12), 0) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2{}",
+                    if cols.is_empty() { String::new() } else { format!(" GROUP BY {}", (1..=nd).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")) }
+                );
+                read_grouped(&self.conn, &ev, &[&format_instant(q.start), &format_instant(q.end)], nd, &mut acc)?;
+            }
+        }
+        let mut rows: Vec<SummaryRow> = acc
+            .into_iter()
+            .filter(|(_, t)| t.requests > 0)
+            .map(|(keys, totals)| SummaryRow { keys, totals })
+            .collect();
+        rows.sort_by(|a, b| a.keys.cmp(&b.keys));
+        Ok(rows)
+    }
+
+    fn event_count(&self) -> Result<u64> {
+        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn get_event(&self, event_id: &str) -> Result<Option<UsageEvent>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("{SELECT_EVENT} WHERE event_id = ?1"))?;
+        let id = event_id.to_ascii_lowercase();
+        let row = stmt
+            .query_row([&id], |r| Ok(row_to_event(r)))
+            .optional()?;
+        row.transpose()
+    }
+
+    fn scan_events(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        f: &mut dyn FnMut(UsageEvent) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{SELECT_EVENT} WHERE occurred_at >= ?1 AND occurred_at < ?2 ORDER BY occurred_at, seq"
+        ))?;
+        let mut rows = stmt.query([format_instant(start), format_instant(end)])?;
+        while let Some(r) = rows.next()? {
+            f(row_to_event(r)?)?;
+        }
+        Ok(())
+    }
+
+    fn price_versions(&self, ids: &[String]) -> Result<Vec<PriceVersionRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT version, provider, model, effective_from, effective_to, rate_json
+             FROM price_versions WHERE version = ?1",
+        )?;
+        let mut out = Vec::new();
+        for id in ids {
+            let rec = stmt
+                .query_row([id], |r| {
+                    Ok(PriceVersionRecord {
+                        version: r.get(0)?,
+                        provider: r.get(1)?,
+                        model: r.get(2)?,
+                        effective_from: r.get(3)?,
+                        effective_to: r.get(4)?,
+                        rate_json: r.get(5)?,
+                    })
+                })
+                .optional()?;
+            out.extend(rec);
+        }
+        Ok(out)
+    }
+
+    fn query_sql(&self, sql: &str) -> Result<SqlTable> {
+        let stmt_result = self.conn.prepare(sql);
+        let mut stmt = stmt_result?;
+        if !stmt.readonly() {
+            return Err(LedgerError::Refused(
+                "only read-only statements (SELECT, WITH ... SELECT, read-only PRAGMA) are allowed; the ledger is append-only".into(),
+            ));
+        }
+        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let n = columns.len();
+        let mut rows_out = Vec::new();
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let mut row = Vec::with_capacity(n);
+            for i in 0..n {
+                row.push(match r.get_ref(i)? {
+                    ValueRef::Null => SqlValue::Null,
+                    ValueRef::Integer(v) => SqlValue::Integer(v),
+                    ValueRef::Real(v) => SqlValue::Real(v.to_string()),
+                    ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
+                });
+            }
+            rows_out.push(row);
+        }
+        Ok(SqlTable {
+            columns,
+            rows: rows_out,
+        })
+    }
+}
