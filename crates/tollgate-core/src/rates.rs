@@ -633,6 +633,7 @@ pub struct Quote {
 pub struct Pricer {
     books: Vec<RateBook>,
     cache: RwLock<HashMap<(String, String), Option<(usize, usize)>>>,
+    by_version: HashMap<String, (usize, usize)>,
 }
 
 /// A resolved model: which book and which model within its provider.
@@ -644,10 +645,58 @@ pub struct ModelRef {
 
 impl Pricer {
     pub fn new(books: Vec<RateBook>) -> Pricer {
+        let mut by_version = HashMap::new();
+        for (b, book) in books.iter().enumerate() {
+            for (i, r) in book.rates.iter().enumerate() {
+                by_version.entry(r.version.clone()).or_insert((b, i));
+            }
+        }
         Pricer {
             books,
             cache: RwLock::new(HashMap::new()),
+            by_version,
         }
+    }
+
+    /// The rate with this version id, from any book.
+    pub fn rate_by_version(&self, version: &str) -> Option<&Rate> {
+        self.by_version
+            .get(version)
+            .map(|&(b, i)| &self.books[b].rates[i])
+    }
+
+    /// Every rate that `(provider, model)` resolves to, per book (highest priority first),
+    /// in effective order: the model's price history.
+    pub fn history(&self, provider: &str, model: &str) -> Vec<(&RateBook, Vec<&Rate>)> {
+        self.candidates(provider, model)
+            .into_iter()
+            .map(|r| {
+                let book = &self.books[r.book];
+                let rates = self
+                    .periods(r, provider)
+                    .iter()
+                    .map(|&i| &book.rates[i])
+                    .collect();
+                (book, rates)
+            })
+            .collect()
+    }
+
+    /// Providers that have a model answering to `model`.
+    pub fn providers_of(&self, model: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .books
+            .iter()
+            .flat_map(|b| {
+                b.providers
+                    .iter()
+                    .filter(|(p, _)| b.resolve(p, model).is_some())
+                    .map(|(p, _)| p.clone())
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The shipped catalog alone.

@@ -1,1 +1,162 @@
-fn main() {}
+//! # tollgate
+//!
+//! The `tollgate` binary: command line, configuration and wiring over the library crates
+//! (`tollgate-core` for the domain, `tollgate-ledger` for storage, `tollgate-finance` for report
+//! models, `tollgate-render` for output). Commands are documented in `docs/cli.md`.
+//!
+//! Conventions: every command that touches the ledger takes the global `--data-dir`
+//! (env `TOLLGATE_DATA_DIR`); data-producing commands take `--format` and `--out`; errors go
+//! to stderr as `error: ...` with their cause chain and a non-zero exit code; output files are
+//! written atomically (a temporary file renamed into place), so a failed command leaves none.
+
+mod cmd_demo;
+mod cmd_ingest;
+mod cmd_prices;
+mod cmd_report;
+mod cmd_sql;
+mod config;
+mod demo_data;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// Tollgate: who spent what on LLM calls, exactly.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Ledger directory (holds ledger.sqlite).
+    #[arg(long, global = true, env = "TOLLGATE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "TOLLGATE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Local rate overrides (TOML rate format); repeatable; win over the shipped catalog.
+    #[arg(long = "prices", global = true, value_name = "FILE")]
+    prices: Vec<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a realistic month of traffic into ./tollgate-demo and show what Tollgate makes of it.
+    Demo(cmd_demo::DemoArgs),
+    /// Price one usage at an instant.
+    Price(cmd_prices::PriceArgs),
+    /// Inspect the rate tables in force.
+    Prices {
+        #[command(subcommand)]
+        command: cmd_prices::PricesCommand,
+    },
+    /// Import data into the ledger.
+    Ingest {
+        #[command(subcommand)]
+        command: cmd_ingest::IngestCommand,
+    },
+    /// Reports over the ledger.
+    Report {
+        #[command(subcommand)]
+        command: cmd_report::ReportCommand,
+    },
+    /// Read-only SQL over the ledger.
+    Sql(cmd_sql::SqlArgs),
+    /// Configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration (and the rate files it names) without starting anything.
+    Check,
+}
+
+/// Resolved global context shared by commands.
+pub struct Ctx {
+    pub config: Config,
+    pub data_dir: PathBuf,
+    pub price_files: Vec<PathBuf>,
+}
+
+impl Ctx {
+    fn new(cli: &Cli) -> Result<Ctx> {
+        let config = match &cli.config {
+            Some(p) => Config::load(p)?,
+            None => Config::defaults(),
+        };
+        let data_dir = cli
+            .data_dir
+            .clone()
+            .or_else(|| config.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("tollgate-data"));
+        // Flags first: they win over overrides named in the config.
+        let mut price_files = cli.prices.clone();
+        price_files.extend(config.price_overrides.iter().cloned());
+        Ok(Ctx {
+            config,
+            data_dir,
+            price_files,
+        })
+    }
+
+    /// The pricer: override files (flag order, then config order), then the shipped catalog.
+    pub fn pricer(&self) -> Result<tollgate_core::Pricer> {
+        cmd_prices::load_pricer(&self.price_files)
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let ctx = Ctx::new(&cli)?;
+    match cli.command {
+        Command::Demo(a) => cmd_demo::run(&ctx, &a),
+        Command::Price(a) => cmd_prices::price(&ctx, &a),
+        Command::Prices { command } => cmd_prices::prices(&ctx, &command),
+        Command::Ingest { command } => cmd_ingest::run(&ctx, &command),
+        Command::Report { command } => cmd_report::run(&ctx, &command),
+        Command::Sql(a) => cmd_sql::run(&ctx, &a),
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let pricer = ctx.pricer()?;
+            println!(
+                "config ok: {}",
+                ctx.config
+                    .path
+                    .as_ref()
+                    .map_or("(no file: defaults)".to_string(), |p| p.display().to_string())
+            );
+            println!("  data dir: {}", ctx.data_dir.display());
+            println!("  reporting time zone: {}", ctx.config.timezone);
+            for b in pricer.books() {
+                println!("  rates: {} ({} entries)", b.name(), b.rates().len());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Broken pipe (`tollgate ... | head`) is not an error worth a message.
+            if e
+                .chain()
+                .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `tollgate demo`: a realistic, deterministic month of traffic written into a fresh ledger
+//! under `./tollgate-demo/`, then everything Tollgate can make of it so far.
+
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use jiff::Timestamp;
+
+use crate::Ctx;
+use crate::cmd_ingest::{InputFormat, ingest, print_summary};
+use crate::cmd_report::{SummaryArgs, build_summary, summary_table, write_summary};
+use crate::demo_data::{DemoGenerator, demo_price_overrides};
+use crate::output::{Format, write_atomic};
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Where the demo writes its ledger, events and reports (recreated on every run).
+    #[arg(long, default_value = "tollgate-demo")]
+    dir: PathBuf,
+    /// The demo month.
+    #[arg(long, default_value = "2026-10")]
+    month: String,
+    /// How many events to generate.
+    #[arg(long, default_value_t = 60_000)]
+    events: u64,
+    /// Seed of the deterministic generator.
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
+}
+
+/// Files of an earlier demo run that a new run replaces.
+const OWNED: &[&str] = &[
+    "ledger.sqlite",
+    "ledger.sqlite-wal",
+    "ledger.sqlite-shm",
+    "events.jsonl",
+    "demo-prices.toml",
+];
+
+fn fresh_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for f in OWNED {
+        let p = dir.join(f);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+        }
+    }
+    let reports = dir.join("reports");
+    if reports.exists() {
+        std::fs::remove_dir_all(&reports)
+            .with_context(|| format!("cannot remove {}", reports.display()))?;
+    }
+    Ok(())
+}
+
+pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
+    let period = tollgate_core::Period::parse(&a.month, "UTC")
+        .map_err(|e| anyhow::anyhow!("--month: {e}"))?;
+    fresh_dir(&a.dir)?;
+    let dir = &a.dir;
+
+    // 1. The negotiated rates (a price change on the 16th) as a local override file.
+    let prices_path = dir.join("demo-prices.toml");
+    write_atomic(&prices_path, demo_price_overrides(&period).as_bytes())?;
+
+    // 2. A month of traffic in the import format.
+    let events_path = dir.join("events.jsonl");
+    {
+        let f = std::fs::File::create(&events_path)
+            .with_context(|| format!("cannot create {}", events_path.display()))?;
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        let mut line = String::with_capacity(1024);
+        for ev in DemoGenerator::new(a.seed, &period, a.events) {
+            line.clear();
+            ev.write_json(&mut line);
+            line.push('\n');
+            w.write_all(line.as_bytes())?;
+        }
+        w.flush()?;
+    }
+
+    // 3. Ingest it, priced against the overrides and the shipped catalog.
+    let mut files = vec![prices_path.clone()];
+    files.extend(ctx.price_files.iter().cloned());
+    let pricer = crate::cmd_prices::load_pricer(&files)?;
+    let demo_ctx = Ctx {
+        config: ctx.config.clone(),
+        data_dir: dir.clone(),
+        price_files: files,
+    };
+    let mut ledger = tollgate_ledger::sqlite::SqliteLedger::open(dir)?;
+    let input = Box::new(BufReader::new(std::fs::File::open(&events_path)?));
+    println!("== Ingest {} ==", events_path.display());
+    let s = ingest(
+        &mut ledger,
+        &pricer,
+        &events_path.display().to_string(),
+        input,
+        InputFormat::Jsonl,
+        None,
+        false,
+    )?;
+    drop(ledger);
+    print_summary(&s, Format::Table)?;
+
+    // 4. Reports.
+    let reports = dir.join("reports");
+    let now = Timestamp::now();
+    let args = |by: &str| SummaryArgs {
+        period: a.month.clone(),
+        tz: Some("UTC".into()),
+        by: by.into(),
+        currency: None,
+        fx_rate: None,
+        format: Format::Table,
+        out: None,
+    };
+    let main = build_summary(&demo_ctx, &args("team,service,model,provider"), now)?;
+    let mut written = Vec::new();
+    for (fmt, ext) in [
+        (Format::Table, "txt"),
+        (Format::Csv, "csv"),
+        (Format::Json, "json"),
+        (Format::Xlsx, "xlsx"),
+    ] {
+        let p = reports.join(format!("summary.{ext}"));
+        write_summary(&main, fmt, Some(&p))?;
+        written.push(p);
+    }
+    let by_tenant = build_summary(&demo_ctx, &args("tenant,feature"), now)?;
+    let p = reports.join("summary-by-tenant.txt");
+    write_summary(&by_tenant, Format::Table, Some(&p))?;
+    written.push(p);
+    let kzt = SummaryArgs {
+        currency: Some("KZT".into()),
+        fx_rate: Some("510.25".into()),
+        tz: Some("Asia/Almaty".into()),
+        ..args("team")
+    };
+    let in_kzt = build_summary(&demo_ctx, &kzt, now)?;
+    let p = reports.join("summary-by-team-kzt-almaty.txt");
+    write_summary(&in_kzt, Format::Table, Some(&p))?;
+    written.push(p);
+
+    println!();
+    println!("== Monthly summary ({}) ==", period.label());
+    print!("{}", tollgate_render::text(&summary_table(&main)));
+    println!();
+    println!("== Where the outputs are ==");
+    println!("  ledger (SQLite, WAL):   {}", dir.join("ledger.sqlite").display());
+    println!("  generated events:       {}", events_path.display());
+    println!("  negotiated rates:       {}", prices_path.display());
+    for p in &written {
+        println!("  report:                 {}", p.display());
+    }
+    println!();
+    println!("== Try ==");
+    let d = dir.display();
+    println!("  tollgate --data-dir {d} report summary --period {} --by feature", period.label());
+    println!("  tollgate --data-dir {d} sql \"SELECT model, COUNT(*), SUM(cost_e12)/1e12 AS usd FROM events GROUP BY model\"");
+    println!("  tollgate price --provider openai --model gpt-4o --input-tokens 2200 --cache-read-tokens 1200 --output-tokens 620");
+    println!("  tollgate prices show claude-sonnet-4-5 --prices {}", prices_path.display());
+    Ok(())
+}

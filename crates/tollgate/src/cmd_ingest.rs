@@ -1,0 +1,445 @@
+//! `tollgate ingest events FILE`: validate, price and append usage events, all or nothing.
+//!
+//! One reader thread parses, validates and prices records; the calling thread appends them
+//! in batches inside one ledger transaction, committed only when the whole file is good. The
+//! first bad record aborts the import with `FILE:LINE: FIELD: problem` and nothing is written.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use tollgate_core::event::{FieldError, RawDecimal, RawEvent, parse_json_event};
+use tollgate_core::{AttributionStatus, Pricer, PricingStatus, UsageEvent};
+use tollgate_ledger::sqlite::SqliteLedger;
+use tollgate_ledger::{ImportRecord, Ledger, PriceVersionRecord};
+use tollgate_render::{Cell, Table};
+
+use crate::Ctx;
+use crate::output::Format;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum IngestCommand {
+    /// Import usage events from JSONL or CSV (canonical field names); `-` reads stdin.
+    Events(EventsArgs),
+}
+
+/// Input file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    /// The file to import, or `-` for stdin.
+    file: String,
+    /// Input format; default from the file extension (.csv is CSV, anything else JSONL).
+    #[arg(long, value_enum)]
+    input_format: Option<InputFormat>,
+    /// Summary format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+/// What an import did. Quarantined and unpriced count the records read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    pub read: u64,
+    pub ingested: u64,
+    pub duplicates: u64,
+    pub quarantined: u64,
+    pub unpriced: u64,
+    /// Why events are unpriced, with counts.
+    pub unpriced_reasons: BTreeMap<String, u64>,
+}
+
+struct Batch {
+    events: Vec<UsageEvent>,
+    versions: BTreeSet<String>,
+    quarantined: u64,
+    unpriced: u64,
+    reasons: BTreeMap<String, u64>,
+}
+
+const BATCH: usize = 8192;
+
+/// Reads records, validates and prices them, and hands batches to `sink`.
+fn produce(
+    source: &str,
+    input: Box<dyn BufRead + Send + '_>,
+    fmt: InputFormat,
+    pricer: &Pricer,
+    bytes_read: &AtomicU64,
+    sink: &std::sync::mpsc::SyncSender<Result<Batch>>,
+) -> Result<()> {
+    let mut batch = new_batch();
+    let handle = |ev: Result<UsageEvent, FieldError>, line: u64, batch: &mut Batch| -> Result<bool> {
+        let mut ev = ev.map_err(|e| anyhow::anyhow!("{source}:{line}: {e}"))?;
+        if let Err(reason) = pricer.price_event(&mut ev) {
+            batch.unpriced += 1;
+            *batch.reasons.entry(reason.to_string()).or_default() += 1;
+        } else if ev.pricing.pricing_status == PricingStatus::Unpriced {
+            batch.unpriced += 1;
+        }
+        if let Some(v) = &ev.pricing.price_version {
+            if !batch.versions.contains(v) {
+                batch.versions.insert(v.clone());
+            }
+        }
+        if ev.attribution_status == AttributionStatus::Quarantined {
+            batch.quarantined += 1;
+        }
+        batch.events.push(ev);
+        if batch.events.len() >= BATCH {
+            let full = std::mem::replace(batch, new_batch());
+            if sink.send(Ok(full)).is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    match fmt {
+        InputFormat::Jsonl => {
+            let mut input = input;
+            let mut line = String::new();
+            let mut n: u64 = 0;
+            loop {
+                line.clear();
+                let got = input
+                    .read_line(&mut line)
+                    .with_context(|| format!("{source}:{}: cannot read", n + 1))?;
+                if got == 0 {
+                    break;
+                }
+                n += 1;
+                bytes_read.fetch_add(got as u64, Ordering::Relaxed);
+                let t = line.trim();
+                if t.is_empty() {
+                    continue;
+                }
+                if !handle(parse_json_event(t), n, &mut batch)? {
+                    return Ok(());
+                }
+            }
+        }
+        InputFormat::Csv => {
+            let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(input);
+            let headers = rdr
+                .headers()
+                .with_context(|| format!("{source}:1: cannot read the CSV header"))?
+                .clone();
+            for h in headers.iter() {
+                if !tollgate_core::event::FIELDS.contains(&h) {
+                    bail!("{source}:1: {h}: unknown column; the canonical field names are in docs/event-format.md");
+                }
+            }
+            let mut rec = csv::StringRecord::new();
+            loop {
+                let more = rdr.read_record(&mut rec).map_err(|e| {
+                    let line = e.position().map_or(0, |p| p.line());
+                    anyhow::anyhow!("{source}:{line}: (record): {e}")
+                })?;
+                if !more {
+                    break;
+                }
+                let line = rec.position().map_or(0, |p| p.line());
+                bytes_read.store(rec.position().map_or(0, |p| p.byte()), Ordering::Relaxed);
+                if !handle(csv_event(&headers, &rec), line, &mut batch)? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    if !batch.events.is_empty() || !batch.versions.is_empty() {
+        let _ = sink.send(Ok(batch));
+    }
+    Ok(())
+}
+
+fn new_batch() -> Batch {
+    Batch {
+        events: Vec::with_capacity(BATCH),
+        versions: BTreeSet::new(),
+        quarantined: 0,
+        unpriced: 0,
+        reasons: BTreeMap::new(),
+    }
+}
+
+fn kv_map(field: &str, s: &str) -> Result<Vec<(String, String)>, FieldError> {
+    if s.trim_start().starts_with('{') {
+        let m: serde_json::Map<String, serde_json::Value> = serde_json::from_str(s)
+            .map_err(|e| FieldError::new(field, format!("not a JSON object: {e}")))?;
+        return Ok(m
+            .into_iter()
+            .map(|(k, v)| {
+                let t = match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, t)
+            })
+            .collect());
+    }
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| FieldError::new(field, format!("{p:?} is not key=value (write k=v,k=v)")))
+        })
+        .collect()
+}
+
+fn csv_num<T: std::str::FromStr>(field: &str, v: &str) -> Result<Option<T>, FieldError> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.parse::<T>().map(Some).map_err(|_| {
+        let msg = if v.starts_with('-') {
+            "must not be negative".to_string()
+        } else {
+            format!("{v:?} is not a whole number")
+        };
+        FieldError::new(field, msg)
+    })
+}
+
+/// Builds and validates an event from one CSV record (header = canonical field names).
+fn csv_event(headers: &csv::StringRecord, rec: &csv::StringRecord) -> Result<UsageEvent, FieldError> {
+    let mut r = RawEvent::default();
+    for (h, v) in headers.iter().zip(rec.iter()) {
+        let s = || (!v.is_empty()).then(|| Cow::Owned(v.to_string()));
+        match h {
+            "event_id" => r.event_id = s(),
+            "request_id" => r.request_id = s(),
+            "attempt" => r.attempt = csv_num(h, v)?,
+            "parent_request_id" => r.parent_request_id = s(),
+            "occurred_at" => r.occurred_at = s(),
+            "completed_at" => r.completed_at = s(),
+            "trace_id" => r.trace_id = s(),
+            "span_id" => r.span_id = s(),
+            "session_id" => r.session_id = s(),
+            "team_id" => r.team_id = s(),
+            "cost_center" => r.cost_center = s(),
+            "service" => r.service = s(),
+            "feature" => r.feature = s(),
+            "environment" => r.environment = s(),
+            "tenant_id" => r.tenant_id = s(),
+            "user_id" => r.user_id = s(),
+            "api_key_id" => r.api_key_id = s(),
+            "region" => r.region = s(),
+            "tags" => {
+                if !v.is_empty() {
+                    r.tags = Some(
+                        kv_map(h, v)?
+                            .into_iter()
+                            .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)))
+                            .collect(),
+                    );
+                }
+            }
+            "attribution_status" => r.attribution_status = s(),
+            "provider" => r.provider = s(),
+            "model_requested" => r.model_requested = s(),
+            "model" => r.model = s(),
+            "operation" => r.operation = s(),
+            "service_tier" => r.service_tier = s(),
+            "status" => r.status = s(),
+            "http_status" => r.http_status = csv_num(h, v)?,
+            "streamed" => {
+                r.streamed = match v {
+                    "" => None,
+                    "true" | "1" => Some(true),
+                    "false" | "0" => Some(false),
+                    other => return Err(FieldError::new(h, format!("{other:?} is not true or false"))),
+                }
+            }
+            "latency_ms" => r.latency_ms = csv_num(h, v)?,
+            "ttft_ms" => r.ttft_ms = csv_num(h, v)?,
+            "input_tokens" => r.input_tokens = csv_num(h, v)?,
+            "cache_read_tokens" => r.cache_read_tokens = csv_num(h, v)?,
+            "cache_write_tokens" => r.cache_write_tokens = csv_num(h, v)?,
+            "cache_write_1h_tokens" => r.cache_write_1h_tokens = csv_num(h, v)?,
+            "output_tokens" => r.output_tokens = csv_num(h, v)?,
+            "reasoning_tokens" => r.reasoning_tokens = csv_num(h, v)?,
+            "units" | "cost_breakdown" => {
+                if !v.is_empty() {
+                    let m = kv_map(h, v)?
+                        .into_iter()
+                        .map(|(k, v)| (Cow::Owned(k), RawDecimal::Text(Cow::Owned(v))))
+                        .collect();
+                    if h == "units" {
+                        r.units = Some(m);
+                    } else {
+                        r.cost_breakdown = Some(m);
+                    }
+                }
+            }
+            "currency" => r.currency = s(),
+            "cost" => r.cost = s().map(RawDecimal::Text),
+            "price_version" => r.price_version = s(),
+            "pricing_status" => r.pricing_status = s(),
+            other => return Err(FieldError::new(other, "unknown column")),
+        }
+    }
+    r.validate()
+}
+
+/// Imports one source into the ledger, all or nothing.
+pub fn ingest(
+    ledger: &mut SqliteLedger,
+    pricer: &Pricer,
+    source: &str,
+    input: Box<dyn BufRead + Send + '_>,
+    fmt: InputFormat,
+    total_bytes: Option<u64>,
+    show_progress: bool,
+) -> Result<IngestSummary> {
+    let bytes_read = AtomicU64::new(0);
+    let mut sum = IngestSummary::default();
+    let mut versions: BTreeSet<String> = BTreeSet::new();
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Batch>>(4);
+        let producer = scope.spawn(|| {
+            let tx = tx;
+            if let Err(e) = produce(source, input, fmt, pricer, &bytes_read, &tx) {
+                let _ = tx.send(Err(e));
+            }
+        });
+        let mut writer = ledger.writer()?;
+        let started = Instant::now();
+        let mut last = Instant::now();
+        for msg in rx {
+            let b = msg?;
+            sum.read += b.events.len() as u64;
+            sum.quarantined += b.quarantined;
+            sum.unpriced += b.unpriced;
+            for (k, v) in b.reasons {
+                *sum.unpriced_reasons.entry(k).or_default() += v;
+            }
+            versions.extend(b.versions);
+            sum_outcome(&mut sum, writer.append(&b.events)?);
+            if show_progress && last.elapsed() > Duration::from_millis(250) {
+                last = Instant::now();
+                progress_line(sum.read, started.elapsed(), bytes_read.load(Ordering::Relaxed), total_bytes);
+            }
+        }
+        if producer.join().is_err() {
+            bail!("{source}: the reader thread failed");
+        }
+        let recs: Vec<PriceVersionRecord> = versions
+            .iter()
+            .filter_map(|v| pricer.rate_by_version(v))
+            .map(|r| PriceVersionRecord {
+                version: r.version.clone(),
+                provider: r.provider.clone(),
+                model: r.model.clone(),
+                effective_from: r.effective_from.map(tollgate_core::event::format_instant),
+                effective_to: r.effective_to.map(tollgate_core::event::format_instant),
+                rate_json: r.to_json().to_string(),
+            })
+            .collect();
+        writer.record_price_versions(&recs)?;
+        writer.record_import(&ImportRecord {
+            source: source.to_string(),
+            read: sum.read,
+            ingested: sum.ingested,
+            duplicates: sum.duplicates,
+            quarantined: sum.quarantined,
+            unpriced: sum.unpriced,
+        })?;
+        writer.commit()?;
+        if show_progress {
+            progress_line(sum.read, started.elapsed(), bytes_read.load(Ordering::Relaxed), total_bytes);
+            eprintln!();
+        }
+        Ok(())
+    })?;
+    Ok(sum)
+}
+
+fn sum_outcome(sum: &mut IngestSummary, o: tollgate_ledger::AppendOutcome) {
+    sum.ingested += o.inserted;
+    sum.duplicates += o.duplicates;
+}
+
+fn progress_line(n: u64, elapsed: Duration, bytes: u64, total: Option<u64>) {
+    let secs = elapsed.as_millis().max(1);
+    let rate = u128::from(n) * 1000 / secs;
+    let pct = total
+        .filter(|t| *t > 0)
+        .map(|t| format!("  {:>3}%", u128::from(bytes) * 100 / u128::from(t)))
+        .unwrap_or_default();
+    let mut e = std::io::stderr().lock();
+    let _ = write!(e, "\r  {n} events  {rate} events/s{pct}   ");
+    let _ = e.flush();
+}
+
+pub fn run(ctx: &Ctx, cmd: &IngestCommand) -> Result<()> {
+    let IngestCommand::Events(a) = cmd;
+    let pricer = ctx.pricer()?;
+    let fmt = a.input_format.unwrap_or_else(|| {
+        if a.file.to_ascii_lowercase().ends_with(".csv") {
+            InputFormat::Csv
+        } else {
+            InputFormat::Jsonl
+        }
+    });
+    let (input, total, source): (Box<dyn BufRead + Send>, Option<u64>, String) = if a.file == "-" {
+        (Box::new(BufReader::with_capacity(1 << 20, std::io::stdin())), None, "<stdin>".into())
+    } else {
+        let path = PathBuf::from(&a.file);
+        let f = std::fs::File::open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let len = f.metadata().ok().map(|m| m.len());
+        (Box::new(BufReader::with_capacity(1 << 20, f)), len, a.file.clone())
+    };
+    let mut ledger = SqliteLedger::open(&ctx.data_dir)?;
+    let progress = std::io::stderr().is_terminal();
+    let s = ingest(&mut ledger, &pricer, &source, input, fmt, total, progress)?;
+    print_summary(&s, a.format)
+}
+
+/// Prints an import summary as a table or JSON.
+pub fn print_summary(s: &IngestSummary, format: Format) -> Result<()> {
+    match format {
+        Format::Json => {
+            let doc = json!({
+                "read": s.read, "ingested": s.ingested, "duplicates": s.duplicates,
+                "quarantined": s.quarantined, "unpriced": s.unpriced,
+                "unpriced_reasons": s.unpriced_reasons,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        _ => {
+            let t = Table {
+                header: vec![],
+                columns: vec!["read".into(), "ingested".into(), "duplicates".into(), "quarantined".into(), "unpriced".into()],
+                rows: vec![[s.read, s.ingested, s.duplicates, s.quarantined, s.unpriced]
+                    .iter()
+                    .map(|v| Cell::Int(i128::from(*v)))
+                    .collect()],
+                total: None,
+            };
+            print!("{}", tollgate_render::text(&t));
+            for (reason, n) in &s.unpriced_reasons {
+                println!("unpriced: {n} events: {reason}");
+            }
+            if s.quarantined > 0 {
+                println!(
+                    "quarantined: {} events lack required attribution (team_id, service, feature, environment); they are stored and shown as their own rows",
+                    s.quarantined
+                );
+            }
+        }
+    }
+    Ok(())
+}

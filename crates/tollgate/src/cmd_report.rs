@@ -1,0 +1,180 @@
+//! `tollgate report summary`: the monthly summary table (seed 002).
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use jiff::Timestamp;
+use tollgate_core::money::parse_decimal;
+use tollgate_core::{Currency, Period};
+use tollgate_finance::summary::{self, FxRule, RowKind, SummaryReport};
+use tollgate_ledger::sqlite::SqliteLedger;
+use tollgate_render::{Cell, Table};
+
+use crate::Ctx;
+use crate::output::{Format, emit};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ReportCommand {
+    /// Monthly summary: usage and cost per team, service, model, ... with a total row.
+    Summary(SummaryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SummaryArgs {
+    /// Reporting period: a month YYYY-MM (also YYYY-Www or YYYY-MM-DD).
+    #[arg(long)]
+    pub period: String,
+    /// IANA time zone of the period (default: config reporting.timezone, else UTC).
+    #[arg(long)]
+    pub tz: Option<String>,
+    /// Dimensions, comma-separated: team, service, feature, model, provider, tenant,
+    /// environment, cost_center (and price_version).
+    #[arg(long, default_value = "team,service,model,provider")]
+    pub by: String,
+    /// Report currency (converted from USD at one fixed rate; see --fx-rate).
+    #[arg(long)]
+    pub currency: Option<String>,
+    /// Units of --currency per USD, for the whole period (default: config reporting.fx).
+    #[arg(long)]
+    pub fx_rate: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Write here instead of stdout (atomically).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Builds the summary report described by `a`.
+pub fn build_summary(ctx: &Ctx, a: &SummaryArgs, now: Timestamp) -> Result<SummaryReport> {
+    let tz = a.tz.clone().unwrap_or_else(|| ctx.config.timezone.clone());
+    let period = Period::parse(&a.period, &tz).map_err(|e| anyhow::anyhow!("--period: {e}"))?;
+    let dims = summary::parse_dims(&a.by)?;
+    let currency = match &a.currency {
+        Some(c) => Some(Currency::parse(c).map_err(|e| anyhow::anyhow!("--currency: {e}"))?),
+        None => ctx.config.currency.filter(|c| *c != Currency::USD),
+    };
+    let fx = match (currency, &a.fx_rate) {
+        (None, Some(_)) => bail!("--fx-rate needs --currency (the currency it converts into)"),
+        (None, None) => None,
+        (Some(to), Some(r)) => {
+            let rate = parse_decimal("--fx-rate", r)?;
+            if rate <= rust_decimal::Decimal::ZERO {
+                bail!("--fx-rate {r:?} must be above zero");
+            }
+            Some(FxRule {
+                from: Currency::USD,
+                to,
+                rate,
+                source: Some("--fx-rate".into()),
+            })
+        }
+        (Some(to), None) if to == Currency::USD => None,
+        (Some(to), None) => match ctx.config.fx_for(&period.label(), to) {
+            Some(f) => Some(FxRule {
+                from: f.from,
+                to: f.to,
+                rate: f.rate,
+                source: f.source.clone(),
+            }),
+            None => bail!(
+                "no FX rate for {to} in {}: pass --fx-rate, or add [[reporting.fx]] period = \"{}\" to the config",
+                period.label(),
+                period.label()
+            ),
+        },
+    };
+    let ledger = SqliteLedger::open_read_only(&ctx.data_dir)?;
+    Ok(summary::build(
+        &ledger,
+        &summary::SummaryOptions {
+            period,
+            dims,
+            fx,
+            exported_at: now,
+        },
+    )?)
+}
+
+/// The report as a renderable table.
+pub fn summary_table(r: &SummaryReport) -> Table {
+    let mut t = Table {
+        header: r.header_lines(),
+        columns: r.columns(),
+        ..Table::default()
+    };
+    let measures = |tot: &tollgate_ledger::Totals| {
+        [
+            tot.requests,
+            tot.input_tokens,
+            tot.cache_read_tokens,
+            tot.cache_write_tokens,
+            tot.cache_write_1h_tokens,
+            tot.output_tokens,
+        ]
+        .into_iter()
+        .map(|v| Cell::Int(i128::from(v)))
+        .collect::<Vec<_>>()
+    };
+    for row in &r.rows {
+        let mut cells: Vec<Cell> = row
+            .keys
+            .iter()
+            .map(|k| {
+                if k.is_empty() {
+                    Cell::Text("(none)".into())
+                } else {
+                    Cell::Text(k.clone())
+                }
+            })
+            .collect();
+        cells.push(Cell::Text(
+            if row.estimated && row.kind != RowKind::Unpriced {
+                format!("{} (estimated)", row.kind.label())
+            } else {
+                row.kind.label().to_string()
+            },
+        ));
+        cells.extend(measures(&row.totals));
+        cells.push(match row.cost {
+            Some(c) => Cell::Money(c.to_string()),
+            None => Cell::Text("unpriced".into()),
+        });
+        t.rows.push(cells);
+    }
+    let mut total: Vec<Cell> = vec![Cell::Text("TOTAL".into())];
+    total.extend((1..r.dims.len()).map(|_| Cell::Empty));
+    if r.dims.is_empty() {
+        total.clear();
+        total.push(Cell::Text("TOTAL".into()));
+    } else {
+        total.push(Cell::Empty);
+    }
+    total.extend(measures(&r.total));
+    total.push(Cell::Money(r.total_cost.to_string()));
+    t.total = Some(total);
+    t
+}
+
+pub fn run(ctx: &Ctx, cmd: &ReportCommand) -> Result<()> {
+    let ReportCommand::Summary(a) = cmd;
+    let r = build_summary(ctx, a, Timestamp::now())?;
+    write_summary(&r, a.format, a.out.as_deref())
+}
+
+/// Renders and writes a summary in one format.
+pub fn write_summary(r: &SummaryReport, format: Format, out: Option<&std::path::Path>) -> Result<()> {
+    match format {
+        Format::Table => emit(out, tollgate_render::text(&summary_table(r)).as_bytes(), false),
+        Format::Csv => emit(out, &tollgate_render::csv(&summary_table(r), true)?, false),
+        Format::Json => emit(
+            out,
+            format!("{}\n", serde_json::to_string_pretty(&r.to_json())?).as_bytes(),
+            false,
+        ),
+        Format::Xlsx => emit(
+            out,
+            &tollgate_render::xlsx(&summary_table(r), "Summary", r.currency.minor_units())?,
+            true,
+        ),
+    }
+}

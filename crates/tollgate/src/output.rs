@@ -1,0 +1,59 @@
+//! Output plumbing: formats, and atomic writes to `--out` or stdout.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+/// Output formats a command may offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+    Xlsx,
+}
+
+/// Writes `bytes` to `out` atomically (temp file in the same directory, then rename), or to
+/// stdout when `out` is None. Binary formats refuse a terminal.
+pub fn emit(out: Option<&Path>, bytes: &[u8], binary: bool) -> Result<()> {
+    match out {
+        Some(path) => write_atomic(path, bytes),
+        None => {
+            if binary && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                bail!("this format is binary: pass --out FILE (or redirect stdout to a file)");
+            }
+            let mut so = std::io::stdout().lock();
+            so.write_all(bytes)?;
+            so.flush()?;
+            Ok(())
+        }
+    }
+}
+
+/// Writes a whole file or nothing.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let res = (|| -> Result<()> {
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot move the output into {}", path.display()))?;
+        Ok(())
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
