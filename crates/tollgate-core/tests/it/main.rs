@@ -1,0 +1,17 @@
+//! Integration tests of tollgate-core: pricing rules pinned with hand-worked figures, rate
+//! file validation, the shipped catalog, and property tests of the pricing invariants.
+
+mod catalog;
+mod pricing;
+mod properties;
+mod rate_files;
+
+use rust_decimal::Decimal;
+
+pub fn d(s: &str) -> Decimal {
+    Decimal::from_str_exact(s).unwrap()
+}
+
+pub fn ts(s: &str) -> jiff::Timestamp {
+    s.parse().unwrap()
+}
