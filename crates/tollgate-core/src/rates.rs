@@ -230,6 +230,31 @@ impl Rate {
     }
 }
 
+/// A small, fast hasher for the short names of the rate index (FxHash's mixing step). The
+/// index is built from rate files, not from request data, so collision attacks are moot.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
 /// Which model of a book a name resolves to.
 #[derive(Debug, Clone)]
 struct ModelRates {
@@ -240,7 +265,7 @@ struct ModelRates {
 
 #[derive(Debug, Default)]
 struct ProviderBook {
-    names: HashMap<String, usize>,
+    names: FxMap<String, usize>,
     patterns: Vec<(String, usize)>,
     models: Vec<ModelRates>,
 }
@@ -250,7 +275,7 @@ struct ProviderBook {
 pub struct RateBook {
     name: String,
     rates: Vec<Rate>,
-    providers: HashMap<String, ProviderBook>,
+    providers: FxMap<String, ProviderBook>,
 }
 
 fn parse_price(field: &str, s: &str, max_scale: u32) -> Result<Decimal, (String, String)> {
@@ -466,7 +491,7 @@ impl RateBook {
             })?;
             rates.push(rate);
         }
-        let mut providers: HashMap<String, ProviderBook> = HashMap::new();
+        let mut providers: FxMap<String, ProviderBook> = FxMap::default();
         let err = |i: usize, r: &Rate, field: &str, message: String| RateError::Invalid {
             source_name: source_name.to_string(),
             index: i + 1,
@@ -632,7 +657,8 @@ pub struct Quote {
 #[derive(Debug)]
 pub struct Pricer {
     books: Vec<RateBook>,
-    cache: RwLock<HashMap<(String, String), Option<(usize, usize)>>>,
+    /// Per book: provider -> model name -> pattern resolution.
+    cache: RwLock<Vec<HashMap<String, HashMap<String, Option<usize>>>>>,
     by_version: HashMap<String, (usize, usize)>,
 }
 
@@ -653,7 +679,7 @@ impl Pricer {
         }
         Pricer {
             books,
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(Vec::new()),
             by_version,
         }
     }
@@ -728,54 +754,77 @@ impl Pricer {
             .unwrap_or(&[])
     }
 
+    /// Resolves `model` within one book: exact names first, then the book's patterns (in file
+    /// order; pattern results are cached, so a dated snapshot name is matched once).
+    fn resolve_in(&self, book: usize, provider: &str, model: &str) -> Option<usize> {
+        let pb = self.books[book].providers.get(provider)?;
+        if let Some(&m) = pb.names.get(model) {
+            return Some(m);
+        }
+        if pb.patterns.is_empty() {
+            return None;
+        }
+        if let Ok(c) = self.cache.read() {
+            if let Some(hit) = c
+                .get(book)
+                .and_then(|b| b.get(provider))
+                .and_then(|p| p.get(model))
+            {
+                return *hit;
+            }
+        }
+        let found = pb
+            .patterns
+            .iter()
+            .find(|(p, _)| glob_match(p, model))
+            .map(|(_, m)| *m);
+        if let Ok(mut c) = self.cache.write() {
+            if c.len() <= book {
+                c.resize_with(book + 1, HashMap::new);
+            }
+            let per_provider = c[book].entry(provider.to_string()).or_default();
+            if per_provider.len() < 100_000 {
+                per_provider.insert(model.to_string(), found);
+            }
+        }
+        found
+    }
+
+    /// The rate of a resolved model covering `at`, if any.
+    fn covering(&self, r: ModelRef, provider: &str, at: Timestamp) -> Option<&Rate> {
+        let book = &self.books[r.book];
+        let periods = self.periods(r, provider);
+        // Periods are sorted and disjoint: the last one starting at or before `at`.
+        let idx = periods.partition_point(|&i| book.rates[i].effective_from.is_none_or(|f| f <= at));
+        let rate = &book.rates[*periods.get(idx.checked_sub(1)?)?];
+        rate.covers(at).then_some(rate)
+    }
+
     /// Finds the rate in force for `(provider, model)` at `at`: the first book (overrides
     /// before the catalog) that knows the model and has a rate covering the instant.
     pub fn find(&self, provider: &str, model: &str, at: Timestamp) -> Result<&Rate, PricingError> {
-        // Fast path: one book knows the exact name.
-        let key = (provider.to_string(), model.to_string());
-        let cached = self.cache.read().ok().and_then(|c| c.get(&key).copied());
-        let first = match cached {
-            Some(v) => v,
-            None => {
-                let v = self.candidates(provider, model).first().map(|r| (r.book, r.model));
-                if let Ok(mut c) = self.cache.write() {
-                    if c.len() < 100_000 {
-                        c.insert(key, v);
-                    }
-                }
-                v
-            }
-        };
-        let Some((fb, fm)) = first else {
-            return Err(PricingError::UnknownModel {
-                provider: provider.to_string(),
-                model: model.to_string(),
-                suggestions: self.suggestions(provider, model),
-            });
-        };
-        let mut refs = vec![ModelRef { book: fb, model: fm }];
-        if self.books.len() > 1 {
-            refs = self.candidates(provider, model);
-        }
-        for r in &refs {
-            let book = &self.books[r.book];
-            let periods = self.periods(*r, provider);
-            // Periods are sorted and disjoint: binary search for the last start <= at.
-            let idx = periods.partition_point(|&i| book.rates[i].effective_from.is_none_or(|f| f <= at));
-            if idx > 0 {
-                let rate = &book.rates[periods[idx - 1]];
-                if rate.covers(at) {
+        let mut first_known: Option<ModelRef> = None;
+        for book in 0..self.books.len() {
+            if let Some(m) = self.resolve_in(book, provider, model) {
+                let r = ModelRef { book, model: m };
+                first_known.get_or_insert(r);
+                if let Some(rate) = self.covering(r, provider, at) {
                     return Ok(rate);
                 }
             }
         }
-        let first_ref = refs[0];
-        let name = &self.books[first_ref.book].providers[provider].models[first_ref.model].name;
-        Err(PricingError::NoRateAt {
-            provider: provider.to_string(),
-            model: name.clone(),
-            at: format_instant(at),
-        })
+        match first_known {
+            None => Err(PricingError::UnknownModel {
+                provider: provider.to_string(),
+                model: model.to_string(),
+                suggestions: self.suggestions(provider, model),
+            }),
+            Some(r) => Err(PricingError::NoRateAt {
+                provider: provider.to_string(),
+                model: self.books[r.book].providers[provider].models[r.model].name.clone(),
+                at: format_instant(at),
+            }),
+        }
     }
 
     /// Up to three known names close to `model` (same provider first, then other providers).
@@ -822,13 +871,16 @@ impl Pricer {
         if ev.pricing.cost.is_some() {
             return Ok(());
         }
-        match self.quote(&ev.provider, &ev.model, ev.occurred_at, &ev.usage, ev.is_batch()) {
-            Ok(q) => {
+        let priced = self
+            .find(&ev.provider, &ev.model, ev.occurred_at)
+            .and_then(|rate| compute(rate, &ev.usage, ev.is_batch()).map(|c| (rate, c)));
+        match priced {
+            Ok((rate, (breakdown, cost, _tier))) => {
                 ev.pricing = crate::event::Pricing {
-                    currency: q.currency,
-                    cost: Some(q.cost),
-                    cost_breakdown: q.breakdown,
-                    price_version: Some(q.price_version),
+                    currency: rate.currency,
+                    cost: Some(cost),
+                    cost_breakdown: breakdown,
+                    price_version: Some(rate.version.clone()),
                     pricing_status: if ev.pricing.pricing_status == crate::vocab::PricingStatus::Estimated {
                         crate::vocab::PricingStatus::Estimated
                     } else {
@@ -849,6 +901,25 @@ impl Pricer {
 
 /// The pure pricing function: usage and rate in, exact cost breakdown out.
 pub fn price_with(rate: &Rate, usage: &crate::event::Usage, batch: bool) -> Result<Quote, PricingError> {
+    let (breakdown, cost, tier) = compute(rate, usage, batch)?;
+    Ok(Quote {
+        provider: rate.provider.clone(),
+        model: rate.model.clone(),
+        currency: rate.currency,
+        cost,
+        breakdown,
+        price_version: rate.version.clone(),
+        tier,
+        batch,
+    })
+}
+
+/// Cost breakdown, total and the tier applied.
+fn compute(
+    rate: &Rate,
+    usage: &crate::event::Usage,
+    batch: bool,
+) -> Result<(crate::event::CostBreakdown, Decimal, Option<u64>), PricingError> {
     let total_input = usage.total_input();
     // The highest threshold strictly exceeded wins (a cliff: every class pays tier prices).
     let tier_idx = rate.tiers.iter().rposition(|(t, _)| total_input > *t);
@@ -914,16 +985,7 @@ pub fn price_with(rate: &Rate, usage: &crate::event::Usage, batch: bool) -> Resu
     for (_, a) in breakdown.entries() {
         cost = cost.checked_add(a).ok_or(PricingError::Overflow)?;
     }
-    Ok(Quote {
-        provider: rate.provider.clone(),
-        model: rate.model.clone(),
-        currency: rate.currency,
-        cost,
-        breakdown,
-        price_version: rate.version.clone(),
-        tier: tier_idx.map(|i| rate.tiers[i].0),
-        batch,
-    })
+    Ok((breakdown, cost, tier_idx.map(|i| rate.tiers[i].0)))
 }
 
 /// Levenshtein distance, for "did you mean" suggestions.

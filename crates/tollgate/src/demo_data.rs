@@ -249,6 +249,7 @@ const BUSINESS: [u64; 24] = [
 ];
 
 /// What the weights of one hour-long slot of the period depend on.
+#[derive(Default)]
 struct SlotInfo {
     start_us: i64,
     span_us: i64,
@@ -304,10 +305,8 @@ impl DemoGenerator {
     /// `period` is a month (e.g. `Period::parse("2026-10", "UTC")`); `total` the number of
     /// events to produce (e.g. 60_000 for the demo, 10_000_000 for benchmarks).
     pub fn new(seed: u64, period: &Period, total: u64) -> DemoGenerator {
-        let (start_us, end_us) = (
-            period.start().as_microsecond(),
-            period.end().as_microsecond(),
-        );
+        let start_us = period.start().as_microsecond();
+        let end_us = period.end().as_microsecond();
         let n_slots = usize::try_from((end_us - start_us + HOUR_US - 1) / HOUR_US).unwrap_or(0);
         let day_us = |d| {
             let t = day_of_month(period, d).parse::<Timestamp>();
@@ -327,13 +326,7 @@ impl DemoGenerator {
             counts: Vec::with_capacity(n_slots),
             slot: 0,
             in_slot: 0,
-            info: SlotInfo {
-                start_us,
-                span_us: 0,
-                hour: 0,
-                weekend: false,
-                noise: 100,
-            },
+            info: SlotInfo::default(),
             cum: [0; NF],
             spike: None,
             pending: None,
@@ -368,11 +361,7 @@ impl DemoGenerator {
         let (normal, mut cum_w, mut prev) = (u128::from(total - spike_n), 0u128, 0u64);
         for (k, w) in weights.iter().enumerate() {
             cum_w += w;
-            let c = if w_total == 0 {
-                0
-            } else {
-                (normal * cum_w / w_total) as u64
-            };
+            let c = (normal * cum_w).checked_div(w_total).unwrap_or(0) as u64;
             let extra = g.spike.map_or(0, |s| if s.0 == k { s.1 } else { 0 });
             g.counts.push(c - prev + extra);
             prev = c;
@@ -387,14 +376,11 @@ impl DemoGenerator {
 
     fn slot_info(&self, k: usize) -> SlotInfo {
         let start_us = self.start_us + k as i64 * HOUR_US;
-        let (day, secs) = (
-            start_us.div_euclid(DAY_US),
-            start_us.rem_euclid(DAY_US) / 1_000_000,
-        );
+        let day = start_us.div_euclid(DAY_US);
         SlotInfo {
             start_us,
             span_us: HOUR_US.min(self.end_us - start_us),
-            hour: (secs / 3600) as usize,
+            hour: (start_us.rem_euclid(DAY_US) / HOUR_US) as usize,
             weekend: (day + 3).rem_euclid(7) >= 5,
             noise: 92 + mix64(self.seed ^ (day as u64).wrapping_mul(GOLDEN)) % 17,
         }
@@ -405,10 +391,10 @@ impl DemoGenerator {
     fn feature_cum(&self, s: &SlotInfo) -> [u64; NF] {
         let (mut cum, mut acc) = ([0u64; NF], 0u64);
         for (i, f) in FEATURES.iter().enumerate() {
-            let t = self.shape_total[f.shape as usize];
-            if t > 0 {
-                acc += (u128::from(f.weight) * shape_load(f.shape, s) * (1 << 40) / t) as u64;
-            }
+            let w = (u128::from(f.weight) * shape_load(f.shape, s)) << 40;
+            acc += w
+                .checked_div(self.shape_total[f.shape as usize])
+                .unwrap_or(0) as u64;
             cum[i] = acc;
         }
         cum
@@ -464,13 +450,8 @@ impl DemoGenerator {
         let user = feat.users.then(|| hex_id("u_", person, 12));
         // One session per user, feature and hour; the runaway loop keeps its one session.
         let hour = if spike.is_some() { 0 } else { self.slot as u64 };
-        let session = feat.chat.then(|| {
-            hex_id(
-                "s_",
-                mix64(person ^ ((f as u64) << 56) ^ hour.wrapping_mul(GOLDEN)),
-                16,
-            )
-        });
+        let session_key = mix64(person ^ ((f as u64) << 56) ^ hour.wrapping_mul(GOLDEN));
+        let session = feat.chat.then(|| hex_id("s_", session_key, 16));
         let model = match f {
             QUERY_REWRITE if t_us >= self.switch_us => GPT41_MINI,
             _ => feat.models[self.pick(feat.models.iter().map(|m| m.0))].1,
@@ -550,11 +531,7 @@ impl DemoGenerator {
             }
             ev.attribution_status = AttributionStatus::Quarantined;
         }
-        let roll = if spike.is_some() {
-            u64::MAX
-        } else {
-            r.below(100_000)
-        };
+        let roll = spike.map_or_else(|| r.below(100_000), |_| u64::MAX);
         let status = match roll {
             0..=699 => Status::UpstreamError,
             700..=1099 => Status::ClientError,
@@ -609,11 +586,10 @@ impl DemoGenerator {
                 };
                 (code, r.range(120, 2500), None)
             }
-            Status::ClientError => (
-                if r.chance(80_000) { 429 } else { 400 },
-                r.range(15, 180),
-                None,
-            ),
+            Status::ClientError => {
+                let code = if r.chance(80_000) { 429 } else { 400 };
+                (code, r.range(15, 180), None)
+            }
             Status::Ok | Status::Cancelled => {
                 let total_in = prompt.unwrap_or_else(|| r.skewed(feat.input.0, feat.input.1));
                 let pct = feat.cache_pct;
@@ -687,13 +663,9 @@ impl Iterator for DemoGenerator {
             self.enter_slot(self.slot + 1);
         }
         // Event i of n gets a random instant in the i-th n-th of its slot: sorted by design.
-        let (i, n, span) = (
-            self.in_slot,
-            self.counts[self.slot],
-            self.info.span_us as u128,
-        );
-        let lo = (span * u128::from(i) / u128::from(n)) as u64;
-        let hi = (span * u128::from(i + 1) / u128::from(n)) as u64;
+        let (i, n, span) = (self.in_slot, self.counts[self.slot], self.info.span_us);
+        let lo = (span as u128 * u128::from(i) / u128::from(n)) as u64;
+        let hi = (span as u128 * u128::from(i + 1) / u128::from(n)) as u64;
         let t_us = self.info.start_us + (lo + self.rng.below(hi - lo)) as i64;
         self.in_slot += 1;
         let spike = match &mut self.spike {
@@ -727,28 +699,35 @@ impl Iterator for DemoGenerator {
 /// (20 % off), so that month's Sonnet usage is split at that instant.
 pub fn demo_price_overrides(period: &Period) -> String {
     let split = day_of_month(period, 16);
-    let mut out = String::from("# Tollgate demo: negotiated Anthropic rates.\n");
-    for (bound, p, source) in [
-        (
-            "effective_to",
-            ["2.7", "0.27", "3.375", "5.4", "13.5"],
-            "demo negotiated rate",
-        ),
-        (
-            "effective_from",
-            ["2.4", "0.24", "3", "4.8", "12"],
-            "demo renewed contract",
-        ),
-    ] {
-        out.push_str(&format!(
-            "\n[[rate]]\nprovider = \"anthropic\"\nmodel = \"{SONNET_NAME}\"\n{bound} = \"{split}\"\n\
-             currency = \"USD\"\ninput_per_mtok = \"{}\"\ncache_read_per_mtok = \"{}\"\n\
-             cache_write_per_mtok = \"{}\"\ncache_write_1h_per_mtok = \"{}\"\n\
-             output_per_mtok = \"{}\"\nbatch_multiplier = \"0.5\"\nsource = \"{source}\"\n",
-            p[0], p[1], p[2], p[3], p[4]
-        ));
-    }
-    out
+    format!(
+        r#"# Tollgate demo: negotiated Anthropic rates, cheaper from the 16th.
+[[rate]]
+provider = "anthropic"
+model = "{SONNET_NAME}"
+effective_to = "{split}"
+currency = "USD"
+input_per_mtok = "2.7"
+cache_read_per_mtok = "0.27"
+cache_write_per_mtok = "3.375"
+cache_write_1h_per_mtok = "5.4"
+output_per_mtok = "13.5"
+batch_multiplier = "0.5"
+source = "demo negotiated rate"
+
+[[rate]]
+provider = "anthropic"
+model = "{SONNET_NAME}"
+effective_from = "{split}"
+currency = "USD"
+input_per_mtok = "2.4"
+cache_read_per_mtok = "0.24"
+cache_write_per_mtok = "3"
+cache_write_1h_per_mtok = "4.8"
+output_per_mtok = "12"
+batch_multiplier = "0.5"
+source = "demo renewed contract"
+"#
+    )
 }
 
 #[cfg(test)]
@@ -776,10 +755,8 @@ mod tests {
     #[test]
     fn same_arguments_give_the_same_events_byte_for_byte() {
         let json = |seed| -> Vec<String> {
-            DemoGenerator::new(seed, &oct(), 60_000)
-                .take(5_000)
-                .map(|e| e.to_json())
-                .collect()
+            let events = DemoGenerator::new(seed, &oct(), 60_000).take(5_000);
+            events.map(|e| e.to_json()).collect()
         };
         assert_eq!(json(42), json(42));
         assert_ne!(json(42), json(43));
@@ -787,21 +764,18 @@ mod tests {
 
     #[test]
     fn events_are_ordered_in_the_period_valid_and_exactly_counted() {
-        for (tz, total) in [
+        let cases = [
             ("UTC", 60_000),
             ("Asia/Almaty", 3_000),
             ("America/New_York", 1),
             ("UTC", 0),
-        ] {
+        ];
+        for (tz, total) in cases {
             let p = Period::parse("2026-10", tz).unwrap();
             let mut prev = p.start();
             let mut n = 0;
             for e in DemoGenerator::new(3, &p, total) {
-                assert!(
-                    p.contains(e.occurred_at) && prev <= e.occurred_at,
-                    "{}",
-                    e.to_json()
-                );
+                assert!(p.contains(e.occurred_at) && prev <= e.occurred_at);
                 assert!(e.completed_at.unwrap() >= e.occurred_at);
                 assert!(e.usage.reasoning_tokens <= e.usage.output_tokens);
                 assert_eq!(e.pricing, Pricing::unpriced());
@@ -839,19 +813,13 @@ mod tests {
     #[test]
     fn overrides_parse_and_split_at_the_16th() {
         let p = books();
-        let before = p
-            .find("anthropic", SONNET_NAME, ts("2026-10-15T23:59:59Z"))
-            .unwrap();
-        let after = p
-            .find("anthropic", SONNET_NAME, ts("2026-10-16T00:00:00Z"))
-            .unwrap();
+        let at = |t| p.find("anthropic", SONNET_NAME, ts(t)).unwrap();
+        let (before, after) = (at("2026-10-15T23:59:59Z"), at("2026-10-16T00:00:00Z"));
         assert_ne!(before.version, after.version);
         assert_eq!(after.effective_from, Some(ts("2026-10-16T00:00:00Z")));
         assert_eq!(before.source.as_deref(), Some("demo negotiated rate"));
-        assert!(
-            demo_price_overrides(&Period::parse("2027-02", "UTC").unwrap())
-                .contains("2027-02-16T00:00:00Z")
-        );
+        let feb = demo_price_overrides(&Period::parse("2027-02", "Asia/Almaty").unwrap());
+        assert!(feb.contains("effective_from = \"2027-02-16T00:00:00Z\""));
     }
 
     #[test]
@@ -859,22 +827,17 @@ mod tests {
         let p = books();
         let (mut unpriced, mut batch, mut versions) = (0, 0, HashSet::new());
         for mut e in DemoGenerator::new(5, &oct(), 60_000) {
-            match p.price_event(&mut e) {
-                Ok(()) => {
-                    assert!(e.pricing.cost.is_some());
-                    batch += u32::from(e.is_batch());
-                    if e.model == SONNET_NAME {
-                        versions.insert(e.pricing.price_version.clone());
-                    }
-                }
-                Err(err) => {
-                    assert_eq!(
-                        (e.provider.as_str(), e.model.as_str()),
-                        ("self_hosted", "acme-finetune-v2"),
-                        "{err}"
-                    );
-                    unpriced += 1;
-                }
+            let unknown =
+                (e.provider.as_str(), e.model.as_str()) == ("self_hosted", "acme-finetune-v2");
+            let found = p.find(&e.provider, &e.model, e.occurred_at);
+            assert_eq!(found.is_err(), unknown, "{}/{}", e.provider, e.model);
+            // Every class the usage has is priced (and batch has a multiplier).
+            let priced = p.price_event(&mut e);
+            assert_eq!(priced.is_err(), unknown, "{priced:?}");
+            unpriced += u32::from(unknown);
+            batch += u32::from(e.is_batch());
+            if e.model == SONNET_NAME {
+                versions.insert(e.pricing.price_version.clone());
             }
         }
         for md in &MODELS[..SELF_HOSTED] {
@@ -883,7 +846,7 @@ mod tests {
                 .unwrap();
             assert!(
                 rate.tiers.iter().all(|(t, _)| *t >= 10_000),
-                "{} has a tier within demo sizes",
+                "{}: tier",
                 md.name
             );
         }
@@ -905,16 +868,10 @@ mod tests {
         let err = share(&|e| matches!(e.status, Status::UpstreamError | Status::ClientError));
         assert!((0.007..=0.015).contains(&err), "errors {err}");
         let cancelled = share(&|e| e.status == Status::Cancelled);
-        assert!(
-            (0.001..=0.005).contains(&cancelled),
-            "cancelled {cancelled}"
-        );
+        assert!((0.001..=0.005).contains(&cancelled), "{cancelled}");
         // Retries follow a failed first attempt with the same trace.
-        let failed: HashMap<_, _> = events
-            .iter()
-            .filter(|e| e.status == Status::UpstreamError)
-            .map(|e| (e.request_id.clone(), e))
-            .collect();
+        let failed = events.iter().filter(|e| e.status == Status::UpstreamError);
+        let failed: HashMap<_, _> = failed.map(|e| (e.request_id.clone(), e)).collect();
         let retries: Vec<_> = events.iter().filter(|e| e.attempt == 2).collect();
         assert!((100..=400).contains(&retries.len()), "{}", retries.len());
         for r in &retries {
@@ -927,14 +884,12 @@ mod tests {
             .iter()
             .filter(|e| e.attribution.feature.as_deref() == Some("query-rewrite"))
         {
-            assert_eq!(
-                e.model,
-                if e.occurred_at < switch {
-                    "gpt-4o"
-                } else {
-                    "gpt-4.1-mini"
-                }
-            );
+            let expected = if e.occurred_at < switch {
+                "gpt-4o"
+            } else {
+                "gpt-4.1-mini"
+            };
+            assert_eq!(e.model, expected);
         }
         // The runaway session: one email-drafts session, ~1.5 % of its day, in one hour.
         let mut sessions: HashMap<&str, Vec<&UsageEvent>> = HashMap::new();
@@ -945,29 +900,28 @@ mod tests {
         }
         let top = sessions.values().max_by_key(|v| v.len()).unwrap();
         let (a, b) = (top[0].occurred_at, top[top.len() - 1].occurred_at);
-        assert!(
-            top.len() > 15
-                && b.as_second() - a.as_second() < 3600
-                && a >= ts("2026-10-16T00:00:00Z")
-        );
+        assert!(top.len() > 15 && (b - a).as_hours() == 0 && a >= ts("2026-10-16T00:00:00Z"));
         assert_eq!(top[0].attribution.feature.as_deref(), Some("email-drafts"));
-        let day = events
-            .iter()
-            .filter(|e| e.occurred_at.as_second() / 86_400 == a.as_second() / 86_400)
-            .count();
+        let same_day =
+            |e: &&UsageEvent| e.occurred_at.as_second() / 86_400 == a.as_second() / 86_400;
+        let day = events.iter().filter(same_day).count();
         let pct = top.len() as f64 * 100.0 / day as f64;
         assert!((1.2..=1.8).contains(&pct), "spike is {pct}% of its day");
         // Business hours are busier than nights, weekdays than weekends.
-        let hour = |d: &str, h: &str| {
+        let hour = |at: &str| {
             events
                 .iter()
-                .filter(|e| {
-                    e.occurred_at
-                        .to_string()
-                        .starts_with(&format!("2026-10-{d}T{h}"))
-                })
+                .filter(|e| e.occurred_at.to_string().starts_with(at))
                 .count()
         };
-        assert!(hour("14", "14") > 2 * hour("14", "03") && hour("14", "14") > 2 * hour("17", "14"));
+        let (wed_day, wed_night, sat_day) = (
+            hour("2026-10-14T14"),
+            hour("2026-10-14T03"),
+            hour("2026-10-17T14"),
+        );
+        assert!(
+            wed_day > 2 * wed_night && wed_day > 2 * sat_day,
+            "{wed_day} {wed_night} {sat_day}"
+        );
     }
 }

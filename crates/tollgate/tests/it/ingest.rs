@@ -1,0 +1,203 @@
+//! `tollgate ingest events`: good files, pricing at ingest, idempotence, CSV and stdin.
+
+use serde_json::{Map, Value, json};
+
+use crate::support::{Sandbox, event, event_id, jsonl, path_str};
+
+/// Five events, with the ledger outcome worked by hand for each.
+fn five_events() -> Vec<Map<String, Value>> {
+    vec![
+        // 1. The seed 003 usage in the first rate period: 0.00453 (see price.rs).
+        event(1, json!({"input_tokens": 2200, "cache_read_tokens": 1200, "output_tokens": 620})),
+        // 2. No team_id: quarantined, but still priced:
+        //    1,000 x 0.75 / 1e6 + 100 x 4.50 / 1e6 = 0.00075 + 0.00045 = 0.0012
+        event(2, json!({"team_id": null, "input_tokens": 1000, "output_tokens": 100})),
+        // 3. A model no rate table knows: unpriced, no cost at all.
+        event(3, json!({"model": "mystery-model", "input_tokens": 5000, "output_tokens": 50})),
+        // 4. Carries its own cost: kept as given, not re-priced.
+        event(4, json!({"cost": "0.5", "input_tokens": 2200, "output_tokens": 620})),
+        // 5. After the price change of 2026-07-16 (1 / 0.1 / 5 per million):
+        //    1,000 x 1 / 1e6 + 200 x 5 / 1e6 = 0.001 + 0.001 = 0.002
+        event(
+            5,
+            json!({"occurred_at": "2026-07-20T08:00:00+02:00", "input_tokens": 1000, "output_tokens": 200}),
+        ),
+    ]
+}
+
+const LEDGER_QUERY: &str =
+    "SELECT event_id, cost, pricing_status, attribution_status, price_version FROM events ORDER BY event_id";
+
+#[test]
+fn ingest_prices_quarantines_and_keeps_given_costs() {
+    let sb = Sandbox::new();
+    sb.write("events.jsonl", jsonl(&five_events()));
+    let s = sb.ingest("events.jsonl");
+    assert_eq!(s["read"], 5, "{s}");
+    assert_eq!(s["ingested"], 5);
+    assert_eq!(s["duplicates"], 0);
+    assert_eq!(s["quarantined"], 1);
+    assert_eq!(s["unpriced"], 1);
+
+    let rows = sb.sql(LEDGER_QUERY);
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    let ids: Vec<String> = (1..=5).map(event_id).collect();
+    for (row, id) in rows.iter().zip(&ids) {
+        assert_eq!(row["event_id"], id.as_str());
+    }
+    // 1: 0.00453, priced with the first period's version.
+    assert_eq!(rows[0]["cost"], "0.00453", "{:?}", rows[0]);
+    assert_eq!(rows[0]["pricing_status"], "priced");
+    assert_eq!(rows[0]["attribution_status"], "ok");
+    let v1 = rows[0]["price_version"].as_str().expect("version on a priced event");
+    assert!(v1.ends_with("@-inf"), "{v1}");
+    // 2: 0.0012, quarantined but priced.
+    assert_eq!(rows[1]["cost"], "0.0012", "{:?}", rows[1]);
+    assert_eq!(rows[1]["pricing_status"], "priced");
+    assert_eq!(rows[1]["attribution_status"], "quarantined");
+    assert_eq!(rows[1]["price_version"], v1);
+    // 3: unpriced: NULL cost (never "0") and no version.
+    assert_eq!(rows[2]["cost"], Value::Null, "{:?}", rows[2]);
+    assert_eq!(rows[2]["pricing_status"], "unpriced");
+    assert_eq!(rows[2]["attribution_status"], "ok");
+    assert_eq!(rows[2]["price_version"], Value::Null);
+    // 4: the given cost, untouched (repricing would have given 0.00444).
+    assert_eq!(rows[3]["cost"], "0.5", "{:?}", rows[3]);
+    assert_eq!(rows[3]["pricing_status"], "priced");
+    // 5: 0.002 at the second period's prices and version.
+    assert_eq!(rows[4]["cost"], "0.002", "{:?}", rows[4]);
+    let v5 = rows[4]["price_version"].as_str().expect("version");
+    assert!(v5.ends_with("@2026-07-16T00:00:00.000000Z"), "{v5}");
+
+    // Instants are stored in UTC with six fraction digits: 08:00+02:00 is 06:00Z.
+    let t = sb.sql(&format!("SELECT occurred_at FROM events WHERE event_id = '{}'", event_id(5)));
+    assert_eq!(t[0]["occurred_at"], "2026-07-20T06:00:00.000000Z");
+
+    // The versions used are recorded in the ledger.
+    let pv = sb.sql("SELECT version FROM price_versions ORDER BY version");
+    let mut want = vec![v1.to_string(), v5.to_string()];
+    want.sort();
+    let got: Vec<&str> = pv.iter().filter_map(|r| r["version"].as_str()).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn reingesting_the_same_file_only_counts_duplicates() {
+    let sb = Sandbox::new();
+    sb.write("events.jsonl", jsonl(&five_events()));
+    let first = sb.ingest("events.jsonl");
+    assert_eq!(first["ingested"], 5, "{first}");
+    let before = sb.sql(LEDGER_QUERY);
+
+    let again = sb.ingest("events.jsonl");
+    assert_eq!(again["read"], 5, "{again}");
+    assert_eq!(again["ingested"], 0);
+    assert_eq!(again["duplicates"], 5);
+    assert_eq!(sb.event_count(), 5);
+    assert_eq!(sb.sql(LEDGER_QUERY), before, "a duplicate must not change the stored event");
+    // Rollups are not double-counted either: 5 requests in all.
+    let r = sb.sql("SELECT SUM(requests) AS n FROM rollups");
+    assert_eq!(r[0]["n"], 5, "{r:?}");
+}
+
+#[test]
+fn duplicate_event_ids_inside_one_file_are_stored_once() {
+    let sb = Sandbox::new();
+    let e = event(1, json!({"cost": "0.25"}));
+    sb.write("dup.jsonl", jsonl(&[e.clone(), e]));
+    let s = sb.ingest("dup.jsonl");
+    assert_eq!(s["read"], 2, "{s}");
+    assert_eq!(s["ingested"], 1);
+    assert_eq!(s["duplicates"], 1);
+    assert_eq!(sb.event_count(), 1);
+}
+
+/// The columns a CSV and a JSONL import must agree on.
+const COMPARE_QUERY: &str = "SELECT event_id, occurred_at, provider, model, team_id, service, feature, \
+     environment, tenant_id, tags, input_tokens, cache_read_tokens, output_tokens, \
+     reasoning_tokens, units, currency, cost, cost_breakdown, price_version, pricing_status, \
+     attribution_status FROM events ORDER BY event_id";
+
+#[test]
+fn csv_and_jsonl_give_the_same_ledger() {
+    let events = vec![
+        event(
+            1,
+            json!({"tenant_id": "acme", "tags": {"k": "v", "x": "y"}, "input_tokens": 2200,
+                   "cache_read_tokens": 1200, "output_tokens": 620, "reasoning_tokens": 20,
+                   "units": {"web_search_requests": "2"}}),
+        ),
+        event(2, json!({"team_id": null, "cost": "0.125", "output_tokens": 7})),
+        event(3, json!({"model": "mystery-model", "environment": "staging", "input_tokens": 9})),
+    ];
+    let csv = "event_id,occurred_at,provider,model,team_id,service,feature,environment,tenant_id,tags,input_tokens,cache_read_tokens,output_tokens,reasoning_tokens,units,cost\n"
+        .to_string()
+        + &format!(
+            "{},2026-07-10T12:00:00Z,openai,seed-model,a,chat,answer,prod,acme,\"k=v,x=y\",2200,1200,620,20,web_search_requests=2,\n",
+            event_id(1)
+        )
+        + &format!("{},2026-07-10T12:00:00Z,openai,seed-model,,chat,answer,prod,,,,,7,,,0.125\n", event_id(2))
+        + &format!("{},2026-07-10T12:00:00Z,openai,mystery-model,a,chat,answer,staging,,,9,,,,,\n", event_id(3));
+
+    let from_jsonl = Sandbox::new();
+    from_jsonl.write("events.jsonl", jsonl(&events));
+    from_jsonl.ingest("events.jsonl");
+    let from_csv = Sandbox::new();
+    from_csv.write("events.csv", csv);
+    let s = from_csv.ingest("events.csv");
+    assert_eq!(s["ingested"], 3, "{s}");
+    assert_eq!(s["quarantined"], 1);
+    assert_eq!(s["unpriced"], 1);
+
+    let a = from_jsonl.sql(COMPARE_QUERY);
+    let b = from_csv.sql(COMPARE_QUERY);
+    assert_eq!(a.len(), 3);
+    assert_eq!(a, b, "CSV and JSONL imports differ");
+    // And the content is what we expect, so equality is not vacuous:
+    // event 1: 0.00453 (seed usage) + 2 x 0.01 web searches = 0.02453
+    assert_eq!(a[0]["cost"], "0.02453", "{:?}", a[0]);
+    assert_eq!(a[1]["cost"], "0.125");
+    assert_eq!(a[1]["attribution_status"], "quarantined");
+    assert_eq!(a[2]["cost"], Value::Null);
+    assert_eq!(a[2]["environment"], "staging");
+}
+
+#[test]
+fn dash_reads_events_from_stdin() {
+    let sb = Sandbox::new();
+    let rates = sb.seed_rates();
+    let r = sb.run_stdin(
+        &["--prices", path_str(&rates), "ingest", "events", "-", "--format", "json"],
+        jsonl(&five_events()).as_bytes(),
+    );
+    let s = r.json();
+    assert_eq!(s["read"], 5, "{s}");
+    assert_eq!(s["ingested"], 5);
+    assert_eq!(s["quarantined"], 1);
+    assert_eq!(s["unpriced"], 1);
+    let rows = sb.sql(LEDGER_QUERY);
+    assert_eq!(rows[0]["cost"], "0.00453");
+    // Piped: no progress bar on stderr.
+    assert!(r.stderr.is_empty(), "stderr: {}", r.stderr);
+}
+
+#[test]
+fn stdin_errors_name_stdin_and_the_line() {
+    let sb = Sandbox::new();
+    let good = jsonl(&[event(1, json!({}))]);
+    let bad = jsonl(&[event(2, json!({"output_tokens": "ten"}))]);
+    let r = sb.run_stdin(&["ingest", "events", "-"], format!("{good}{bad}").as_bytes());
+    let err = r.fails();
+    assert!(err.contains("<stdin>:2: output_tokens:"), "{err}");
+}
+
+#[test]
+fn table_summary_mentions_quarantined_and_unpriced() {
+    let sb = Sandbox::new();
+    let rates = sb.seed_rates();
+    sb.write("events.jsonl", jsonl(&five_events()));
+    let out = sb.run(&["--prices", path_str(&rates), "ingest", "events", "events.jsonl"]);
+    let text = out.ok();
+    assert!(text.contains("quarantined: 1 events"), "{text}");
+    assert!(text.contains("unpriced: 1 events") && text.contains("mystery-model"), "{text}");
+}
