@@ -803,6 +803,16 @@ impl Pricer {
     /// Finds the rate in force for `(provider, model)` at `at`: the first book (overrides
     /// before the catalog) that knows the model and has a rate covering the instant.
     pub fn find(&self, provider: &str, model: &str, at: Timestamp) -> Result<&Rate, PricingError> {
+        self.find_inner(provider, model, at, true)
+    }
+
+    fn find_inner(
+        &self,
+        provider: &str,
+        model: &str,
+        at: Timestamp,
+        suggest: bool,
+    ) -> Result<&Rate, PricingError> {
         let mut first_known: Option<ModelRef> = None;
         for book in 0..self.books.len() {
             if let Some(m) = self.resolve_in(book, provider, model) {
@@ -817,7 +827,11 @@ impl Pricer {
             None => Err(PricingError::UnknownModel {
                 provider: provider.to_string(),
                 model: model.to_string(),
-                suggestions: self.suggestions(provider, model),
+                suggestions: if suggest {
+                    self.suggestions(provider, model)
+                } else {
+                    Vec::new()
+                },
             }),
             Some(r) => Err(PricingError::NoRateAt {
                 provider: provider.to_string(),
@@ -871,8 +885,9 @@ impl Pricer {
         if ev.pricing.cost.is_some() {
             return Ok(());
         }
+        // No "did you mean" here: this runs per event; the CLI suggests on demand.
         let priced = self
-            .find(&ev.provider, &ev.model, ev.occurred_at)
+            .find_inner(&ev.provider, &ev.model, ev.occurred_at, false)
             .and_then(|rate| compute(rate, &ev.usage, ev.is_batch()).map(|c| (rate, c)));
         match priced {
             Ok((rate, (breakdown, cost, _tier))) => {

@@ -27,6 +27,9 @@ pub struct DemoArgs {
     /// Seed of the deterministic generator.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
+    /// Only write DIR/events.jsonl and DIR/demo-prices.toml (for benchmarks); no ledger.
+    #[arg(long)]
+    generate_only: bool,
 }
 
 /// Files of an earlier demo run that a new run replaces.
@@ -78,6 +81,12 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
             w.write_all(line.as_bytes())?;
         }
         w.flush()?;
+    }
+
+    if a.generate_only {
+        println!("wrote {} events to {}", a.events, events_path.display());
+        println!("rate overrides: {}", prices_path.display());
+        return Ok(());
     }
 
     // 3. Ingest it, priced against the overrides and the shipped catalog.

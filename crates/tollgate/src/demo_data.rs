@@ -69,11 +69,11 @@ impl Rng {
     }
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 fn push_hex(s: &mut String, v: u64, digits: u32) {
     for i in (0..digits).rev() {
-        s.push(char::from(
-            b"0123456789abcdef"[((v >> (i * 4)) & 0xf) as usize],
-        ));
+        s.push(char::from(HEX[((v >> (i * 4)) & 0xf) as usize]));
     }
 }
 
@@ -90,13 +90,14 @@ fn uuid_v7(unix_ms: u64, h: u64, extra: u64) -> String {
     let hi = ((unix_ms & 0xFFFF_FFFF_FFFF) << 16) | (0x7 << 12) | (h >> 52);
     let lo = (0b10 << 62) | ((h & ((1 << 52) - 1)) << 10) | (extra & 0x3FF);
     let mut s = String::with_capacity(36);
-    for (v, digits) in [
+    let groups = [
         (hi >> 32, 8),
         (hi >> 16, 4),
         (hi, 4),
         (lo >> 48, 4),
         (lo, 12),
-    ] {
+    ];
+    for (v, digits) in groups {
         if !s.is_empty() {
             s.push('-');
         }
@@ -207,7 +208,7 @@ static FEATURES: [Feature; 10] = [
     Feature { team: 0, service: "search-api", name: "query-rewrite", key: "search", weight: 1500, shape: Shape::Business,
         b2b: true, users: true, chat: false, stream_pct: 0, input: (200, 900), output: (50, 160), cache_pct: 0, models: &[(1, GPT4O)] },
     Feature { team: 1, service: "support-bot", name: "ticket-reply", key: "support", weight: 1500, shape: Shape::Business,
-        b2b: true, users: true, chat: true, stream_pct: 95, input: (2000, 8000), output: (150, 1200), cache_pct: 60, models: &[(1, SONNET)] },
+        b2b: true, users: true, chat: true, stream_pct: 95, input: (2000, 8000), output: (150, 1200), cache_pct: 66, models: &[(1, SONNET)] },
     Feature { team: 1, service: "support-bot", name: "summarize-thread", key: "support", weight: 900, shape: Shape::Business,
         b2b: true, users: true, chat: false, stream_pct: 0, input: (1500, 8000), output: (100, 500), cache_pct: 30, models: &[(60, HAIKU), (40, BEDROCK_HAIKU)] },
     Feature { team: 2, service: "analytics-worker", name: "report-summary", key: "analytics", weight: 500, shape: Shape::Business,
@@ -225,27 +226,24 @@ static FEATURES: [Feature; 10] = [
 ];
 const NF: usize = FEATURES.len();
 
+/// (immutable team id, cost center).
+#[rustfmt::skip]
 static TEAMS: [(&str, &str); 5] = [
-    ("team-search", "CC-1001"),
-    ("team-support", "CC-1002"),
-    ("team-analytics", "CC-1003"),
-    ("team-growth", "CC-1004"),
-    ("team-platform", "CC-1005"),
+    ("team-search", "CC-1001"), ("team-support", "CC-1002"), ("team-analytics", "CC-1003"),
+    ("team-growth", "CC-1004"), ("team-platform", "CC-1005"),
 ];
 
 /// (tenant, weight, region it is served from).
+#[rustfmt::skip]
 static TENANTS: [(&str, u64, &str); 5] = [
-    ("acme", 35, "us-east-1"),
-    ("globex", 25, "eu-west-1"),
-    ("initech", 18, "us-east-1"),
-    ("umbrella", 14, "us-west-2"),
-    ("hooli", 8, "us-west-2"),
+    ("acme", 35, "us-east-1"), ("globex", 25, "eu-west-1"), ("initech", 18, "us-east-1"),
+    ("umbrella", 14, "us-west-2"), ("hooli", 8, "us-west-2"),
 ];
 
 /// Relative load by UTC hour on a weekday, for [`Shape::Business`].
+#[rustfmt::skip]
 const BUSINESS: [u64; 24] = [
-    22, 18, 15, 14, 15, 20, 32, 50, 72, 90, 100, 100, 88, 95, 100, 100, 92, 80, 62, 50, 42, 36, 30,
-    26,
+    22, 18, 15, 14, 15, 20, 32, 50, 72, 90, 100, 100, 88, 95, 100, 100, 92, 80, 62, 50, 42, 36, 30, 26,
 ];
 
 /// What the weights of one hour-long slot of the period depend on.
@@ -343,7 +341,11 @@ impl DemoGenerator {
         let w_total: u128 = weights.iter().sum();
         // The runaway loop: a weekday from the 16th on (not the last day), 14:00-16:59 UTC,
         // with 1.5 % of that day's expected volume.
-        let days: Vec<i64> = (day_us(16).div_euclid(DAY_US)..end_us.div_euclid(DAY_US) - 1)
+        let first = day_us(16)
+            .max(start_us)
+            .saturating_add(DAY_US - 1)
+            .div_euclid(DAY_US);
+        let days: Vec<i64> = (first..end_us.div_euclid(DAY_US) - 1)
             .filter(|d| (d + 3).rem_euclid(7) < 5)
             .collect();
         let mut spike_n = 0;
@@ -535,7 +537,7 @@ impl DemoGenerator {
         let status = match roll {
             0..=699 => Status::UpstreamError,
             700..=1099 => Status::ClientError,
-            1100..=1399 if ev.streamed => Status::Cancelled,
+            1100..=1699 if ev.streamed => Status::Cancelled, // ~0.3 % of all events
             _ => Status::Ok,
         };
         // The loop feeds its output back: the prompt grows with every iteration.
@@ -765,13 +767,15 @@ mod tests {
     #[test]
     fn events_are_ordered_in_the_period_valid_and_exactly_counted() {
         let cases = [
-            ("UTC", 60_000),
-            ("Asia/Almaty", 3_000),
-            ("America/New_York", 1),
-            ("UTC", 0),
+            ("2026-10", "UTC", 60_000),
+            ("2026-10", "Asia/Almaty", 3_000),
+            ("2026-10", "America/New_York", 1),
+            ("2026-10", "UTC", 0),
+            ("2026-W43", "Europe/Berlin", 2_000),
+            ("2026-10-28", "Asia/Kathmandu", 500),
         ];
-        for (tz, total) in cases {
-            let p = Period::parse("2026-10", tz).unwrap();
+        for (spec, tz, total) in cases {
+            let p = Period::parse(spec, tz).unwrap();
             let mut prev = p.start();
             let mut n = 0;
             for e in DemoGenerator::new(3, &p, total) {
@@ -792,7 +796,7 @@ mod tests {
                 prev = e.occurred_at;
                 n += 1;
             }
-            assert_eq!(n, total, "{tz}");
+            assert_eq!(n, total, "{spec} {tz}");
         }
     }
 
@@ -829,12 +833,15 @@ mod tests {
         for mut e in DemoGenerator::new(5, &oct(), 60_000) {
             let unknown =
                 (e.provider.as_str(), e.model.as_str()) == ("self_hosted", "acme-finetune-v2");
+            unpriced += u32::from(unknown);
+            if unknown && unpriced > 1 {
+                continue; // (an unknown model costs a slow "did you mean" search)
+            }
             let found = p.find(&e.provider, &e.model, e.occurred_at);
             assert_eq!(found.is_err(), unknown, "{}/{}", e.provider, e.model);
             // Every class the usage has is priced (and batch has a multiplier).
             let priced = p.price_event(&mut e);
             assert_eq!(priced.is_err(), unknown, "{priced:?}");
-            unpriced += u32::from(unknown);
             batch += u32::from(e.is_batch());
             if e.model == SONNET_NAME {
                 versions.insert(e.pricing.price_version.clone());

@@ -9,8 +9,17 @@ fn gpt_4o_from_the_shipped_catalog() {
     let sb = Sandbox::new();
     let q = sb
         .run(&[
-            "price", "--provider", "openai", "--model", "gpt-4o", "--input-tokens", "1000000",
-            "--output-tokens", "1000000", "--format", "json",
+            "price",
+            "--provider",
+            "openai",
+            "--model",
+            "gpt-4o",
+            "--input-tokens",
+            "1000000",
+            "--output-tokens",
+            "1000000",
+            "--format",
+            "json",
         ])
         .json();
     // genai-prices' current gpt-4o price: input 2.5, output 10 USD per million tokens.
@@ -28,7 +37,16 @@ fn gpt_4o_from_the_shipped_catalog() {
 #[test]
 fn prices_list_filters_by_provider() {
     let sb = Sandbox::new();
-    let doc = sb.run(&["prices", "list", "--provider", "anthropic", "--format", "json"]).json();
+    let doc = sb
+        .run(&[
+            "prices",
+            "list",
+            "--provider",
+            "anthropic",
+            "--format",
+            "json",
+        ])
+        .json();
     let rates = doc["rates"].as_array().expect("rates array");
     assert!(!rates.is_empty(), "{doc}");
     assert!(
@@ -38,14 +56,20 @@ fn prices_list_filters_by_provider() {
     assert!(
         rates.iter().any(|r| r["model"] == "claude-sonnet-4-5"),
         "claude-sonnet-4-5 missing from {}",
-        rates.iter().map(|r| r["model"].to_string()).collect::<Vec<_>>().join(", ")
+        rates
+            .iter()
+            .map(|r| r["model"].to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 }
 
 #[test]
 fn prices_show_lists_the_rates_of_a_model() {
     let sb = Sandbox::new();
-    let doc = sb.run(&["prices", "show", "gpt-4o", "--format", "json"]).json();
+    let doc = sb
+        .run(&["prices", "show", "gpt-4o", "--format", "json"])
+        .json();
     assert_eq!(doc["model"], "gpt-4o");
     let rates = doc["rates"].as_array().expect("rates array");
     assert!(!rates.is_empty(), "{doc}");
@@ -69,8 +93,19 @@ fn an_override_wins_over_the_catalog() {
     );
     let q: Value = sb
         .run(&[
-            "--prices", rates.to_str().unwrap(), "price", "--provider", "openai", "--model",
-            "gpt-4o", "--input-tokens", "1000000", "--output-tokens", "1000000", "--format", "json",
+            "--prices",
+            rates.to_str().unwrap(),
+            "price",
+            "--provider",
+            "openai",
+            "--model",
+            "gpt-4o",
+            "--input-tokens",
+            "1000000",
+            "--output-tokens",
+            "1000000",
+            "--format",
+            "json",
         ])
         .json();
     // Override prices 1 and 2 per million: 1,000,000 x 1 / 1e6 + 1,000,000 x 2 / 1e6 = 3.

@@ -8,14 +8,26 @@ use crate::support::{Sandbox, event, event_id, jsonl, path_str};
 fn five_events() -> Vec<Map<String, Value>> {
     vec![
         // 1. The seed 003 usage in the first rate period: 0.00453 (see price.rs).
-        event(1, json!({"input_tokens": 2200, "cache_read_tokens": 1200, "output_tokens": 620})),
+        event(
+            1,
+            json!({"input_tokens": 2200, "cache_read_tokens": 1200, "output_tokens": 620}),
+        ),
         // 2. No team_id: quarantined, but still priced:
         //    1,000 x 0.75 / 1e6 + 100 x 4.50 / 1e6 = 0.00075 + 0.00045 = 0.0012
-        event(2, json!({"team_id": null, "input_tokens": 1000, "output_tokens": 100})),
+        event(
+            2,
+            json!({"team_id": null, "input_tokens": 1000, "output_tokens": 100}),
+        ),
         // 3. A model no rate table knows: unpriced, no cost at all.
-        event(3, json!({"model": "mystery-model", "input_tokens": 5000, "output_tokens": 50})),
+        event(
+            3,
+            json!({"model": "mystery-model", "input_tokens": 5000, "output_tokens": 50}),
+        ),
         // 4. Carries its own cost: kept as given, not re-priced.
-        event(4, json!({"cost": "0.5", "input_tokens": 2200, "output_tokens": 620})),
+        event(
+            4,
+            json!({"cost": "0.5", "input_tokens": 2200, "output_tokens": 620}),
+        ),
         // 5. After the price change of 2026-07-16 (1 / 0.1 / 5 per million):
         //    1,000 x 1 / 1e6 + 200 x 5 / 1e6 = 0.001 + 0.001 = 0.002
         event(
@@ -25,8 +37,7 @@ fn five_events() -> Vec<Map<String, Value>> {
     ]
 }
 
-const LEDGER_QUERY: &str =
-    "SELECT event_id, cost, pricing_status, attribution_status, price_version FROM events ORDER BY event_id";
+const LEDGER_QUERY: &str = "SELECT event_id, cost, pricing_status, attribution_status, price_version FROM events ORDER BY event_id";
 
 #[test]
 fn ingest_prices_quarantines_and_keeps_given_costs() {
@@ -49,7 +60,9 @@ fn ingest_prices_quarantines_and_keeps_given_costs() {
     assert_eq!(rows[0]["cost"], "0.00453", "{:?}", rows[0]);
     assert_eq!(rows[0]["pricing_status"], "priced");
     assert_eq!(rows[0]["attribution_status"], "ok");
-    let v1 = rows[0]["price_version"].as_str().expect("version on a priced event");
+    let v1 = rows[0]["price_version"]
+        .as_str()
+        .expect("version on a priced event");
     assert!(v1.ends_with("@-inf"), "{v1}");
     // 2: 0.0012, quarantined but priced.
     assert_eq!(rows[1]["cost"], "0.0012", "{:?}", rows[1]);
@@ -70,7 +83,10 @@ fn ingest_prices_quarantines_and_keeps_given_costs() {
     assert!(v5.ends_with("@2026-07-16T00:00:00.000000Z"), "{v5}");
 
     // Instants are stored in UTC with six fraction digits: 08:00+02:00 is 06:00Z.
-    let t = sb.sql(&format!("SELECT occurred_at FROM events WHERE event_id = '{}'", event_id(5)));
+    let t = sb.sql(&format!(
+        "SELECT occurred_at FROM events WHERE event_id = '{}'",
+        event_id(5)
+    ));
     assert_eq!(t[0]["occurred_at"], "2026-07-20T06:00:00.000000Z");
 
     // The versions used are recorded in the ledger.
@@ -94,7 +110,11 @@ fn reingesting_the_same_file_only_counts_duplicates() {
     assert_eq!(again["ingested"], 0);
     assert_eq!(again["duplicates"], 5);
     assert_eq!(sb.event_count(), 5);
-    assert_eq!(sb.sql(LEDGER_QUERY), before, "a duplicate must not change the stored event");
+    assert_eq!(
+        sb.sql(LEDGER_QUERY),
+        before,
+        "a duplicate must not change the stored event"
+    );
     // Rollups are not double-counted either: 5 requests in all.
     let r = sb.sql("SELECT SUM(requests) AS n FROM rollups");
     assert_eq!(r[0]["n"], 5, "{r:?}");
@@ -127,8 +147,14 @@ fn csv_and_jsonl_give_the_same_ledger() {
                    "cache_read_tokens": 1200, "output_tokens": 620, "reasoning_tokens": 20,
                    "units": {"web_search_requests": "2"}}),
         ),
-        event(2, json!({"team_id": null, "cost": "0.125", "output_tokens": 7})),
-        event(3, json!({"model": "mystery-model", "environment": "staging", "input_tokens": 9})),
+        event(
+            2,
+            json!({"team_id": null, "cost": "0.125", "output_tokens": 7}),
+        ),
+        event(
+            3,
+            json!({"model": "mystery-model", "environment": "staging", "input_tokens": 9}),
+        ),
     ];
     let csv = "event_id,occurred_at,provider,model,team_id,service,feature,environment,tenant_id,tags,input_tokens,cache_read_tokens,output_tokens,reasoning_tokens,units,cost\n"
         .to_string()
@@ -167,7 +193,15 @@ fn dash_reads_events_from_stdin() {
     let sb = Sandbox::new();
     let rates = sb.seed_rates();
     let r = sb.run_stdin(
-        &["--prices", path_str(&rates), "ingest", "events", "-", "--format", "json"],
+        &[
+            "--prices",
+            path_str(&rates),
+            "ingest",
+            "events",
+            "-",
+            "--format",
+            "json",
+        ],
         jsonl(&five_events()).as_bytes(),
     );
     let s = r.json();
@@ -186,7 +220,10 @@ fn stdin_errors_name_stdin_and_the_line() {
     let sb = Sandbox::new();
     let good = jsonl(&[event(1, json!({}))]);
     let bad = jsonl(&[event(2, json!({"output_tokens": "ten"}))]);
-    let r = sb.run_stdin(&["ingest", "events", "-"], format!("{good}{bad}").as_bytes());
+    let r = sb.run_stdin(
+        &["ingest", "events", "-"],
+        format!("{good}{bad}").as_bytes(),
+    );
     let err = r.fails();
     assert!(err.contains("<stdin>:2: output_tokens:"), "{err}");
 }
@@ -196,8 +233,17 @@ fn table_summary_mentions_quarantined_and_unpriced() {
     let sb = Sandbox::new();
     let rates = sb.seed_rates();
     sb.write("events.jsonl", jsonl(&five_events()));
-    let out = sb.run(&["--prices", path_str(&rates), "ingest", "events", "events.jsonl"]);
+    let out = sb.run(&[
+        "--prices",
+        path_str(&rates),
+        "ingest",
+        "events",
+        "events.jsonl",
+    ]);
     let text = out.ok();
     assert!(text.contains("quarantined: 1 events"), "{text}");
-    assert!(text.contains("unpriced: 1 events") && text.contains("mystery-model"), "{text}");
+    assert!(
+        text.contains("unpriced: 1 events") && text.contains("mystery-model"),
+        "{text}"
+    );
 }

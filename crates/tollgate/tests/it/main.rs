@@ -11,6 +11,7 @@
 
 mod support;
 
+mod broken_pipe;
 mod catalog;
 mod demo;
 mod global;

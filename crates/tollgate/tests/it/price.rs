@@ -10,7 +10,15 @@ const JULY_1: &str = "2026-07-01T00:00:00Z";
 /// Runs `price --prices rates.toml --provider openai --format json ARGS...` and parses it.
 fn quote(sb: &Sandbox, args: &[&str]) -> Value {
     let rates = sb.seed_rates();
-    let mut all = vec!["--prices", path_str(&rates), "price", "--provider", "openai", "--format", "json"];
+    let mut all = vec![
+        "--prices",
+        path_str(&rates),
+        "price",
+        "--provider",
+        "openai",
+        "--format",
+        "json",
+    ];
     all.extend_from_slice(args);
     sb.run(&all).json()
 }
@@ -51,7 +59,9 @@ fn seed_003_example_costs_0_00453() {
     assert_eq!(q["provider"], "openai");
     assert_eq!(q["model"], "seed-model");
     assert_eq!(q["pricing_status"], "priced");
-    let version = q["price_version"].as_str().expect("price_version is a string");
+    let version = q["price_version"]
+        .as_str()
+        .expect("price_version is a string");
     // The first period has no effective_from: hash@-inf.
     assert!(version.contains('@'), "{version}");
     assert!(version.ends_with("@-inf"), "{version}");
@@ -69,8 +79,16 @@ fn tier_is_a_cliff_strictly_above_the_threshold() {
     let base = quote(
         &sb,
         &[
-            "--model", "seed-model", "--at", JULY_1, "--input-tokens", "190000",
-            "--cache-read-tokens", "10000", "--output-tokens", "1000",
+            "--model",
+            "seed-model",
+            "--at",
+            JULY_1,
+            "--input-tokens",
+            "190000",
+            "--cache-read-tokens",
+            "10000",
+            "--output-tokens",
+            "1000",
         ],
     );
     assert_eq!(base["breakdown"]["input"], "0.1425", "{base}");
@@ -82,18 +100,26 @@ fn tier_is_a_cliff_strictly_above_the_threshold() {
     //   190,001 x 1.5  / 1e6 = 0.2850015
     //    10,000 x 0.15 / 1e6 = 0.0015
     //     1,000 x 9    / 1e6 = 0.009
-    //   total = 0.2850015 + 0.0015 + 0.009 = 0.2960015
+    //   total = 0.2850015 + 0.0015 + 0.009 = 0.2955015
     let tier = quote(
         &sb,
         &[
-            "--model", "seed-model", "--at", JULY_1, "--input-tokens", "190001",
-            "--cache-read-tokens", "10000", "--output-tokens", "1000",
+            "--model",
+            "seed-model",
+            "--at",
+            JULY_1,
+            "--input-tokens",
+            "190001",
+            "--cache-read-tokens",
+            "10000",
+            "--output-tokens",
+            "1000",
         ],
     );
     assert_eq!(tier["breakdown"]["input"], "0.2850015", "{tier}");
     assert_eq!(tier["breakdown"]["cache_read"], "0.0015");
     assert_eq!(tier["breakdown"]["output"], "0.009");
-    assert_eq!(tier["cost"], "0.2960015");
+    assert_eq!(tier["cost"], "0.2955015");
     // Same rate period: the tier does not change the price version.
     assert_eq!(tier["price_version"], base["price_version"]);
 }
@@ -116,7 +142,12 @@ fn batch_halves_every_class() {
 #[test]
 fn per_unit_prices_add_to_the_tokens() {
     let sb = Sandbox::new();
-    let q = seed_quote(&sb, "seed-model", JULY_1, &["--unit", "web_search_requests=3"]);
+    let q = seed_quote(
+        &sb,
+        "seed-model",
+        JULY_1,
+        &["--unit", "web_search_requests=3"],
+    );
     // 3 x 0.01 = 0.03 on top of the seed 0.00453: 0.03453
     assert_eq!(q["breakdown"]["web_search_requests"], "0.03", "{q}");
     assert_eq!(q["breakdown"]["input"], "0.00165");
@@ -158,6 +189,11 @@ fn effective_to_is_exclusive_and_the_next_period_takes_over() {
     let v2 = after["price_version"].as_str().unwrap();
     assert!(v2.ends_with("@2026-07-16T00:00:00.000000Z"), "{v2}");
     assert_ne!(v1, v2);
+
+    // The same instant written with an offset: 02:00+02:00 is 00:00Z, the second period.
+    let offset = seed_quote(&sb, "seed-model", "2026-07-16T02:00:00+02:00", &[]);
+    assert_eq!(offset["cost"], "0.00542", "{offset}");
+    assert_eq!(offset["price_version"], v2);
 }
 
 #[test]
@@ -165,12 +201,26 @@ fn unknown_model_fails_naming_it_and_suggesting_a_close_match() {
     let sb = Sandbox::new();
     let rates = sb.seed_rates();
     let r = sb.run(&[
-        "--prices", path_str(&rates), "price", "--provider", "openai", "--model", "seed-modle",
-        "--input-tokens", "10", "--at", JULY_1, "--format", "json",
+        "--prices",
+        path_str(&rates),
+        "price",
+        "--provider",
+        "openai",
+        "--model",
+        "seed-modle",
+        "--input-tokens",
+        "10",
+        "--at",
+        JULY_1,
+        "--format",
+        "json",
     ]);
     let err = r.fails();
     assert!(err.contains("seed-modle"), "{err}");
-    assert!(err.contains("did you mean") && err.contains("seed-model"), "{err}");
+    assert!(
+        err.contains("did you mean") && err.contains("seed-model"),
+        "{err}"
+    );
     // Never a $0 quote on stdout.
     assert!(!r.stdout.contains("\"cost\""), "{}", r.stdout);
 }
@@ -180,8 +230,19 @@ fn reasoning_tokens_above_output_tokens_is_an_error() {
     let sb = Sandbox::new();
     let rates = sb.seed_rates();
     let r = sb.run(&[
-        "--prices", path_str(&rates), "price", "--provider", "openai", "--model", "seed-model",
-        "--output-tokens", "10", "--reasoning-tokens", "11", "--at", JULY_1,
+        "--prices",
+        path_str(&rates),
+        "price",
+        "--provider",
+        "openai",
+        "--model",
+        "seed-model",
+        "--output-tokens",
+        "10",
+        "--reasoning-tokens",
+        "11",
+        "--at",
+        JULY_1,
     ]);
     let err = r.fails();
     assert!(err.contains("--reasoning-tokens 11"), "{err}");
@@ -194,8 +255,14 @@ fn reasoning_tokens_are_not_priced_on_top_of_output() {
     let q = quote(
         &sb,
         &[
-            "--model", "seed-model", "--at", JULY_1, "--output-tokens", "620",
-            "--reasoning-tokens", "600",
+            "--model",
+            "seed-model",
+            "--at",
+            JULY_1,
+            "--output-tokens",
+            "620",
+            "--reasoning-tokens",
+            "600",
         ],
     );
     // Only the 620 output tokens are priced: 620 x 4.50 / 1e6 = 0.00279.

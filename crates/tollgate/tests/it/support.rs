@@ -53,8 +53,6 @@ pub struct Run {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
-    /// Raw stdout, for byte-level checks.
-    pub stdout_bytes: Vec<u8>,
     label: String,
 }
 
@@ -198,7 +196,6 @@ fn finish(o: Output, args: &[&str]) -> Run {
         code: o.status.code(),
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        stdout_bytes: o.stdout,
         label: format!("tollgate {}", args.join(" ")),
     }
 }
