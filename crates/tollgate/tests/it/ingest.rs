@@ -132,11 +132,19 @@ fn duplicate_event_ids_inside_one_file_are_stored_once() {
     assert_eq!(sb.event_count(), 1);
 }
 
-/// The columns a CSV and a JSONL import must agree on.
-const COMPARE_QUERY: &str = "SELECT event_id, occurred_at, provider, model, team_id, service, feature, \
-     environment, tenant_id, tags, input_tokens, cache_read_tokens, output_tokens, \
-     reasoning_tokens, units, currency, cost, cost_breakdown, price_version, pricing_status, \
-     attribution_status FROM events ORDER BY event_id";
+/// Every stored column of every event, except when and in which order it was stored.
+fn ledger_content(sb: &Sandbox) -> Vec<Value> {
+    let mut rows = sb.sql("SELECT * FROM events ORDER BY event_id");
+    for r in &mut rows {
+        let o = r.as_object_mut().expect("row object");
+        assert!(
+            o.remove("ingested_at").is_some(),
+            "no ingested_at column: {o:?}"
+        );
+        o.remove("seq");
+    }
+    rows
+}
 
 #[test]
 fn csv_and_jsonl_give_the_same_ledger() {
@@ -175,8 +183,8 @@ fn csv_and_jsonl_give_the_same_ledger() {
     assert_eq!(s["quarantined"], 1);
     assert_eq!(s["unpriced"], 1);
 
-    let a = from_jsonl.sql(COMPARE_QUERY);
-    let b = from_csv.sql(COMPARE_QUERY);
+    let a = ledger_content(&from_jsonl);
+    let b = ledger_content(&from_csv);
     assert_eq!(a.len(), 3);
     assert_eq!(a, b, "CSV and JSONL imports differ");
     // And the content is what we expect, so equality is not vacuous:
@@ -216,6 +224,35 @@ fn dash_reads_events_from_stdin() {
 }
 
 #[test]
+fn csv_from_stdin_with_input_format() {
+    let sb = Sandbox::new();
+    let csv = format!(
+        "event_id,occurred_at,provider,model,team_id,service,feature,environment,cost\n\
+         {},2026-07-10T12:00:00Z,openai,seed-model,a,chat,answer,prod,0.125\n",
+        event_id(1)
+    );
+    let s = sb
+        .run_stdin(
+            &[
+                "ingest",
+                "events",
+                "-",
+                "--input-format",
+                "csv",
+                "--format",
+                "json",
+            ],
+            csv.as_bytes(),
+        )
+        .json();
+    assert_eq!(s["ingested"], 1, "{s}");
+    assert_eq!(
+        sb.sql("SELECT cost FROM events"),
+        vec![json!({"cost": "0.125"})]
+    );
+}
+
+#[test]
 fn stdin_errors_name_stdin_and_the_line() {
     let sb = Sandbox::new();
     let good = jsonl(&[event(1, json!({}))]);
@@ -245,5 +282,73 @@ fn table_summary_mentions_quarantined_and_unpriced() {
     assert!(
         text.contains("unpriced: 1 events") && text.contains("mystery-model"),
         "{text}"
+    );
+}
+
+#[test]
+fn batch_events_and_missing_class_prices_at_ingest() {
+    let sb = Sandbox::new();
+    let seed = json!({"input_tokens": 2200, "cache_read_tokens": 1200, "output_tokens": 620});
+    let with = |extra: Value| {
+        let mut m = seed.as_object().unwrap().clone();
+        m.extend(extra.as_object().unwrap().clone());
+        Value::Object(m)
+    };
+    sb.write(
+        "events.jsonl",
+        jsonl(&[
+            // operation "batch": the seed usage at batch prices, 0.00453 x 0.5 = 0.002265
+            event(1, with(json!({"operation": "batch"}))),
+            // service_tier "batch" too: 0.002265
+            event(2, with(json!({"service_tier": "batch"}))),
+            // cache-write tokens, which the rate does not price: unpriced, not zero
+            event(3, json!({"input_tokens": 5, "cache_write_tokens": 10})),
+            // batch after 2026-07-16, where the rate has no batch multiplier: unpriced
+            event(4, json!({"occurred_at": "2026-07-20T00:00:00Z", "operation": "batch", "input_tokens": 1})),
+        ]),
+    );
+    let s = sb.ingest("events.jsonl");
+    assert_eq!(s["ingested"], 4, "{s}");
+    assert_eq!(s["unpriced"], 2);
+    let reasons = s["unpriced_reasons"].as_object().expect("reasons");
+    assert!(
+        reasons.keys().any(|k| k.contains("cache_write_tokens")),
+        "{s}"
+    );
+    assert!(reasons.keys().any(|k| k.contains("batch")), "{s}");
+
+    let rows = sb.sql("SELECT cost, pricing_status FROM events ORDER BY event_id");
+    assert_eq!(
+        rows[0],
+        json!({"cost": "0.002265", "pricing_status": "priced"})
+    );
+    assert_eq!(
+        rows[1],
+        json!({"cost": "0.002265", "pricing_status": "priced"})
+    );
+    assert_eq!(rows[2], json!({"cost": null, "pricing_status": "unpriced"}));
+    assert_eq!(rows[3], json!({"cost": null, "pricing_status": "unpriced"}));
+}
+
+#[test]
+fn event_ids_are_compared_case_insensitively() {
+    let sb = Sandbox::new();
+    let upper = event(
+        1,
+        json!({"event_id": "0000000A-0000-7000-8000-00000000000B", "cost": "0.1"}),
+    );
+    let lower = event(
+        2,
+        json!({"event_id": "0000000a-0000-7000-8000-00000000000b", "cost": "0.2"}),
+    );
+    sb.write("events.jsonl", jsonl(&[upper, lower]));
+    let s = sb.ingest("events.jsonl");
+    assert_eq!(s["ingested"], 1, "{s}");
+    assert_eq!(s["duplicates"], 1);
+    // The first one wins, stored lower-case.
+    let rows = sb.sql("SELECT event_id, cost FROM events");
+    assert_eq!(
+        rows,
+        vec![json!({"event_id": "0000000a-0000-7000-8000-00000000000b", "cost": "0.1"})]
     );
 }

@@ -268,3 +268,55 @@ fn reasoning_tokens_are_not_priced_on_top_of_output() {
     // Only the 620 output tokens are priced: 620 x 4.50 / 1e6 = 0.00279.
     assert_eq!(q["cost"], "0.00279", "{q}");
 }
+
+#[test]
+fn a_class_without_a_price_is_an_error_not_zero() {
+    // The override has no cache_write price: 10 cache-write tokens cannot be priced.
+    let sb = Sandbox::new();
+    let rates = sb.seed_rates();
+    let r = sb.run(&[
+        "--prices",
+        path_str(&rates),
+        "price",
+        "--provider",
+        "openai",
+        "--model",
+        "seed-model",
+        "--input-tokens",
+        "100",
+        "--cache-write-tokens",
+        "10",
+        "--at",
+        JULY_1,
+        "--format",
+        "json",
+    ]);
+    let err = r.fails();
+    assert!(err.contains("cache_write_tokens"), "{err}");
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+}
+
+#[test]
+fn batch_without_a_multiplier_is_an_error() {
+    // The second period (from 2026-07-16) has no batch_multiplier.
+    let sb = Sandbox::new();
+    let rates = sb.seed_rates();
+    let err = sb
+        .run(&[
+            "--prices",
+            path_str(&rates),
+            "price",
+            "--provider",
+            "openai",
+            "--model",
+            "seed-model",
+            "--input-tokens",
+            "100",
+            "--batch",
+            "--at",
+            "2026-07-20T00:00:00Z",
+        ])
+        .fails()
+        .to_string();
+    assert!(err.contains("batch"), "{err}");
+}

@@ -422,4 +422,34 @@ fn dst_month_in_new_york() {
     assert_eq!(doc["period"]["end"], "2026-04-01T04:00:00.000000Z");
     assert_eq!(doc["total"]["requests"], 0);
     assert_eq!(doc["total"]["cost"], "0.00");
+
+    // The spring-forward day has 23 hours (05:00Z to 04:00Z), the fall-back day 25
+    // (04:00Z to 05:00Z).
+    for (day, start, end) in [
+        (
+            "2026-03-08",
+            "2026-03-08T05:00:00.000000Z",
+            "2026-03-09T04:00:00.000000Z",
+        ),
+        (
+            "2026-11-01",
+            "2026-11-01T04:00:00.000000Z",
+            "2026-11-02T05:00:00.000000Z",
+        ),
+    ] {
+        let doc = sb
+            .run(&[
+                "report",
+                "summary",
+                "--period",
+                day,
+                "--tz",
+                "America/New_York",
+                "--format",
+                "json",
+            ])
+            .json();
+        assert_eq!(doc["period"]["start"], start, "{day}");
+        assert_eq!(doc["period"]["end"], end, "{day}");
+    }
 }
