@@ -408,7 +408,56 @@ pub fn truncate_to_micros(t: Timestamp) -> Option<Timestamp> {
 
 /// Formats an instant as the ledger stores it: UTC, exactly six fraction digits, `Z`.
 pub fn format_instant(t: Timestamp) -> String {
-    format!("{:.6}", t)
+    let mut s = String::with_capacity(27);
+    write_instant(&mut s, t);
+    s
+}
+
+/// Appends `t` in the ledger's instant format (`2026-07-01T12:00:00.000000Z`). Hot path of
+/// ingest: civil date from the day number (Howard Hinnant's algorithm), no allocation.
+pub fn write_instant(out: &mut String, t: Timestamp) {
+    let micros = t.as_microsecond();
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
+        out.push_str(&format!("{t:.6}"));
+        return;
+    }
+    let mut buf = [0u8; 27];
+    let put = |buf: &mut [u8; 27], at: usize, v: i64, width: usize| {
+        let mut v = v;
+        for i in (0..width).rev() {
+            // v is a small non-negative number here; the remainder is a digit.
+            buf[at + i] = b'0' + u8::try_from(v % 10).unwrap_or(0);
+            v /= 10;
+        }
+    };
+    put(&mut buf, 0, year, 4);
+    buf[4] = b'-';
+    put(&mut buf, 5, month, 2);
+    buf[7] = b'-';
+    put(&mut buf, 8, day, 2);
+    buf[10] = b'T';
+    put(&mut buf, 11, sod / 3600, 2);
+    buf[13] = b':';
+    put(&mut buf, 14, (sod / 60) % 60, 2);
+    buf[16] = b':';
+    put(&mut buf, 17, sod % 60, 2);
+    buf[19] = b'.';
+    put(&mut buf, 20, frac, 6);
+    buf[26] = b'Z';
+    out.push_str(std::str::from_utf8(&buf).unwrap_or("0000-00-00T00:00:00.000000Z"));
 }
 
 fn opt_string(field: &str, v: Option<Cow<'_, str>>) -> Result<Option<String>, FieldError> {
@@ -618,6 +667,12 @@ fn money_text(field: &str, v: &RawDecimal<'_>) -> Result<Decimal, FieldError> {
         return Err(FieldError::new(
             field,
             format!("{d} has more than {LEDGER_SCALE} decimal places; the ledger keeps money to 1e-12"),
+        ));
+    }
+    if d.is_sign_negative() && !d.is_zero() {
+        return Err(FieldError::new(
+            field,
+            format!("{d} is negative; usage costs are never negative (credits and corrections are recorded separately)"),
         ));
     }
     Ok(d.normalize())
@@ -851,6 +906,9 @@ mod tests {
         // A breakdown that does not add up is refused.
         let bad = with_cost.replace("\"output\":\"0.00279\"", "\"output\":\"0.00280\"");
         assert_eq!(err(&bad).field, "cost");
+        // A negative usage cost is refused.
+        let neg = with_cost.replace("\"cost\":\"0.00453\"", "\"cost\":\"-0.00453\"");
+        assert_eq!(err(&neg).field, "cost");
         // Money as a JSON number is refused, with the fix in the message.
         let num = GOOD.replace("\"tags\"", "\"cost\":0.00453,\"tags\"");
         let e = err(&num);
@@ -999,6 +1057,22 @@ impl UsageEvent {
 #[cfg(test)]
 mod json_tests {
     use super::*;
+
+    #[test]
+    fn instants_format_like_jiff() {
+        for s in [
+            "2026-07-01T12:00:00Z",
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.999999Z",
+            "2000-02-29T23:59:59.5Z",
+            "2100-03-01T00:00:00.000001Z",
+            "9999-12-30T00:00:00.999999Z",
+            "0001-01-01T00:00:00Z",
+        ] {
+            let t: Timestamp = s.parse().unwrap();
+            assert_eq!(format_instant(t), format!("{t:.6}"), "{s}");
+        }
+    }
 
     #[test]
     fn json_round_trips_through_the_import_parser() {

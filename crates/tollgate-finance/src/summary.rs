@@ -314,7 +314,11 @@ impl SummaryReport {
             ),
         ];
         if self.price_versions.is_empty() && self.unknown_price_versions.is_empty() {
-            h.push("Price versions: none (no priced usage)".into());
+            h.push(if self.total_cost_exact.is_zero() {
+                "Price versions: none (no priced usage)".into()
+            } else {
+                "Price versions: none recorded (costs carried by the imported events)".into()
+            });
         } else {
             h.push("Price versions used:".into());
             for p in &self.price_versions {

@@ -12,8 +12,8 @@ use jiff::Timestamp;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use rust_decimal::Decimal;
-use tollgate_core::event::format_instant;
-use tollgate_core::money::{fmt_decimal, to_scaled_e12};
+use tollgate_core::event::{format_instant, push_json_str, write_instant};
+use tollgate_core::money::{from_scaled_e12, to_scaled_e12};
 use tollgate_core::{
     Attribution, AttributionStatus, CostBreakdown, Currency, Pricing, PricingStatus, Usage,
     UsageEvent,
@@ -74,7 +74,12 @@ CREATE TABLE events (
     currency TEXT NOT NULL,
     cost TEXT,
     cost_e12 INTEGER,
-    cost_breakdown TEXT,
+    cost_input_e12 INTEGER,
+    cost_cache_read_e12 INTEGER,
+    cost_cache_write_e12 INTEGER,
+    cost_cache_write_1h_e12 INTEGER,
+    cost_output_e12 INTEGER,
+    cost_units TEXT,
     price_version TEXT,
     pricing_status TEXT NOT NULL,
     ingested_at TEXT NOT NULL
@@ -153,11 +158,12 @@ const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (
     user_id, api_key_id, region, tags, attribution_status, provider, model_requested, model,
     operation, service_tier, status, http_status, streamed, latency_ms, ttft_ms, input_tokens,
     cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens,
-    reasoning_tokens, units, currency, cost, cost_e12, cost_breakdown, price_version,
+    reasoning_tokens, units, currency, cost, cost_e12, cost_input_e12, cost_cache_read_e12,
+    cost_cache_write_e12, cost_cache_write_1h_e12, cost_output_e12, cost_units, price_version,
     pricing_status, ingested_at)
  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
   ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38,
-  ?39, ?40, ?41, ?42, ?43, ?44)";
+  ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46, ?47, ?48, ?49)";
 
 const UPSERT_ROLLUP: &str = "INSERT INTO rollups (hour, team_id, service, feature, model,
     provider, tenant_id, environment, cost_center, currency, attribution_status, pricing_status,
@@ -180,31 +186,48 @@ const SELECT_EVENT: &str = "SELECT event_id, request_id, attempt, parent_request
     provider, model_requested, model, operation, service_tier, status, http_status, streamed,
     latency_ms, ttft_ms, input_tokens, cache_read_tokens, cache_write_tokens,
     cache_write_1h_tokens, output_tokens, reasoning_tokens, units, currency, cost,
-    cost_breakdown, price_version, pricing_status FROM events";
+    cost_input_e12, cost_cache_read_e12, cost_cache_write_e12, cost_cache_write_1h_e12,
+    cost_output_e12, cost_units, price_version, pricing_status FROM events";
+
+/// `Some(s)` unless empty (an absent optional column).
+fn some(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
 
 fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn json_map<'a>(it: impl Iterator<Item = (&'a str, String)>) -> String {
-    let mut s = String::from("{");
-    for (i, (k, v)) in it.enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        tollgate_core::event::push_json_str(&mut s, k);
-        s.push(':');
-        s.push_str(&v);
-    }
-    s.push('}');
-    s
+/// A JSON value written by the ledger: a string, an exact number, or money as a string.
+enum JsonVal<'a> {
+    Str(&'a str),
+    Num(Decimal),
+    Dec(Decimal),
 }
 
-fn quoted(v: &str) -> String {
-    let mut s = String::new();
-    tollgate_core::event::push_json_str(&mut s, v);
-    s
+fn json_map_into<'a>(out: &mut String, it: impl Iterator<Item = (&'a str, JsonVal<'a>)>) {
+    use std::fmt::Write as _;
+    out.push('{');
+    for (i, (k, v)) in it.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(out, k);
+        out.push(':');
+        match v {
+            JsonVal::Str(s) => push_json_str(out, s),
+            JsonVal::Num(d) => {
+                let _ = write!(out, "{}", d.normalize());
+            }
+            JsonVal::Dec(d) => {
+                let _ = write!(out, "\"{}\"", d.normalize());
+            }
+        }
+    }
+    out.push('}');
 }
+
+type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<tollgate_core::rates::FxHasher>>;
 
 impl SqliteLedger {
     /// Opens (creating if needed) the ledger in `data_dir`, applying pending migrations.
@@ -338,40 +361,75 @@ pub struct SqliteWriter<'c> {
 impl LedgerWriter for SqliteWriter<'_> {
     fn append(&mut self, events: &[UsageEvent]) -> Result<AppendOutcome> {
         let mut out = AppendOutcome::default();
-        let mut rollups: HashMap<(i64, [&str; 12]), Totals> = HashMap::new();
+        let mut rollups: FxMap<(i64, [&str; 12]), Totals> = FxMap::default();
+        // Scratch buffers reused across rows: no allocation per event on this path.
+        let mut occurred = String::with_capacity(32);
+        let mut completed = String::with_capacity(32);
+        let mut cost_text = String::with_capacity(32);
+        let mut tags = String::new();
+        let mut units = String::new();
+        let mut cost_units = String::new();
         {
             let mut stmt = self.tx.prepare_cached(INSERT_EVENT)?;
             for e in events {
                 let a = &e.attribution;
                 let p = &e.pricing;
-                let cost_e12 = match p.cost {
-                    Some(c) => Some(
-                        i64::try_from(to_scaled_e12(c)?)
-                            .map_err(|_| LedgerError::Refused(format!("cost {c} of event {} is too large", e.event_id)))?,
-                    ),
-                    None => None,
+                let too_big = |c: &Decimal| {
+                    LedgerError::Refused(format!("cost {c} of event {} is too large", e.event_id))
                 };
-                let tags = (!a.tags.is_empty())
-                    .then(|| json_map(a.tags.iter().map(|(k, v)| (k.as_str(), quoted(v)))));
-                let units = (!e.usage.units.is_empty()).then(|| {
-                    json_map(e.usage.units.iter().map(|(k, v)| (k.as_str(), fmt_decimal(*v))))
-                });
-                let breakdown = p.cost.map(|_| {
-                    json_map(
-                        p.cost_breakdown
-                            .entries()
-                            .into_iter()
-                            .map(|(k, v)| (k, quoted(&fmt_decimal(v)))),
-                    )
-                });
+                let e12 = |c: Decimal| -> Result<i64> {
+                    i64::try_from(to_scaled_e12(c)?).map_err(|_| too_big(&c))
+                };
+                let (cost_e12, classes) = match p.cost {
+                    Some(c) => {
+                        let b = &p.cost_breakdown;
+                        (
+                            Some(e12(c)?),
+                            [
+                                Some(e12(b.input)?),
+                                Some(e12(b.cache_read)?),
+                                Some(e12(b.cache_write)?),
+                                Some(e12(b.cache_write_1h)?),
+                                Some(e12(b.output)?),
+                            ],
+                        )
+                    }
+                    None => (None, [None; 5]),
+                };
+                occurred.clear();
+                write_instant(&mut occurred, e.occurred_at);
+                completed.clear();
+                if let Some(c) = e.completed_at {
+                    write_instant(&mut completed, c);
+                }
+                cost_text.clear();
+                if let Some(c) = p.cost {
+                    use std::fmt::Write as _;
+                    let _ = write!(cost_text, "{}", c.normalize());
+                }
+                tags.clear();
+                if !a.tags.is_empty() {
+                    json_map_into(&mut tags, a.tags.iter().map(|(k, v)| (k.as_str(), JsonVal::Str(v))));
+                }
+                units.clear();
+                if !e.usage.units.is_empty() {
+                    json_map_into(&mut units, e.usage.units.iter().map(|(k, v)| (k.as_str(), JsonVal::Num(*v))));
+                }
+                cost_units.clear();
+                if p.cost.is_some() && !p.cost_breakdown.units.is_empty() {
+                    json_map_into(
+                        &mut cost_units,
+                        p.cost_breakdown.units.iter().map(|(k, v)| (k.as_str(), JsonVal::Dec(*v))),
+                    );
+                }
                 let u = &e.usage;
                 let n = stmt.execute(params![
                     e.event_id,
                     e.request_id,
                     e.attempt,
                     e.parent_request_id,
-                    format_instant(e.occurred_at),
-                    e.completed_at.map(format_instant),
+                    occurred,
+                    some(&completed),
                     e.trace_id,
                     e.span_id,
                     e.session_id,
@@ -384,7 +442,7 @@ impl LedgerWriter for SqliteWriter<'_> {
                     a.user_id,
                     a.api_key_id,
                     a.region,
-                    tags,
+                    some(&tags),
                     e.attribution_status.as_str(),
                     e.provider,
                     e.model_requested,
@@ -402,11 +460,16 @@ impl LedgerWriter for SqliteWriter<'_> {
                     i64_of(u.cache_write_1h_tokens),
                     i64_of(u.output_tokens),
                     i64_of(u.reasoning_tokens),
-                    units,
+                    some(&units),
                     p.currency.as_str(),
-                    p.cost.map(fmt_decimal),
+                    some(&cost_text),
                     cost_e12,
-                    breakdown,
+                    classes[0],
+                    classes[1],
+                    classes[2],
+                    classes[3],
+                    classes[4],
+                    some(&cost_units),
                     p.price_version,
                     p.pricing_status.as_str(),
                     self.now,
@@ -433,7 +496,15 @@ impl LedgerWriter for SqliteWriter<'_> {
                         p.price_version.as_deref().unwrap_or(""),
                     ],
                 );
-                rollups.entry(key).or_default().add_event(e)?;
+                let t = rollups.entry(key).or_default();
+                t.requests += 1;
+                t.input_tokens += u.input_tokens;
+                t.cache_read_tokens += u.cache_read_tokens;
+                t.cache_write_tokens += u.cache_write_tokens;
+                t.cache_write_1h_tokens += u.cache_write_1h_tokens;
+                t.output_tokens += u.output_tokens;
+                t.reasoning_tokens += u.reasoning_tokens;
+                t.cost_e12 += i128::from(cost_e12.unwrap_or(0));
             }
         }
         let mut up = self.tx.prepare_cached(UPSERT_ROLLUP)?;
@@ -549,20 +620,19 @@ fn row_to_event(r: &rusqlite::Row<'_>) -> Result<UsageEvent> {
         Some(t) => parse_json_decimals(&t, "units")?.into_iter().collect(),
         None => Default::default(),
     };
-    let mut cb = CostBreakdown::default();
-    if let Some(t) = g(39)? {
-        for (k, v) in parse_json_decimals(&t, "cost_breakdown")? {
-            match k.as_str() {
-                "input" => cb.input = v,
-                "cache_read" => cb.cache_read = v,
-                "cache_write" => cb.cache_write = v,
-                "cache_write_1h" => cb.cache_write_1h = v,
-                "output" => cb.output = v,
-                _ => {
-                    cb.units.insert(k, v);
-                }
-            }
-        }
+    let class = |i: usize| -> Result<Decimal> {
+        Ok(from_scaled_e12(i128::from(r.get::<_, Option<i64>>(i)?.unwrap_or(0)))?.normalize())
+    };
+    let mut cb = CostBreakdown {
+        input: class(39)?,
+        cache_read: class(40)?,
+        cache_write: class(41)?,
+        cache_write_1h: class(42)?,
+        output: class(43)?,
+        units: Default::default(),
+    };
+    if let Some(t) = g(44)? {
+        cb.units = parse_json_decimals(&t, "cost_units")?.into_iter().collect();
     }
     let vocab = |i: usize| -> Result<String> { Ok(r.get::<_, String>(i)?) };
     let env = match g(13)? {
@@ -636,9 +706,9 @@ fn row_to_event(r: &rusqlite::Row<'_>) -> Result<UsageEvent> {
             currency: Currency::parse(&cur).map_err(|_| corrupt("currency", &cur))?,
             cost,
             cost_breakdown: cb,
-            price_version: g(40)?,
+            price_version: g(45)?,
             pricing_status: {
-                let s = vocab(41)?;
+                let s = vocab(46)?;
                 s.parse::<PricingStatus>().map_err(|_| corrupt("pricing_status", &s))?
             },
         },

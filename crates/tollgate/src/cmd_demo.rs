@@ -11,7 +11,7 @@ use crate::Ctx;
 use crate::cmd_ingest::{InputFormat, ingest, print_summary};
 use crate::cmd_report::{SummaryArgs, build_summary, summary_table, write_summary};
 use crate::demo_data::{DemoGenerator, demo_price_overrides};
-use crate::output::{Format, write_atomic};
+use crate::output::{Format, out, outln, write_atomic};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -84,8 +84,8 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
     }
 
     if a.generate_only {
-        println!("wrote {} events to {}", a.events, events_path.display());
-        println!("rate overrides: {}", prices_path.display());
+        outln!("wrote {} events to {}", a.events, events_path.display());
+        outln!("rate overrides: {}", prices_path.display());
         return Ok(());
     }
 
@@ -100,7 +100,7 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
     };
     let mut ledger = tollgate_ledger::sqlite::SqliteLedger::open(dir)?;
     let input = Box::new(BufReader::new(std::fs::File::open(&events_path)?));
-    println!("== Ingest {} ==", events_path.display());
+    outln!("== Ingest {} ==", events_path.display());
     let s = ingest(
         &mut ledger,
         &pricer,
@@ -152,23 +152,23 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
     write_summary(&in_kzt, Format::Table, Some(&p))?;
     written.push(p);
 
-    println!();
-    println!("== Monthly summary ({}) ==", period.label());
-    print!("{}", tollgate_render::text(&summary_table(&main)));
-    println!();
-    println!("== Where the outputs are ==");
-    println!("  ledger (SQLite, WAL):   {}", dir.join("ledger.sqlite").display());
-    println!("  generated events:       {}", events_path.display());
-    println!("  negotiated rates:       {}", prices_path.display());
+    outln!();
+    outln!("== Monthly summary ({}) ==", period.label());
+    out!("{}", tollgate_render::text(&summary_table(&main)));
+    outln!();
+    outln!("== Where the outputs are ==");
+    outln!("  ledger (SQLite, WAL):   {}", dir.join("ledger.sqlite").display());
+    outln!("  generated events:       {}", events_path.display());
+    outln!("  negotiated rates:       {}", prices_path.display());
     for p in &written {
-        println!("  report:                 {}", p.display());
+        outln!("  report:                 {}", p.display());
     }
-    println!();
-    println!("== Try ==");
+    outln!();
+    outln!("== Try ==");
     let d = dir.display();
-    println!("  tollgate --data-dir {d} report summary --period {} --by feature", period.label());
-    println!("  tollgate --data-dir {d} sql \"SELECT model, COUNT(*), SUM(cost_e12)/1e12 AS usd FROM events GROUP BY model\"");
-    println!("  tollgate price --provider openai --model gpt-4o --input-tokens 2200 --cache-read-tokens 1200 --output-tokens 620");
-    println!("  tollgate prices show claude-sonnet-4-5 --prices {}", prices_path.display());
+    outln!("  tollgate --data-dir {d} report summary --period {} --by feature", period.label());
+    outln!("  tollgate --data-dir {d} sql \"SELECT model, COUNT(*), SUM(cost_e12)/1e12 AS usd FROM events GROUP BY model\"");
+    outln!("  tollgate price --provider openai --model gpt-4o --input-tokens 2200 --cache-read-tokens 1200 --output-tokens 620");
+    outln!("  tollgate prices show claude-sonnet-4-5 --prices {}", prices_path.display());
     Ok(())
 }

@@ -20,7 +20,7 @@ use tollgate_ledger::{ImportRecord, Ledger, PriceVersionRecord};
 use tollgate_render::{Cell, Table};
 
 use crate::Ctx;
-use crate::output::Format;
+use crate::output::{Format, out, outln};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum IngestCommand {
@@ -417,7 +417,7 @@ pub fn print_summary(s: &IngestSummary, format: Format) -> Result<()> {
                 "quarantined": s.quarantined, "unpriced": s.unpriced,
                 "unpriced_reasons": s.unpriced_reasons,
             });
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            outln!("{}", serde_json::to_string_pretty(&doc)?);
         }
         _ => {
             let t = Table {
@@ -429,12 +429,12 @@ pub fn print_summary(s: &IngestSummary, format: Format) -> Result<()> {
                     .collect()],
                 total: None,
             };
-            print!("{}", tollgate_render::text(&t));
+            out!("{}", tollgate_render::text(&t));
             for (reason, n) in &s.unpriced_reasons {
-                println!("unpriced: {n} events: {reason}");
+                outln!("unpriced: {n} events: {reason}");
             }
             if s.quarantined > 0 {
-                println!(
+                outln!(
                     "quarantined: {} events lack required attribution (team_id, service, feature, environment); they are stored and shown as their own rows",
                     s.quarantined
                 );

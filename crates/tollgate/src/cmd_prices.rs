@@ -13,7 +13,7 @@ use tollgate_core::{Pricer, PricingError, RateBook, Usage};
 use tollgate_render::{Cell, Table};
 
 use crate::Ctx;
-use crate::output::{Format, emit};
+use crate::output::{Format, emit, out, outln};
 
 /// Loads override files (highest priority first) and the shipped catalog.
 pub fn load_pricer(files: &[PathBuf]) -> Result<Pricer> {
@@ -129,7 +129,7 @@ pub fn price(ctx: &Ctx, a: &PriceArgs) -> Result<()> {
                 "price_version": q.price_version,
                 "pricing_status": "priced",
             });
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            outln!("{}", serde_json::to_string_pretty(&doc)?);
         }
         Format::Table => {
             let rate = pricer.find(&a.provider, &a.model, at)?;
@@ -168,7 +168,7 @@ pub fn price(ctx: &Ctx, a: &PriceArgs) -> Result<()> {
                 Cell::Empty,
                 Cell::Money(fmt_decimal(q.cost)),
             ]);
-            print!("{}", tollgate_render::text(&t));
+            out!("{}", tollgate_render::text(&t));
         }
         other => bail!("--format {other:?} is not offered by `price`; use table or json"),
     }
@@ -358,8 +358,8 @@ pub fn prices(ctx: &Ctx, cmd: &PricesCommand) -> Result<()> {
                 }
             }
             match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&json!({"model": model, "rates": docs}))?),
-                Format::Table => print!("{text}"),
+                Format::Json => outln!("{}", serde_json::to_string_pretty(&json!({"model": model, "rates": docs}))?),
+                Format::Table => out!("{text}"),
                 other => bail!("--format {other:?} is not offered by `prices show`; use table or json"),
             }
             Ok(())

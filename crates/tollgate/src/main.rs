@@ -25,6 +25,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::output::outln;
 
 /// Tollgate: who spent what on LLM calls, exactly.
 #[derive(Debug, Parser)]
@@ -127,17 +128,17 @@ fn run() -> Result<()> {
             command: ConfigCommand::Check,
         } => {
             let pricer = ctx.pricer()?;
-            println!(
+            outln!(
                 "config ok: {}",
                 ctx.config
                     .path
                     .as_ref()
                     .map_or("(no file: defaults)".to_string(), |p| p.display().to_string())
             );
-            println!("  data dir: {}", ctx.data_dir.display());
-            println!("  reporting time zone: {}", ctx.config.timezone);
+            outln!("  data dir: {}", ctx.data_dir.display());
+            outln!("  reporting time zone: {}", ctx.config.timezone);
             for b in pricer.books() {
-                println!("  rates: {} ({} entries)", b.name(), b.rates().len());
+                outln!("  rates: {} ({} entries)", b.name(), b.rates().len());
             }
             Ok(())
         }

@@ -57,3 +57,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     res
 }
+
+/// Writes formatted text to stdout, returning the error (a closed pipe is an error to
+/// return, not a panic as with `println!`).
+pub fn write_out(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    let mut so = std::io::stdout().lock();
+    so.write_fmt(args)?;
+    so.flush()
+}
+
+/// `print!` that returns I/O errors with `?` (use inside functions returning `anyhow::Result`).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!($($arg)*))?
+    };
+}
+
+/// `println!` that returns I/O errors with `?`.
+macro_rules! outln {
+    () => {
+        $crate::output::write_out(format_args!("\n"))?
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
+pub(crate) use {out, outln};

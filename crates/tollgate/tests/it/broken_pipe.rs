@@ -54,8 +54,7 @@ fn prices_list_into_a_closed_pipe() {
     assert_quiet_success(code, &err);
 }
 
-// BUG (product): `price` prints with println!, which panics on EPIPE (exit 101, "failed
-// printing to stdout: Broken pipe") instead of the quiet exit main.rs promises.
+// Regression: `price` printed with println!, which panicked on EPIPE (exit 101).
 #[test]
 fn price_into_a_closed_pipe() {
     let sb = Sandbox::new();
@@ -81,7 +80,7 @@ fn price_into_a_closed_pipe() {
     assert_quiet_success(code, &err);
 }
 
-// BUG (product): `prices show` prints with println! and panics on EPIPE (exit 101).
+// Regression: `prices show` printed with println! and panicked on EPIPE (exit 101).
 #[test]
 fn prices_show_into_a_closed_pipe() {
     let sb = Sandbox::new();
@@ -89,9 +88,8 @@ fn prices_show_into_a_closed_pipe() {
     assert_quiet_success(code, &err);
 }
 
-// BUG (product): the ingest summary is printed with println! and panics on EPIPE (exit 101),
-// after the import has committed: `tollgate ingest events f.jsonl | head -1` reports a
-// failure for an import that succeeded.
+// Regression: the ingest summary was printed with println! and panicked on EPIPE (exit 101)
+// after the import had committed, reporting a failure for an import that succeeded.
 #[test]
 fn ingest_into_a_closed_pipe() {
     let sb = Sandbox::new();
