@@ -4,6 +4,8 @@
 //! tier-crossing share) through `Pricer::price_event`, the function ingest and the gateway
 //! call, and prints events per second. Best of 3 runs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed check
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -24,7 +26,10 @@ fn main() {
         ("anthropic", "claude-sonnet-4-5"),
         ("anthropic", "claude-haiku-4-5"),
         ("gcp.gemini", "gemini-2.5-flash"),
-        ("aws.bedrock", "global.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        (
+            "aws.bedrock",
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ),
     ];
     // A pool of distinct events, priced round-robin (cost cleared before each pricing).
     let pool: Vec<UsageEvent> = (0..4096u64)
@@ -56,8 +61,14 @@ fn main() {
         }
         let secs = start.elapsed().as_secs_f64();
         assert_eq!(priced, n, "every bench event is priceable");
-        println!("run {run}: {n} events in {secs:.3} s = {:.0} events/s", n as f64 / secs);
+        println!(
+            "run {run}: {n} events in {secs:.3} s = {:.0} events/s",
+            n as f64 / secs
+        );
         best = best.min(secs);
     }
-    println!("pricing: best of 3: {:.0} events/s on one core ({n} events)", n as f64 / best);
+    println!(
+        "pricing: best of 3: {:.0} events/s on one core ({n} events)",
+        n as f64 / best
+    );
 }

@@ -80,7 +80,8 @@ pub struct CostBreakdown {
 
 impl CostBreakdown {
     pub fn total(&self) -> Decimal {
-        let mut t = self.input + self.cache_read + self.cache_write + self.cache_write_1h + self.output;
+        let mut t =
+            self.input + self.cache_read + self.cache_write + self.cache_write_1h + self.output;
         for v in self.units.values() {
             t += *v;
         }
@@ -481,8 +482,7 @@ fn parse_vocab<T: std::str::FromStr<Err = crate::error::CoreError>>(
     v: Option<&str>,
 ) -> Result<Option<T>, FieldError> {
     match v {
-        None => Ok(None),
-        Some(s) if s.is_empty() => Ok(None),
+        None | Some("") => Ok(None),
         Some(s) => s.parse::<T>().map(Some).map_err(|e| {
             let msg = e.to_string();
             let msg = msg
@@ -516,21 +516,24 @@ impl RawEvent<'_> {
             Some(s) if !s.is_empty() => Some(parse_instant("completed_at", s)?),
             _ => None,
         };
-        if let Some(c) = completed_at {
-            if c < occurred_at {
-                return Err(FieldError::new(
-                    "completed_at",
-                    format!(
-                        "{} is before occurred_at {}",
-                        format_instant(c),
-                        format_instant(occurred_at)
-                    ),
-                ));
-            }
+        if let Some(c) = completed_at
+            && c < occurred_at
+        {
+            return Err(FieldError::new(
+                "completed_at",
+                format!(
+                    "{} is before occurred_at {}",
+                    format_instant(c),
+                    format_instant(occurred_at)
+                ),
+            ));
         }
         let attempt = self.attempt.unwrap_or(1);
         if attempt == 0 {
-            return Err(FieldError::new("attempt", "must be 1 or more (1 = first attempt)"));
+            return Err(FieldError::new(
+                "attempt",
+                "must be 1 or more (1 = first attempt)",
+            ));
         }
         let provider = opt_string("provider", self.provider)?
             .ok_or_else(|| FieldError::new("provider", "missing (required)"))?;
@@ -589,7 +592,10 @@ impl RawEvent<'_> {
             let d = parse_decimal(&format!("units.{k}"), &v.text())
                 .map_err(|e| FieldError::new(format!("units.{k}"), e.to_string()))?;
             if d.is_sign_negative() {
-                return Err(FieldError::new(format!("units.{k}"), "must not be negative"));
+                return Err(FieldError::new(
+                    format!("units.{k}"),
+                    "must not be negative",
+                ));
             }
             if d.normalize().scale() > 3 {
                 return Err(FieldError::new(
@@ -612,7 +618,10 @@ impl RawEvent<'_> {
         let currency = match self.currency.as_deref() {
             None | Some("") => Currency::USD,
             Some(c) => Currency::parse(c).map_err(|_| {
-                FieldError::new("currency", format!("{c:?} is not a three-letter ISO 4217 code"))
+                FieldError::new(
+                    "currency",
+                    format!("{c:?} is not a three-letter ISO 4217 code"),
+                )
             })?,
         };
         let pricing = validate_pricing(
@@ -638,7 +647,8 @@ impl RawEvent<'_> {
             provider,
             model_requested: opt_string("model_requested", self.model_requested)?,
             model,
-            operation: parse_vocab("operation", self.operation.as_deref())?.unwrap_or(Operation::Chat),
+            operation: parse_vocab("operation", self.operation.as_deref())?
+                .unwrap_or(Operation::Chat),
             service_tier: opt_string("service_tier", self.service_tier)?,
             status: parse_vocab("status", self.status.as_deref())?.unwrap_or(Status::Ok),
             http_status: self.http_status,
@@ -656,23 +666,33 @@ fn money_text(field: &str, v: &RawDecimal<'_>) -> Result<Decimal, FieldError> {
         let t = v.text();
         return Err(FieldError::new(
             field,
-            format!("{t} is a JSON number; write money as a decimal string (\"{t}\") so no float touches it"),
+            format!(
+                "{t} is a JSON number; write money as a decimal string (\"{t}\") so no float touches it"
+            ),
         ));
     }
-    let d = parse_decimal(field, &v.text()).map_err(|e| FieldError::new(field, {
-        let m = e.to_string();
-        m.strip_prefix(&format!("{field}: ")).unwrap_or(&m).to_string()
-    }))?;
+    let d = parse_decimal(field, &v.text()).map_err(|e| {
+        FieldError::new(field, {
+            let m = e.to_string();
+            m.strip_prefix(&format!("{field}: "))
+                .unwrap_or(&m)
+                .to_string()
+        })
+    })?;
     if d.normalize().scale() > LEDGER_SCALE {
         return Err(FieldError::new(
             field,
-            format!("{d} has more than {LEDGER_SCALE} decimal places; the ledger keeps money to 1e-12"),
+            format!(
+                "{d} has more than {LEDGER_SCALE} decimal places; the ledger keeps money to 1e-12"
+            ),
         ));
     }
     if d.is_sign_negative() && !d.is_zero() {
         return Err(FieldError::new(
             field,
-            format!("{d} is negative; usage costs are never negative (credits and corrections are recorded separately)"),
+            format!(
+                "{d} is negative; usage costs are never negative (credits and corrections are recorded separately)"
+            ),
         ));
     }
     Ok(d.normalize())
@@ -695,7 +715,10 @@ fn validate_pricing(
     if let Some(b) = &breakdown {
         for (k, v) in b {
             if !units_key_ok(k) {
-                return Err(FieldError::new("cost_breakdown", format!("class name {k:?} is not valid")));
+                return Err(FieldError::new(
+                    "cost_breakdown",
+                    format!("class name {k:?} is not valid"),
+                ));
             }
             cb.set(k, money_text(&format!("cost_breakdown.{k}"), v)?);
         }
@@ -709,7 +732,10 @@ fn validate_pricing(
                 ));
             }
             if breakdown.is_some() {
-                return Err(FieldError::new("cost", "missing, but cost_breakdown is given"));
+                return Err(FieldError::new(
+                    "cost",
+                    "missing, but cost_breakdown is given",
+                ));
             }
             Ok(Pricing {
                 currency,
@@ -730,7 +756,10 @@ fn validate_pricing(
             if breakdown.is_some() && cb.total() != c {
                 return Err(FieldError::new(
                     "cost",
-                    format!("{c} is not the sum of cost_breakdown ({})", cb.total().normalize()),
+                    format!(
+                        "{c} is not the sum of cost_breakdown ({})",
+                        cb.total().normalize()
+                    ),
                 ));
             }
             if breakdown.is_none() {
@@ -773,7 +802,10 @@ fn explain_json_error(line: &str, e: &serde_json::Error) -> FieldError {
         }
     };
     let Some(obj) = value.as_object() else {
-        return FieldError::new("(record)", "not a JSON object; each line must be one JSON object");
+        return FieldError::new(
+            "(record)",
+            "not a JSON object; each line must be one JSON object",
+        );
     };
     for (k, v) in obj {
         if !FIELDS.contains(&k.as_str()) {
@@ -811,13 +843,17 @@ fn explain_json_error(line: &str, e: &serde_json::Error) -> FieldError {
                 return FieldError::new(k.clone(), format!("{v} is out of range"));
             }
         }
-        if expect == "object" {
-            if let Some(o) = v.as_object() {
-                for (ik, iv) in o {
-                    let inner_ok = if k == "tags" { iv.is_string() } else { iv.is_string() || iv.is_number() };
-                    if !inner_ok {
-                        return FieldError::new(format!("{k}.{ik}"), format!("unexpected value {iv}"));
-                    }
+        if expect == "object"
+            && let Some(o) = v.as_object()
+        {
+            for (ik, iv) in o {
+                let inner_ok = if k == "tags" {
+                    iv.is_string()
+                } else {
+                    iv.is_string() || iv.is_number()
+                };
+                if !inner_ok {
+                    return FieldError::new(format!("{k}.{ik}"), format!("unexpected value {iv}"));
                 }
             }
         }
@@ -827,9 +863,16 @@ fn explain_json_error(line: &str, e: &serde_json::Error) -> FieldError {
 
 fn expected_type(field: &str) -> &'static str {
     match field {
-        "attempt" | "http_status" | "latency_ms" | "ttft_ms" | "input_tokens"
-        | "cache_read_tokens" | "cache_write_tokens" | "cache_write_1h_tokens"
-        | "output_tokens" | "reasoning_tokens" => "integer",
+        "attempt"
+        | "http_status"
+        | "latency_ms"
+        | "ttft_ms"
+        | "input_tokens"
+        | "cache_read_tokens"
+        | "cache_write_tokens"
+        | "cache_write_1h_tokens"
+        | "output_tokens"
+        | "reasoning_tokens" => "integer",
         "streamed" => "boolean",
         "tags" | "units" | "cost_breakdown" => "object",
         "cost" => "any",
@@ -863,7 +906,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.attribution_status, AttributionStatus::Quarantined);
-        assert_eq!(e.attribution.missing_required(), vec!["service", "feature", "environment"]);
+        assert_eq!(
+            e.attribution.missing_required(),
+            vec!["service", "feature", "environment"]
+        );
     }
 
     fn err(json: &str) -> FieldError {
@@ -873,9 +919,15 @@ mod tests {
     #[test]
     fn bad_records_name_the_field() {
         let base = &GOOD[..GOOD.len() - 1];
-        assert_eq!(err(&format!("{base},\"input_tokens\":-5}}")).field, "input_tokens");
+        assert_eq!(
+            err(&format!("{base},\"input_tokens\":-5}}")).field,
+            "input_tokens"
+        );
         let e = err(&GOOD.replace("\"input_tokens\":2200", "\"input_tokens\":-5"));
-        assert_eq!((e.field.as_str(), e.message.as_str()), ("input_tokens", "must not be negative"));
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            ("input_tokens", "must not be negative")
+        );
         let e = err(&GOOD.replace("\"input_tokens\":2200", "\"input_tokens\":\"many\""));
         assert_eq!(e.field, "input_tokens");
         let e = err(&GOOD.replace("\"environment\":\"prod\"", "\"environment\":\"production\""));
@@ -884,8 +936,14 @@ mod tests {
         let e = err(&GOOD.replace("2026-07-01T12:00:00.1234567+02:00", "yesterday"));
         assert_eq!(e.field, "occurred_at");
         let e = err(&GOOD.replace("2026-07-01T12:00:00.1234567+02:00", "2026-07-01T12:00:00"));
-        assert_eq!(e.field, "occurred_at", "an instant without offset is ambiguous");
-        let e = err(&GOOD.replace("\"provider\":\"openai\",", "\"prompt\":\"hello\",\"provider\":\"openai\","));
+        assert_eq!(
+            e.field, "occurred_at",
+            "an instant without offset is ambiguous"
+        );
+        let e = err(&GOOD.replace(
+            "\"provider\":\"openai\",",
+            "\"prompt\":\"hello\",\"provider\":\"openai\",",
+        ));
         assert_eq!(e.field, "prompt");
         assert_eq!(err("{not json").field, "(record)");
         let e = err(&GOOD.replace("01890a5d-ac96-774b-bcce-b302099a8057", "42"));
@@ -962,7 +1020,11 @@ impl UsageEvent {
         let _ = write!(out, ",\"attempt\":{}", self.attempt);
         s(out, "parent_request_id", self.parent_request_id.as_deref());
         s(out, "occurred_at", Some(&format_instant(self.occurred_at)));
-        s(out, "completed_at", self.completed_at.map(format_instant).as_deref());
+        s(
+            out,
+            "completed_at",
+            self.completed_at.map(format_instant).as_deref(),
+        );
         s(out, "trace_id", self.trace_id.as_deref());
         s(out, "span_id", self.span_id.as_deref());
         s(out, "session_id", self.session_id.as_deref());
@@ -988,7 +1050,11 @@ impl UsageEvent {
             }
             out.push('}');
         }
-        s(out, "attribution_status", Some(self.attribution_status.as_str()));
+        s(
+            out,
+            "attribution_status",
+            Some(self.attribution_status.as_str()),
+        );
         s(out, "provider", Some(&self.provider));
         s(out, "model_requested", self.model_requested.as_deref());
         s(out, "model", Some(&self.model));
@@ -1081,6 +1147,9 @@ mod json_tests {
         let again = parse_json_event(&e.to_json()).unwrap();
         assert_eq!(e, again);
         assert!(e.to_json().contains("\"cost\":\"0.0123\""));
-        assert!(e.to_json().contains("\"occurred_at\":\"2026-07-01T12:00:00.500000Z\""));
+        assert!(
+            e.to_json()
+                .contains("\"occurred_at\":\"2026-07-01T12:00:00.500000Z\"")
+        );
     }
 }

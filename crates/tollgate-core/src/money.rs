@@ -145,7 +145,10 @@ impl Money {
     /// Rounds half away from zero to the currency's minor unit: the one rounding rule for
     /// every amount a document shows.
     pub fn round_minor(&self) -> Money {
-        Money::new(round_half_away(self.amount, self.currency.minor_units()), self.currency)
+        Money::new(
+            round_half_away(self.amount, self.currency.minor_units()),
+            self.currency,
+        )
     }
 
     pub fn is_negative(&self) -> bool {
@@ -222,21 +225,54 @@ mod tests {
     #[test]
     fn rounds_half_away_from_zero_to_minor_unit() {
         // 0.125 -> 0.13 (half away), -0.125 -> -0.13, 0.124 -> 0.12
-        assert_eq!(Money::new(d("0.125"), Currency::USD).round_minor().amount().to_string(), "0.13");
-        assert_eq!(Money::new(d("-0.125"), Currency::USD).round_minor().amount().to_string(), "-0.13");
-        assert_eq!(Money::new(d("0.124"), Currency::USD).round_minor().amount().to_string(), "0.12");
+        assert_eq!(
+            Money::new(d("0.125"), Currency::USD)
+                .round_minor()
+                .amount()
+                .to_string(),
+            "0.13"
+        );
+        assert_eq!(
+            Money::new(d("-0.125"), Currency::USD)
+                .round_minor()
+                .amount()
+                .to_string(),
+            "-0.13"
+        );
+        assert_eq!(
+            Money::new(d("0.124"), Currency::USD)
+                .round_minor()
+                .amount()
+                .to_string(),
+            "0.12"
+        );
         // JPY has no minor unit: 100.5 -> 101
         let jpy = Currency::parse("jpy").unwrap();
-        assert_eq!(Money::new(d("100.5"), jpy).round_minor().amount().to_string(), "101");
+        assert_eq!(
+            Money::new(d("100.5"), jpy)
+                .round_minor()
+                .amount()
+                .to_string(),
+            "101"
+        );
         // padding: 5 -> 5.00
-        assert_eq!(Money::new(d("5"), Currency::USD).round_minor().amount().to_string(), "5.00");
+        assert_eq!(
+            Money::new(d("5"), Currency::USD)
+                .round_minor()
+                .amount()
+                .to_string(),
+            "5.00"
+        );
     }
 
     #[test]
     fn refuses_to_mix_currencies() {
         let usd = Money::new(d("1"), Currency::USD);
         let eur = Money::new(d("1"), Currency::parse("EUR").unwrap());
-        assert!(matches!(usd.checked_add(&eur), Err(CoreError::CurrencyMismatch { .. })));
+        assert!(matches!(
+            usd.checked_add(&eur),
+            Err(CoreError::CurrencyMismatch { .. })
+        ));
         assert_eq!(usd.checked_add(&usd).unwrap().amount(), d("2"));
     }
 
@@ -252,7 +288,10 @@ mod tests {
     #[test]
     fn scaled_integers_round_trip_and_refuse_excess_precision() {
         assert_eq!(to_scaled_e12(d("0.00453")).unwrap(), 4_530_000_000);
-        assert_eq!(from_scaled_e12(4_530_000_000).unwrap().normalize(), d("0.00453"));
+        assert_eq!(
+            from_scaled_e12(4_530_000_000).unwrap().normalize(),
+            d("0.00453")
+        );
         assert!(to_scaled_e12(d("0.0000000000001")).is_err());
         assert!(Currency::parse("US").is_err());
         assert!(Currency::parse("U$D").is_err());
@@ -262,7 +301,9 @@ mod tests {
     fn converts_at_an_exact_rate() {
         // 10.50 USD at 510.25 KZT/USD = 5357.625 KZT, shown as 5357.63 KZT
         let kzt = Currency::parse("KZT").unwrap();
-        let m = Money::new(d("10.50"), Currency::USD).convert(d("510.25"), kzt).unwrap();
+        let m = Money::new(d("10.50"), Currency::USD)
+            .convert(d("510.25"), kzt)
+            .unwrap();
         assert_eq!(m.amount(), d("5357.625"));
         assert_eq!(m.round_minor().amount().to_string(), "5357.63");
     }

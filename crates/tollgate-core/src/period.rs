@@ -187,11 +187,9 @@ impl Period {
                 let w = self.first_day.iso_week_date();
                 format!("{:04}-W{:02}", w.year(), w.week())
             }
-            PeriodKind::Month => format!(
-                "{:04}-{:02}",
-                self.first_day.year(),
-                self.first_day.month()
-            ),
+            PeriodKind::Month => {
+                format!("{:04}-{:02}", self.first_day.year(), self.first_day.month())
+            }
         }
     }
 }
@@ -269,7 +267,9 @@ mod tests {
         for bad in ["2026-13", "2026-7", "July", "2026-W54", "2026-02-30", ""] {
             assert!(Period::parse(bad, "UTC").is_err(), "{bad}");
         }
-        let e = Period::parse("2026-07", "Mars/Olympus").unwrap_err().to_string();
+        let e = Period::parse("2026-07", "Mars/Olympus")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("Mars/Olympus"), "{e}");
     }
 }

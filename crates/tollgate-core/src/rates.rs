@@ -38,15 +38,30 @@ pub enum RateError {
         source_name: String,
         message: String,
     },
-    #[error("{source_name}: rate #{index} ({provider}/{model}): {field}: {message}")]
-    Invalid {
-        source_name: String,
-        index: usize,
-        provider: String,
-        model: String,
-        field: String,
-        message: String,
-    },
+    #[error("{0}")]
+    Invalid(Box<InvalidRate>),
+}
+
+/// Where a rate file is wrong: file, entry, field and problem.
+#[derive(Debug)]
+pub struct InvalidRate {
+    pub source_name: String,
+    /// 1-based position of the `[[rate]]` entry in the file.
+    pub index: usize,
+    pub provider: String,
+    pub model: String,
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for InvalidRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: rate #{} ({}/{}): {}: {}",
+            self.source_name, self.index, self.provider, self.model, self.field, self.message
+        )
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,7 +112,13 @@ struct RawRate {
 }
 
 /// The token classes, in breakdown order.
-pub const CLASSES: [&str; 5] = ["input", "cache_read", "cache_write", "cache_write_1h", "output"];
+pub const CLASSES: [&str; 5] = [
+    "input",
+    "cache_read",
+    "cache_write",
+    "cache_write_1h",
+    "output",
+];
 
 /// Prices per million tokens for the five token classes; `None` = no price.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -168,7 +189,10 @@ impl Rate {
             "effective_from".into(),
             self.effective_from.map(format_instant).into(),
         );
-        m.insert("effective_to".into(), self.effective_to.map(format_instant).into());
+        m.insert(
+            "effective_to".into(),
+            self.effective_to.map(format_instant).into(),
+        );
         m.insert("currency".into(), self.currency.as_str().into());
         for (k, v) in prices(&self.base) {
             m.insert(k, v);
@@ -209,8 +233,14 @@ impl Rate {
         push("model", &self.model);
         push("aliases", &self.aliases.join(","));
         push("patterns", &self.patterns.join(","));
-        push("from", &self.effective_from.map(format_instant).unwrap_or_default());
-        push("to", &self.effective_to.map(format_instant).unwrap_or_default());
+        push(
+            "from",
+            &self.effective_from.map(format_instant).unwrap_or_default(),
+        );
+        push(
+            "to",
+            &self.effective_to.map(format_instant).unwrap_or_default(),
+        );
         push("currency", self.currency.as_str());
         let fmt_prices = |c: &ClassPrices| {
             c.0.iter()
@@ -219,7 +249,10 @@ impl Rate {
                 .join(",")
         };
         push("base", &fmt_prices(&self.base));
-        push("batch", &self.batch_multiplier.map(fmt_decimal).unwrap_or_default());
+        push(
+            "batch",
+            &self.batch_multiplier.map(fmt_decimal).unwrap_or_default(),
+        );
         for (t, p) in &self.tiers {
             push(&format!("tier>{t}"), &fmt_prices(p));
         }
@@ -339,13 +372,17 @@ fn validate_rate(raw: RawRate) -> Result<Rate, (String, String)> {
     };
     let effective_from = parse_bound("effective_from", &raw.effective_from)?;
     let effective_to = parse_bound("effective_to", &raw.effective_to)?;
-    if let (Some(f), Some(t)) = (effective_from, effective_to) {
-        if t <= f {
-            return Err((
-                "effective_to".into(),
-                format!("{} is not after effective_from {}", format_instant(t), format_instant(f)),
-            ));
-        }
+    if let (Some(f), Some(t)) = (effective_from, effective_to)
+        && t <= f
+    {
+        return Err((
+            "effective_to".into(),
+            format!(
+                "{} is not after effective_from {}",
+                format_instant(t),
+                format_instant(f)
+            ),
+        ));
     }
     let base = parse_class_prices("", &raw.prices)?;
     let mut tiers = Vec::new();
@@ -363,7 +400,10 @@ fn validate_rate(raw: RawRate) -> Result<Rate, (String, String)> {
     }
     tiers.sort_by_key(|(t, _)| *t);
     if tiers.windows(2).any(|w| w[0].0 == w[1].0) {
-        return Err(("tier".into(), "two tiers have the same above_input_tokens".into()));
+        return Err((
+            "tier".into(),
+            "two tiers have the same above_input_tokens".into(),
+        ));
     }
     let batch_multiplier = match &raw.batch_multiplier {
         None => None,
@@ -386,7 +426,10 @@ fn validate_rate(raw: RawRate) -> Result<Rate, (String, String)> {
         );
     }
     if base.0.iter().all(Option::is_none) && per_unit.is_empty() {
-        return Err(("input_per_mtok".into(), "the rate has no price at all".into()));
+        return Err((
+            "input_per_mtok".into(),
+            "the rate has no price at all".into(),
+        ));
     }
     for p in &raw.patterns {
         if p.is_empty() || p == "*" {
@@ -399,14 +442,16 @@ fn validate_rate(raw: RawRate) -> Result<Rate, (String, String)> {
         None => None,
         Some(m) => {
             let mut v = Vec::new();
-            for (label, prices) in std::iter::once(("", &base))
-                .chain(tiers.iter().map(|(_, p)| ("tier ", p)))
+            for (label, prices) in
+                std::iter::once(("", &base)).chain(tiers.iter().map(|(_, p)| ("tier ", p)))
             {
                 let b = prices.times(m);
                 if b.0.iter().flatten().any(|d| d.scale() > MTOK_PRICE_SCALE) {
                     return Err((
                         "batch_multiplier".into(),
-                        format!("gives a {label}batch price with more than {MTOK_PRICE_SCALE} decimal places"),
+                        format!(
+                            "gives a {label}batch price with more than {MTOK_PRICE_SCALE} decimal places"
+                        ),
                     ));
                 }
                 v.push(b.per_token());
@@ -449,8 +494,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
         return pattern == text;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last)
-    {
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
@@ -481,24 +525,28 @@ impl RateBook {
         let mut rates = Vec::with_capacity(raw.rate.len());
         for (i, r) in raw.rate.into_iter().enumerate() {
             let (provider, model) = (r.provider.clone(), r.model.clone());
-            let rate = validate_rate(r).map_err(|(field, message)| RateError::Invalid {
-                source_name: source_name.to_string(),
-                index: i + 1,
-                provider: provider.clone(),
-                model: model.clone(),
-                field,
-                message,
+            let rate = validate_rate(r).map_err(|(field, message)| {
+                RateError::Invalid(Box::new(InvalidRate {
+                    source_name: source_name.to_string(),
+                    index: i + 1,
+                    provider: provider.clone(),
+                    model: model.clone(),
+                    field,
+                    message,
+                }))
             })?;
             rates.push(rate);
         }
         let mut providers: FxMap<String, ProviderBook> = FxMap::default();
-        let err = |i: usize, r: &Rate, field: &str, message: String| RateError::Invalid {
-            source_name: source_name.to_string(),
-            index: i + 1,
-            provider: r.provider.clone(),
-            model: r.model.clone(),
-            field: field.into(),
-            message,
+        let err = |i: usize, r: &Rate, field: &str, message: String| {
+            RateError::Invalid(Box::new(InvalidRate {
+                source_name: source_name.to_string(),
+                index: i + 1,
+                provider: r.provider.clone(),
+                model: r.model.clone(),
+                field: field.into(),
+                message,
+            }))
         };
         for (i, r) in rates.iter().enumerate() {
             let pb = providers.entry(r.provider.clone()).or_default();
@@ -553,8 +601,12 @@ impl RateBook {
                             "effective_from",
                             format!(
                                 "overlaps the rate in force from {} to {}; one instant must have one price",
-                                a.effective_from.map(format_instant).unwrap_or_else(|| "-inf".into()),
-                                a.effective_to.map(format_instant).unwrap_or_else(|| "+inf".into()),
+                                a.effective_from
+                                    .map(format_instant)
+                                    .unwrap_or_else(|| "-inf".into()),
+                                a.effective_to
+                                    .map(format_instant)
+                                    .unwrap_or_else(|| "+inf".into()),
                             ),
                         ));
                     }
@@ -599,7 +651,10 @@ impl RateBook {
 /// Why an event could not be priced.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PricingError {
-    #[error("no rate for model {model:?} of provider {provider:?}{}", suggest(suggestions))]
+    #[error(
+        "no rate for model {model:?} of provider {provider:?}{}",
+        suggest(suggestions)
+    )]
     UnknownModel {
         provider: String,
         model: String,
@@ -653,12 +708,15 @@ pub struct Quote {
     pub batch: bool,
 }
 
+/// Per book: provider -> model name as requested -> the model a pattern resolved it to.
+type PatternCache = Vec<HashMap<String, HashMap<String, Option<usize>>>>;
+
 /// Rate books in priority order: local overrides first, the shipped catalog last.
 #[derive(Debug)]
 pub struct Pricer {
     books: Vec<RateBook>,
     /// Per book: provider -> model name -> pattern resolution.
-    cache: RwLock<Vec<HashMap<String, HashMap<String, Option<usize>>>>>,
+    cache: RwLock<PatternCache>,
     by_version: HashMap<String, (usize, usize)>,
 }
 
@@ -764,14 +822,13 @@ impl Pricer {
         if pb.patterns.is_empty() {
             return None;
         }
-        if let Ok(c) = self.cache.read() {
-            if let Some(hit) = c
+        if let Ok(c) = self.cache.read()
+            && let Some(hit) = c
                 .get(book)
                 .and_then(|b| b.get(provider))
                 .and_then(|p| p.get(model))
-            {
-                return *hit;
-            }
+        {
+            return *hit;
         }
         let found = pb
             .patterns
@@ -795,7 +852,8 @@ impl Pricer {
         let book = &self.books[r.book];
         let periods = self.periods(r, provider);
         // Periods are sorted and disjoint: the last one starting at or before `at`.
-        let idx = periods.partition_point(|&i| book.rates[i].effective_from.is_none_or(|f| f <= at));
+        let idx =
+            periods.partition_point(|&i| book.rates[i].effective_from.is_none_or(|f| f <= at));
         let rate = &book.rates[*periods.get(idx.checked_sub(1)?)?];
         rate.covers(at).then_some(rate)
     }
@@ -835,7 +893,9 @@ impl Pricer {
             }),
             Some(r) => Err(PricingError::NoRateAt {
                 provider: provider.to_string(),
-                model: self.books[r.book].providers[provider].models[r.model].name.clone(),
+                model: self.books[r.book].providers[provider].models[r.model]
+                    .name
+                    .clone(),
                 at: format_instant(at),
             }),
         }
@@ -896,7 +956,9 @@ impl Pricer {
                     cost: Some(cost),
                     cost_breakdown: breakdown,
                     price_version: Some(rate.version.clone()),
-                    pricing_status: if ev.pricing.pricing_status == crate::vocab::PricingStatus::Estimated {
+                    pricing_status: if ev.pricing.pricing_status
+                        == crate::vocab::PricingStatus::Estimated
+                    {
                         crate::vocab::PricingStatus::Estimated
                     } else {
                         crate::vocab::PricingStatus::Priced
@@ -915,7 +977,11 @@ impl Pricer {
 }
 
 /// The pure pricing function: usage and rate in, exact cost breakdown out.
-pub fn price_with(rate: &Rate, usage: &crate::event::Usage, batch: bool) -> Result<Quote, PricingError> {
+pub fn price_with(
+    rate: &Rate,
+    usage: &crate::event::Usage,
+    batch: bool,
+) -> Result<Quote, PricingError> {
     let (breakdown, cost, tier) = compute(rate, usage, batch)?;
     Ok(Quote {
         provider: rate.provider.clone(),
@@ -985,16 +1051,20 @@ fn compute(
         if qty.is_zero() {
             continue;
         }
-        let p = rate.per_unit.get(unit).ok_or_else(|| PricingError::MissingClassPrice {
-            provider: rate.provider.clone(),
-            model: rate.model.clone(),
-            version: rate.version.clone(),
-            class: unit.clone(),
-            quantity: qty.to_string(),
-        })?;
-        breakdown
-            .units
-            .insert(unit.clone(), p.checked_mul(*qty).ok_or(PricingError::Overflow)?);
+        let p = rate
+            .per_unit
+            .get(unit)
+            .ok_or_else(|| PricingError::MissingClassPrice {
+                provider: rate.provider.clone(),
+                model: rate.model.clone(),
+                version: rate.version.clone(),
+                class: unit.clone(),
+                quantity: qty.to_string(),
+            })?;
+        breakdown.units.insert(
+            unit.clone(),
+            p.checked_mul(*qty).ok_or(PricingError::Overflow)?,
+        );
     }
     let mut cost = Decimal::ZERO;
     for (_, a) in breakdown.entries() {

@@ -103,8 +103,14 @@ mod tests {
     fn parses_canonical_spellings_only() {
         assert_eq!("prod".parse::<Environment>().unwrap(), Environment::Prod);
         let err = "production".parse::<Environment>().unwrap_err().to_string();
-        assert!(err.contains("production") && err.contains("prod staging dev test"), "{err}");
-        assert_eq!("text_completion".parse::<Operation>().unwrap(), Operation::TextCompletion);
+        assert!(
+            err.contains("production") && err.contains("prod staging dev test"),
+            "{err}"
+        );
+        assert_eq!(
+            "text_completion".parse::<Operation>().unwrap(),
+            Operation::TextCompletion
+        );
         assert!("OK".parse::<Status>().is_err());
         for s in PricingStatus::ALL {
             assert_eq!(s.as_str().parse::<PricingStatus>().unwrap(), *s);

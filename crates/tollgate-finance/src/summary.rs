@@ -210,10 +210,10 @@ pub fn build(ledger: &dyn Ledger, opts: &SummaryOptions) -> Result<SummaryReport
                 .ok_or_else(|| FinanceError::Invalid("cost overflow in conversion".into()))?;
             (Some(exact), Some(round_half_away(exact, minor)))
         };
-        if let Some(pos) = dims.iter().position(|d| *d == Dim::PriceVersion) {
-            if !r.keys[pos].is_empty() {
-                versions.insert(r.keys[pos].clone());
-            }
+        if let Some(pos) = dims.iter().position(|d| *d == Dim::PriceVersion)
+            && !r.keys[pos].is_empty()
+        {
+            versions.insert(r.keys[pos].clone());
         }
         let mut keys = r.keys;
         keys.truncate(n);
@@ -248,7 +248,11 @@ pub fn build(ledger: &dyn Ledger, opts: &SummaryOptions) -> Result<SummaryReport
             end: opts.period.end(),
             group_by: vec![Dim::PriceVersion],
         })?;
-        versions.extend(pv.into_iter().map(|r| r.keys[0].clone()).filter(|v| !v.is_empty()));
+        versions.extend(
+            pv.into_iter()
+                .map(|r| r.keys[0].clone())
+                .filter(|v| !v.is_empty()),
+        );
     }
     let ids: Vec<String> = versions.into_iter().collect();
     let price_versions = ledger.price_versions(&ids)?;
@@ -374,7 +378,10 @@ impl SummaryReport {
             m.insert("input_tokens".into(), t.input_tokens.into());
             m.insert("cache_read_tokens".into(), t.cache_read_tokens.into());
             m.insert("cache_write_tokens".into(), t.cache_write_tokens.into());
-            m.insert("cache_write_1h_tokens".into(), t.cache_write_1h_tokens.into());
+            m.insert(
+                "cache_write_1h_tokens".into(),
+                t.cache_write_1h_tokens.into(),
+            );
             m.insert("output_tokens".into(), t.output_tokens.into());
             m.insert("reasoning_tokens".into(), t.reasoning_tokens.into());
         };
@@ -386,7 +393,11 @@ impl SummaryReport {
                 for (d, k) in self.dims.iter().zip(&r.keys) {
                     m.insert(
                         d.name().into(),
-                        if k.is_empty() { Value::Null } else { Value::String(k.clone()) },
+                        if k.is_empty() {
+                            Value::Null
+                        } else {
+                            Value::String(k.clone())
+                        },
                     );
                 }
                 m.insert("status".into(), r.kind.label().into());
@@ -395,7 +406,10 @@ impl SummaryReport {
                 }
                 measures(&mut m, &r.totals);
                 m.insert("cost".into(), money(r.cost));
-                m.insert("cost_exact".into(), money(r.cost_exact.map(|d| d.normalize())));
+                m.insert(
+                    "cost_exact".into(),
+                    money(r.cost_exact.map(|d| d.normalize())),
+                );
                 Value::Object(m)
             })
             .collect();

@@ -4,6 +4,8 @@
 //! hundred attribution combinations) to a fresh SQLite ledger in batches of 8,192 inside one
 //! transaction, the way `tollgate ingest events` does, and prints events per second.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed check
+
 use std::time::Instant;
 
 use tollgate_ledger::Ledger;
@@ -22,7 +24,13 @@ fn main() {
             let at = base
                 .checked_add(jiff::SignedDuration::from_millis(i64::from(i) * 5))
                 .expect("in range");
-            let mut e = event(i, &at.to_string(), Some(teams[(i % 5) as usize]), 1000 + u64::from(i % 777), Some("0.00453"));
+            let mut e = event(
+                i,
+                &at.to_string(),
+                Some(teams[(i % 5) as usize]),
+                1000 + u64::from(i % 777),
+                Some("0.00453"),
+            );
             e.attribution.feature = Some(format!("feature-{}", i % 13));
             e.model = ["gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5"][(i % 3) as usize].to_string();
             e

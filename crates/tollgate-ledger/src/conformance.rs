@@ -17,7 +17,8 @@ use tollgate_core::{
 use crate::{Dim, Ledger, PriceVersionRecord, SqlValue, SummaryQuery};
 
 fn ts(s: &str) -> Timestamp {
-    s.parse().unwrap_or_else(|e| panic!("test instant {s}: {e}"))
+    s.parse()
+        .unwrap_or_else(|e| panic!("test instant {s}: {e}"))
 }
 
 fn dec(s: &str) -> Decimal {
@@ -129,16 +130,30 @@ pub fn appends_are_idempotent(l: &mut dyn Ledger) {
 }
 
 pub fn events_round_trip_exactly(l: &mut dyn Ledger) {
-    let e = event(7, "2026-07-01T10:00:00.123456Z", Some("t1"), 2200, Some("0.00453"));
+    let e = event(
+        7,
+        "2026-07-01T10:00:00.123456Z",
+        Some("t1"),
+        2200,
+        Some("0.00453"),
+    );
     l.append(std::slice::from_ref(&e)).unwrap();
     let back = l.get_event(&e.event_id).unwrap().unwrap();
     assert_eq!(back, e);
-    assert!(l.get_event("0190a000-0000-7000-8000-ffffffffffff").unwrap().is_none());
+    assert!(
+        l.get_event("0190a000-0000-7000-8000-ffffffffffff")
+            .unwrap()
+            .is_none()
+    );
     let mut seen = Vec::new();
-    l.scan_events(ts("2026-07-01T00:00:00Z"), ts("2026-07-02T00:00:00Z"), &mut |ev| {
-        seen.push(ev.event_id);
-        Ok(())
-    })
+    l.scan_events(
+        ts("2026-07-01T00:00:00Z"),
+        ts("2026-07-02T00:00:00Z"),
+        &mut |ev| {
+            seen.push(ev.event_id);
+            Ok(())
+        },
+    )
     .unwrap();
     assert_eq!(seen, vec![e.event_id]);
 }
@@ -169,7 +184,11 @@ pub fn summaries_are_exact_on_and_off_the_hour(l: &mut dyn Ledger) {
     let rows = q("2026-07-01T18:00:00Z", "2026-07-01T18:30:00Z", vec![]);
     assert_eq!(rows[0].totals.cost().unwrap(), dec("3"));
     // By team over the whole day: a = 1 + 2 + 4 = 7, b = 8; sorted by key.
-    let rows = q("2026-07-01T00:00:00Z", "2026-07-02T00:00:00Z", vec![Dim::Team]);
+    let rows = q(
+        "2026-07-01T00:00:00Z",
+        "2026-07-02T00:00:00Z",
+        vec![Dim::Team],
+    );
     let got: Vec<(String, Decimal)> = rows
         .iter()
         .map(|r| (r.keys[0].clone(), r.totals.cost().unwrap()))
@@ -178,7 +197,12 @@ pub fn summaries_are_exact_on_and_off_the_hour(l: &mut dyn Ledger) {
     // Tokens add up per class: 4 events x (1 input, 10 cache read, 7 output, 2 reasoning).
     let t = q("2026-07-01T00:00:00Z", "2026-07-02T00:00:00Z", vec![])[0].totals;
     assert_eq!(
-        (t.input_tokens, t.cache_read_tokens, t.output_tokens, t.reasoning_tokens),
+        (
+            t.input_tokens,
+            t.cache_read_tokens,
+            t.output_tokens,
+            t.reasoning_tokens
+        ),
         (4, 40, 28, 8)
     );
     // An empty range has no rows.
@@ -219,7 +243,9 @@ pub fn unpriced_and_quarantined_stay_visible(l: &mut dyn Ledger) {
         ]
     );
     // The unpriced event has no cost at all, not zero.
-    let t = l.query_sql("SELECT cost, cost_e12 FROM events WHERE request_id = 'req-2'").unwrap();
+    let t = l
+        .query_sql("SELECT cost, cost_e12 FROM events WHERE request_id = 'req-2'")
+        .unwrap();
     assert_eq!(t.rows, vec![vec![SqlValue::Null, SqlValue::Null]]);
 }
 

@@ -29,7 +29,9 @@ pub enum LedgerError {
     Sqlite(#[from] rusqlite::Error),
     #[error("ledger at {path}: {message}")]
     Open { path: String, message: String },
-    #[error("ledger schema is at version {found}, newer than this tollgate knows ({known}); upgrade tollgate")]
+    #[error(
+        "ledger schema is at version {found}, newer than this tollgate knows ({known}); upgrade tollgate"
+    )]
     SchemaTooNew { found: i64, known: i64 },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

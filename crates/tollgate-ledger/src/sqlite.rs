@@ -272,7 +272,11 @@ impl SqliteLedger {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "query_only", "ON")?;
         let found: i64 = conn
-            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )
             .unwrap_or(0);
         if found > schema_version() {
             return Err(LedgerError::SchemaTooNew {
@@ -409,17 +413,29 @@ impl LedgerWriter for SqliteWriter<'_> {
                 }
                 tags.clear();
                 if !a.tags.is_empty() {
-                    json_map_into(&mut tags, a.tags.iter().map(|(k, v)| (k.as_str(), JsonVal::Str(v))));
+                    json_map_into(
+                        &mut tags,
+                        a.tags.iter().map(|(k, v)| (k.as_str(), JsonVal::Str(v))),
+                    );
                 }
                 units.clear();
                 if !e.usage.units.is_empty() {
-                    json_map_into(&mut units, e.usage.units.iter().map(|(k, v)| (k.as_str(), JsonVal::Num(*v))));
+                    json_map_into(
+                        &mut units,
+                        e.usage
+                            .units
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), JsonVal::Num(*v))),
+                    );
                 }
                 cost_units.clear();
                 if p.cost.is_some() && !p.cost_breakdown.units.is_empty() {
                     json_map_into(
                         &mut cost_units,
-                        p.cost_breakdown.units.iter().map(|(k, v)| (k.as_str(), JsonVal::Dec(*v))),
+                        p.cost_breakdown
+                            .units
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), JsonVal::Dec(*v))),
                     );
                 }
                 let u = &e.usage;
@@ -644,7 +660,8 @@ fn row_to_event(r: &rusqlite::Row<'_>) -> Result<UsageEvent> {
         u64::try_from(v).map_err(|_| corrupt("count", &v.to_string()))
     };
     let opt_u64 = |i: usize| -> Result<Option<u64>> {
-        Ok(r.get::<_, Option<i64>>(i)?.and_then(|v| u64::try_from(v).ok()))
+        Ok(r.get::<_, Option<i64>>(i)?
+            .and_then(|v| u64::try_from(v).ok()))
     };
     let cost = match g(38)? {
         Some(c) => Some(Decimal::from_str_exact(&c).map_err(|_| corrupt("cost", &c))?),
@@ -675,7 +692,8 @@ fn row_to_event(r: &rusqlite::Row<'_>) -> Result<UsageEvent> {
         },
         attribution_status: {
             let s = vocab(19)?;
-            s.parse::<AttributionStatus>().map_err(|_| corrupt("attribution_status", &s))?
+            s.parse::<AttributionStatus>()
+                .map_err(|_| corrupt("attribution_status", &s))?
         },
         provider: r.get(20)?,
         model_requested: g(21)?,
@@ -709,7 +727,8 @@ fn row_to_event(r: &rusqlite::Row<'_>) -> Result<UsageEvent> {
             price_version: g(45)?,
             pricing_status: {
                 let s = vocab(46)?;
-                s.parse::<PricingStatus>().map_err(|_| corrupt("pricing_status", &s))?
+                s.parse::<PricingStatus>()
+                    .map_err(|_| corrupt("pricing_status", &s))?
             },
         },
     })
@@ -767,8 +786,22 @@ impl Ledger for SqliteLedger {
                 .iter()
                 .map(|d| format!("COALESCE({}, '')", d.column()))
                 .collect();
-            let sel = if cols.is_empty() { String::new() } else { format!("{}, ", cols.join(", ")) };
-            let grp_extra = if cols.is_empty() { String::new() } else { format!(", {}", (1..=nd).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")) };
+            let sel = if cols.is_empty() {
+                String::new()
+            } else {
+                format!("{}, ", cols.join(", "))
+            };
+            let grp_extra = if cols.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", {}",
+                    (1..=nd)
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
             // Whole hours from rollups, per day so that no SQL sum can overflow.
             // First whole hour at or after `start`.
             let s0 = q.start.as_second();
@@ -783,23 +816,63 @@ impl Ledger for SqliteLedger {
                 read_grouped(&self.conn, &sql, &[&h0, &h1], nd, &mut acc)?;
                 let ev = format!(
                     "SELECT {sel}COUNT(*), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), COALESCE(SUM(cost_e12), 0) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2{}",
-                    if cols.is_empty() { String::new() } else { format!(" GROUP BY {}", (1..=nd).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")) }
+                    if cols.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " GROUP BY {}",
+                            (1..=nd)
+                                .map(|i| i.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }
                 );
                 let edges = [
-                    (q.start, Timestamp::from_second(h0).map_err(|e| LedgerError::Corrupt(e.to_string()))?),
-                    (Timestamp::from_second(h1).map_err(|e| LedgerError::Corrupt(e.to_string()))?, q.end),
+                    (
+                        q.start,
+                        Timestamp::from_second(h0)
+                            .map_err(|e| LedgerError::Corrupt(e.to_string()))?,
+                    ),
+                    (
+                        Timestamp::from_second(h1)
+                            .map_err(|e| LedgerError::Corrupt(e.to_string()))?,
+                        q.end,
+                    ),
                 ];
                 for (a, b) in edges {
                     if a < b {
-                        read_grouped(&self.conn, &ev, &[&format_instant(a), &format_instant(b)], nd, &mut acc)?;
+                        read_grouped(
+                            &self.conn,
+                            &ev,
+                            &[&format_instant(a), &format_instant(b)],
+                            nd,
+                            &mut acc,
+                        )?;
                     }
                 }
             } else {
                 let ev = format!(
                     "SELECT {sel}COUNT(*), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), COALESCE(SUM(cost_e12), 0) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2{}",
-                    if cols.is_empty() { String::new() } else { format!(" GROUP BY {}", (1..=nd).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")) }
+                    if cols.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " GROUP BY {}",
+                            (1..=nd)
+                                .map(|i| i.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }
                 );
-                read_grouped(&self.conn, &ev, &[&format_instant(q.start), &format_instant(q.end)], nd, &mut acc)?;
+                read_grouped(
+                    &self.conn,
+                    &ev,
+                    &[&format_instant(q.start), &format_instant(q.end)],
+                    nd,
+                    &mut acc,
+                )?;
             }
         }
         let mut rows: Vec<SummaryRow> = acc
@@ -812,7 +885,9 @@ impl Ledger for SqliteLedger {
     }
 
     fn event_count(&self) -> Result<u64> {
-        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -821,9 +896,7 @@ impl Ledger for SqliteLedger {
             .conn
             .prepare_cached(&format!("{SELECT_EVENT} WHERE event_id = ?1"))?;
         let id = event_id.to_ascii_lowercase();
-        let row = stmt
-            .query_row([&id], |r| Ok(row_to_event(r)))
-            .optional()?;
+        let row = stmt.query_row([&id], |r| Ok(row_to_event(r))).optional()?;
         row.transpose()
     }
 
@@ -875,7 +948,7 @@ impl Ledger for SqliteLedger {
                 "only read-only statements (SELECT, WITH ... SELECT, read-only PRAGMA) are allowed; the ledger is append-only".into(),
             ));
         }
-        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let columns: Vec<String> = stmt.column_names().map(String::from).collect();
         let n = columns.len();
         let mut rows_out = Vec::new();
         let mut rows = stmt.query([])?;

@@ -58,7 +58,9 @@ pub enum RenderError {
 
 fn group_thousands(s: &str) -> String {
     let (sign, digits) = s.strip_prefix('-').map_or(("", s), |d| ("-", d));
-    let (int, frac) = digits.split_once('.').map_or((digits, None), |(i, f)| (i, Some(f)));
+    let (int, frac) = digits
+        .split_once('.')
+        .map_or((digits, None), |(i, f)| (i, Some(f)));
     if !int.bytes().all(|b| b.is_ascii_digit()) {
         return s.to_string();
     }
@@ -197,7 +199,11 @@ pub fn xlsx(t: &Table, sheet_name: &str, minor_units: u32) -> Result<Vec<u8>, Re
         ws.write_string_with_format(row, col(i)?, c, &bold)?;
     }
     row += 1;
-    let write_row = |ws: &mut rust_xlsxwriter::Worksheet, row: u32, cells: &[Cell], is_total: bool| -> Result<(), RenderError> {
+    let write_row = |ws: &mut rust_xlsxwriter::Worksheet,
+                     row: u32,
+                     cells: &[Cell],
+                     is_total: bool|
+     -> Result<(), RenderError> {
         for (i, c) in cells.iter().enumerate() {
             let cidx = col(i)?;
             match c {
@@ -210,13 +216,28 @@ pub fn xlsx(t: &Table, sheet_name: &str, minor_units: u32) -> Result<Vec<u8>, Re
                 }
                 Cell::Int(v) => {
                     // Spreadsheet numbers are doubles; token counts below 2^53 are exact.
-                    let f: f64 = v.to_string().parse().map_err(|_| RenderError::Other(format!("number {v}")))?;
-                    ws.write_number_with_format(row, cidx, f, if is_total { &int_bold } else { &int })?;
+                    let f: f64 = v
+                        .to_string()
+                        .parse()
+                        .map_err(|_| RenderError::Other(format!("number {v}")))?;
+                    ws.write_number_with_format(
+                        row,
+                        cidx,
+                        f,
+                        if is_total { &int_bold } else { &int },
+                    )?;
                 }
                 Cell::Money(s) => {
                     // The amount is already rounded to the minor unit; the cell shows exactly it.
-                    let f: f64 = s.parse().map_err(|_| RenderError::Other(format!("amount {s}")))?;
-                    ws.write_number_with_format(row, cidx, f, if is_total { &money_bold } else { &money })?;
+                    let f: f64 = s
+                        .parse()
+                        .map_err(|_| RenderError::Other(format!("amount {s}")))?;
+                    ws.write_number_with_format(
+                        row,
+                        cidx,
+                        f,
+                        if is_total { &money_bold } else { &money },
+                    )?;
                 }
                 Cell::Empty => {}
             }
@@ -247,10 +268,22 @@ mod tests {
             header: vec!["Period: 2026-07".into()],
             columns: vec!["team".into(), "requests".into(), "cost".into()],
             rows: vec![
-                vec![Cell::Text("search".into()), Cell::Int(1234567), Cell::Money("12.30".into())],
-                vec![Cell::Text("a,b".into()), Cell::Int(5), Cell::Money("0.05".into())],
+                vec![
+                    Cell::Text("search".into()),
+                    Cell::Int(1234567),
+                    Cell::Money("12.30".into()),
+                ],
+                vec![
+                    Cell::Text("a,b".into()),
+                    Cell::Int(5),
+                    Cell::Money("0.05".into()),
+                ],
             ],
-            total: Some(vec![Cell::Text("TOTAL".into()), Cell::Int(1234572), Cell::Money("12.35".into())]),
+            total: Some(vec![
+                Cell::Text("TOTAL".into()),
+                Cell::Int(1234572),
+                Cell::Money("12.35".into()),
+            ]),
         }
     }
 

@@ -157,7 +157,10 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
     out!("{}", tollgate_render::text(&summary_table(&main)));
     outln!();
     outln!("== Where the outputs are ==");
-    outln!("  ledger (SQLite, WAL):   {}", dir.join("ledger.sqlite").display());
+    outln!(
+        "  ledger (SQLite, WAL):   {}",
+        dir.join("ledger.sqlite").display()
+    );
     outln!("  generated events:       {}", events_path.display());
     outln!("  negotiated rates:       {}", prices_path.display());
     for p in &written {
@@ -166,9 +169,19 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
     outln!();
     outln!("== Try ==");
     let d = dir.display();
-    outln!("  tollgate --data-dir {d} report summary --period {} --by feature", period.label());
-    outln!("  tollgate --data-dir {d} sql \"SELECT model, COUNT(*), SUM(cost_e12)/1e12 AS usd FROM events GROUP BY model\"");
-    outln!("  tollgate price --provider openai --model gpt-4o --input-tokens 2200 --cache-read-tokens 1200 --output-tokens 620");
-    outln!("  tollgate prices show claude-sonnet-4-5 --prices {}", prices_path.display());
+    outln!(
+        "  tollgate --data-dir {d} report summary --period {} --by feature",
+        period.label()
+    );
+    outln!(
+        "  tollgate --data-dir {d} sql \"SELECT model, COUNT(*), SUM(cost_e12)/1e12 AS usd FROM events GROUP BY model\""
+    );
+    outln!(
+        "  tollgate price --provider openai --model gpt-4o --input-tokens 2200 --cache-read-tokens 1200 --output-tokens 620"
+    );
+    outln!(
+        "  tollgate prices show claude-sonnet-4-5 --prices {}",
+        prices_path.display()
+    );
     Ok(())
 }

@@ -79,31 +79,32 @@ fn produce(
     sink: &std::sync::mpsc::SyncSender<Result<Batch>>,
 ) -> Result<()> {
     let mut batch = new_batch();
-    let handle = |ev: Result<UsageEvent, FieldError>, line: u64, batch: &mut Batch| -> Result<bool> {
-        let mut ev = ev.map_err(|e| anyhow::anyhow!("{source}:{line}: {e}"))?;
-        if let Err(reason) = pricer.price_event(&mut ev) {
-            batch.unpriced += 1;
-            *batch.reasons.entry(reason.to_string()).or_default() += 1;
-        } else if ev.pricing.pricing_status == PricingStatus::Unpriced {
-            batch.unpriced += 1;
-        }
-        if let Some(v) = &ev.pricing.price_version {
-            if !batch.versions.contains(v) {
+    let handle =
+        |ev: Result<UsageEvent, FieldError>, line: u64, batch: &mut Batch| -> Result<bool> {
+            let mut ev = ev.map_err(|e| anyhow::anyhow!("{source}:{line}: {e}"))?;
+            if let Err(reason) = pricer.price_event(&mut ev) {
+                batch.unpriced += 1;
+                *batch.reasons.entry(reason.to_string()).or_default() += 1;
+            } else if ev.pricing.pricing_status == PricingStatus::Unpriced {
+                batch.unpriced += 1;
+            }
+            if let Some(v) = &ev.pricing.price_version
+                && !batch.versions.contains(v)
+            {
                 batch.versions.insert(v.clone());
             }
-        }
-        if ev.attribution_status == AttributionStatus::Quarantined {
-            batch.quarantined += 1;
-        }
-        batch.events.push(ev);
-        if batch.events.len() >= BATCH {
-            let full = std::mem::replace(batch, new_batch());
-            if sink.send(Ok(full)).is_err() {
-                return Ok(false);
+            if ev.attribution_status == AttributionStatus::Quarantined {
+                batch.quarantined += 1;
             }
-        }
-        Ok(true)
-    };
+            batch.events.push(ev);
+            if batch.events.len() >= BATCH {
+                let full = std::mem::replace(batch, new_batch());
+                if sink.send(Ok(full)).is_err() {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        };
     match fmt {
         InputFormat::Jsonl => {
             let mut input = input;
@@ -136,7 +137,9 @@ fn produce(
                 .clone();
             for h in headers.iter() {
                 if !tollgate_core::event::FIELDS.contains(&h) {
-                    bail!("{source}:1: {h}: unknown column; the canonical field names are in docs/event-format.md");
+                    bail!(
+                        "{source}:1: {h}: unknown column; the canonical field names are in docs/event-format.md"
+                    );
                 }
             }
             let mut rec = csv::StringRecord::new();
@@ -193,7 +196,9 @@ fn kv_map(field: &str, s: &str) -> Result<Vec<(String, String)>, FieldError> {
         .map(|p| {
             p.split_once('=')
                 .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .ok_or_else(|| FieldError::new(field, format!("{p:?} is not key=value (write k=v,k=v)")))
+                .ok_or_else(|| {
+                    FieldError::new(field, format!("{p:?} is not key=value (write k=v,k=v)"))
+                })
         })
         .collect()
 }
@@ -213,7 +218,10 @@ fn csv_num<T: std::str::FromStr>(field: &str, v: &str) -> Result<Option<T>, Fiel
 }
 
 /// Builds and validates an event from one CSV record (header = canonical field names).
-fn csv_event(headers: &csv::StringRecord, rec: &csv::StringRecord) -> Result<UsageEvent, FieldError> {
+fn csv_event(
+    headers: &csv::StringRecord,
+    rec: &csv::StringRecord,
+) -> Result<UsageEvent, FieldError> {
     let mut r = RawEvent::default();
     for (h, v) in headers.iter().zip(rec.iter()) {
         let s = || (!v.is_empty()).then(|| Cow::Owned(v.to_string()));
@@ -259,7 +267,12 @@ fn csv_event(headers: &csv::StringRecord, rec: &csv::StringRecord) -> Result<Usa
                     "" => None,
                     "true" | "1" => Some(true),
                     "false" | "0" => Some(false),
-                    other => return Err(FieldError::new(h, format!("{other:?} is not true or false"))),
+                    other => {
+                        return Err(FieldError::new(
+                            h,
+                            format!("{other:?} is not true or false"),
+                        ));
+                    }
                 }
             }
             "latency_ms" => r.latency_ms = csv_num(h, v)?,
@@ -329,7 +342,12 @@ pub fn ingest(
             sum_outcome(&mut sum, writer.append(&b.events)?);
             if show_progress && last.elapsed() > Duration::from_millis(250) {
                 last = Instant::now();
-                progress_line(sum.read, started.elapsed(), bytes_read.load(Ordering::Relaxed), total_bytes);
+                progress_line(
+                    sum.read,
+                    started.elapsed(),
+                    bytes_read.load(Ordering::Relaxed),
+                    total_bytes,
+                );
             }
         }
         if producer.join().is_err() {
@@ -358,7 +376,12 @@ pub fn ingest(
         })?;
         writer.commit()?;
         if show_progress {
-            progress_line(sum.read, started.elapsed(), bytes_read.load(Ordering::Relaxed), total_bytes);
+            progress_line(
+                sum.read,
+                started.elapsed(),
+                bytes_read.load(Ordering::Relaxed),
+                total_bytes,
+            );
             eprintln!();
         }
         Ok(())
@@ -394,13 +417,21 @@ pub fn run(ctx: &Ctx, cmd: &IngestCommand) -> Result<()> {
         }
     });
     let (input, total, source): (Box<dyn BufRead + Send>, Option<u64>, String) = if a.file == "-" {
-        (Box::new(BufReader::with_capacity(1 << 20, std::io::stdin())), None, "<stdin>".into())
+        (
+            Box::new(BufReader::with_capacity(1 << 20, std::io::stdin())),
+            None,
+            "<stdin>".into(),
+        )
     } else {
         let path = PathBuf::from(&a.file);
         let f = std::fs::File::open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         let len = f.metadata().ok().map(|m| m.len());
-        (Box::new(BufReader::with_capacity(1 << 20, f)), len, a.file.clone())
+        (
+            Box::new(BufReader::with_capacity(1 << 20, f)),
+            len,
+            a.file.clone(),
+        )
     };
     let mut ledger = SqliteLedger::open(&ctx.data_dir)?;
     let progress = std::io::stderr().is_terminal();
@@ -422,11 +453,19 @@ pub fn print_summary(s: &IngestSummary, format: Format) -> Result<()> {
         _ => {
             let t = Table {
                 header: vec![],
-                columns: vec!["read".into(), "ingested".into(), "duplicates".into(), "quarantined".into(), "unpriced".into()],
-                rows: vec![[s.read, s.ingested, s.duplicates, s.quarantined, s.unpriced]
-                    .iter()
-                    .map(|v| Cell::Int(i128::from(*v)))
-                    .collect()],
+                columns: vec![
+                    "read".into(),
+                    "ingested".into(),
+                    "duplicates".into(),
+                    "quarantined".into(),
+                    "unpriced".into(),
+                ],
+                rows: vec![
+                    [s.read, s.ingested, s.duplicates, s.quarantined, s.unpriced]
+                        .iter()
+                        .map(|v| Cell::Int(i128::from(*v)))
+                        .collect(),
+                ],
                 total: None,
             };
             out!("{}", tollgate_render::text(&t));

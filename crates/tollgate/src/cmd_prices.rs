@@ -139,9 +139,15 @@ pub fn price(ctx: &Ctx, a: &PriceArgs) -> Result<()> {
                     format!(
                         "price version {} (in force [{}, {})){}{}",
                         q.price_version,
-                        rate.effective_from.map(format_instant).unwrap_or_else(|| "-inf".into()),
-                        rate.effective_to.map(format_instant).unwrap_or_else(|| "+inf".into()),
-                        q.tier.map(|t| format!(", tier above {t} input tokens")).unwrap_or_default(),
+                        rate.effective_from
+                            .map(format_instant)
+                            .unwrap_or_else(|| "-inf".into()),
+                        rate.effective_to
+                            .map(format_instant)
+                            .unwrap_or_else(|| "+inf".into()),
+                        q.tier
+                            .map(|t| format!(", tier above {t} input tokens"))
+                            .unwrap_or_default(),
                         if q.batch { ", batch prices" } else { "" },
                     ),
                 ],
@@ -161,7 +167,11 @@ pub fn price(ctx: &Ctx, a: &PriceArgs) -> Result<()> {
                 } else {
                     Cell::Money(fmt_decimal(usage.units.get(k).copied().unwrap_or_default()))
                 };
-                t.rows.push(vec![Cell::Text(k.into()), quantity, Cell::Money(fmt_decimal(v))]);
+                t.rows.push(vec![
+                    Cell::Text(k.into()),
+                    quantity,
+                    Cell::Money(fmt_decimal(v)),
+                ]);
             }
             t.total = Some(vec![
                 Cell::Text(format!("total {}", q.currency)),
@@ -223,7 +233,8 @@ pub fn prices(ctx: &Ctx, cmd: &PricesCommand) -> Result<()> {
         } => {
             let at = parse_at(at.as_deref())?;
             // (provider, model) -> the highest-priority rate in force.
-            let mut seen: BTreeMap<(String, String), (&tollgate_core::Rate, &str)> = BTreeMap::new();
+            let mut seen: BTreeMap<(String, String), (&tollgate_core::Rate, &str)> =
+                BTreeMap::new();
             for book in pricer.books() {
                 for r in book.rates() {
                     if provider.as_deref().is_some_and(|p| p != r.provider) || !r.covers(at) {
@@ -240,8 +251,20 @@ pub fn prices(ctx: &Ctx, cmd: &PricesCommand) -> Result<()> {
                     seen.len()
                 )],
                 columns: [
-                    "provider", "model", "currency", "input", "cache_read", "cache_write",
-                    "cache_write_1h", "output", "batch", "tiers", "since", "until", "source", "version",
+                    "provider",
+                    "model",
+                    "currency",
+                    "input",
+                    "cache_read",
+                    "cache_write",
+                    "cache_write_1h",
+                    "output",
+                    "batch",
+                    "tiers",
+                    "since",
+                    "until",
+                    "source",
+                    "version",
                 ]
                 .iter()
                 .map(|s| s.to_string())
@@ -250,11 +273,22 @@ pub fn prices(ctx: &Ctx, cmd: &PricesCommand) -> Result<()> {
             };
             let mut json_rows = Vec::new();
             for ((p, m), (r, book)) in &seen {
-                let mut row = vec![Cell::Text(p.clone()), Cell::Text(m.clone()), Cell::Text(r.currency.to_string())];
+                let mut row = vec![
+                    Cell::Text(p.clone()),
+                    Cell::Text(m.clone()),
+                    Cell::Text(r.currency.to_string()),
+                ];
                 row.extend(price_cells(&r.base));
-                row.push(r.batch_multiplier.map_or(Cell::Empty, |b| Cell::Text(format!("x{}", fmt_decimal(b)))));
+                row.push(
+                    r.batch_multiplier
+                        .map_or(Cell::Empty, |b| Cell::Text(format!("x{}", fmt_decimal(b)))),
+                );
                 row.push(Cell::Text(
-                    r.tiers.iter().map(|(t, _)| format!(">{t}")).collect::<Vec<_>>().join(" "),
+                    r.tiers
+                        .iter()
+                        .map(|(t, _)| format!(">{t}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
                 ));
                 row.push(Cell::Text(bound(r.effective_from, "-")));
                 row.push(Cell::Text(bound(r.effective_to, "-")));
@@ -276,10 +310,20 @@ pub fn prices(ctx: &Ctx, cmd: &PricesCommand) -> Result<()> {
                 Format::Csv => emit(out.as_deref(), &tollgate_render::csv(&t, false)?, false),
                 Format::Json => emit(
                     out.as_deref(),
-                    format!("{}\n", serde_json::to_string_pretty(&json!({"at": format_instant(at), "rates": json_rows}))?).as_bytes(),
+                    format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(
+                            &json!({"at": format_instant(at), "rates": json_rows})
+                        )?
+                    )
+                    .as_bytes(),
                     false,
                 ),
-                Format::Xlsx => emit(out.as_deref(), &tollgate_render::xlsx(&t, "Rates", 6)?, true),
+                Format::Xlsx => emit(
+                    out.as_deref(),
+                    &tollgate_render::xlsx(&t, "Rates", 6)?,
+                    true,
+                ),
             }
         }
         PricesCommand::Show {
@@ -295,7 +339,11 @@ pub fn prices(ctx: &Ctx, cmd: &PricesCommand) -> Result<()> {
                 let s = pricer.suggestions("", model);
                 bail!(
                     "no rate for model {model:?} in any rate table{}",
-                    if s.is_empty() { String::new() } else { format!("; did you mean {}?", s.join(", ")) }
+                    if s.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; did you mean {}?", s.join(", "))
+                    }
                 );
             }
             let mut docs = Vec::new();
@@ -306,7 +354,11 @@ pub fn prices(ctx: &Ctx, cmd: &PricesCommand) -> Result<()> {
                     let s = pricer.suggestions(p, model);
                     bail!(
                         "no rate for model {model:?} of provider {p:?}{}",
-                        if s.is_empty() { String::new() } else { format!("; did you mean {}?", s.join(", ")) }
+                        if s.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; did you mean {}?", s.join(", "))
+                        }
                     );
                 }
                 for (book, rates) in hist {
@@ -330,7 +382,12 @@ pub fn prices(ctx: &Ctx, cmd: &PricesCommand) -> Result<()> {
                         if !r.aliases.is_empty() || !r.patterns.is_empty() {
                             text.push_str(&format!(
                                 "  answers to: {}\n",
-                                r.aliases.iter().chain(r.patterns.iter()).cloned().collect::<Vec<_>>().join(", ")
+                                r.aliases
+                                    .iter()
+                                    .chain(r.patterns.iter())
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ));
                         }
                         let line = |label: &str, c: &tollgate_core::rates::ClassPrices| {
@@ -339,7 +396,11 @@ pub fn prices(ctx: &Ctx, cmd: &PricesCommand) -> Result<()> {
                                 .zip(c.0.iter())
                                 .filter_map(|(n, p)| p.map(|p| format!("{n} {}", fmt_decimal(p))))
                                 .collect();
-                            format!("  {label}: {} {} per million tokens\n", parts.join(", "), r.currency)
+                            format!(
+                                "  {label}: {} {} per million tokens\n",
+                                parts.join(", "),
+                                r.currency
+                            )
                         };
                         text.push_str(&line("prices", &r.base));
                         for (t, c) in &r.tiers {
@@ -349,7 +410,11 @@ pub fn prices(ctx: &Ctx, cmd: &PricesCommand) -> Result<()> {
                             text.push_str(&format!("  batch: x{}\n", fmt_decimal(b)));
                         }
                         for (u, p) in &r.per_unit {
-                            text.push_str(&format!("  per unit {u}: {} {}\n", fmt_decimal(*p), r.currency));
+                            text.push_str(&format!(
+                                "  per unit {u}: {} {}\n",
+                                fmt_decimal(*p),
+                                r.currency
+                            ));
                         }
                         if let Some(s) = &r.source {
                             text.push_str(&format!("  source: {s}\n"));
@@ -358,9 +423,14 @@ pub fn prices(ctx: &Ctx, cmd: &PricesCommand) -> Result<()> {
                 }
             }
             match format {
-                Format::Json => outln!("{}", serde_json::to_string_pretty(&json!({"model": model, "rates": docs}))?),
+                Format::Json => outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"model": model, "rates": docs}))?
+                ),
                 Format::Table => out!("{text}"),
-                other => bail!("--format {other:?} is not offered by `prices show`; use table or json"),
+                other => {
+                    bail!("--format {other:?} is not offered by `prices show`; use table or json")
+                }
             }
             Ok(())
         }

@@ -162,9 +162,17 @@ pub fn run(ctx: &Ctx, cmd: &ReportCommand) -> Result<()> {
 }
 
 /// Renders and writes a summary in one format.
-pub fn write_summary(r: &SummaryReport, format: Format, out: Option<&std::path::Path>) -> Result<()> {
+pub fn write_summary(
+    r: &SummaryReport,
+    format: Format,
+    out: Option<&std::path::Path>,
+) -> Result<()> {
     match format {
-        Format::Table => emit(out, tollgate_render::text(&summary_table(r)).as_bytes(), false),
+        Format::Table => emit(
+            out,
+            tollgate_render::text(&summary_table(r)).as_bytes(),
+            false,
+        ),
         Format::Csv => emit(out, &tollgate_render::csv(&summary_table(r), true)?, false),
         Format::Json => emit(
             out,

@@ -45,7 +45,11 @@ pub fn run(ctx: &Ctx, a: &SqlArgs) -> Result<()> {
                     serde_json::Value::Object(m)
                 })
                 .collect();
-            emit(a.out.as_deref(), format!("{}\n", serde_json::to_string_pretty(&rows)?).as_bytes(), false)
+            emit(
+                a.out.as_deref(),
+                format!("{}\n", serde_json::to_string_pretty(&rows)?).as_bytes(),
+                false,
+            )
         }
         fmt => {
             let table = Table {
@@ -67,9 +71,21 @@ pub fn run(ctx: &Ctx, a: &SqlArgs) -> Result<()> {
                 total: None,
             };
             match fmt {
-                Format::Csv => emit(a.out.as_deref(), &tollgate_render::csv(&table, false)?, false),
-                Format::Xlsx => emit(a.out.as_deref(), &tollgate_render::xlsx(&table, "Query", 2)?, true),
-                _ => emit(a.out.as_deref(), tollgate_render::text(&table).as_bytes(), false),
+                Format::Csv => emit(
+                    a.out.as_deref(),
+                    &tollgate_render::csv(&table, false)?,
+                    false,
+                ),
+                Format::Xlsx => emit(
+                    a.out.as_deref(),
+                    &tollgate_render::xlsx(&table, "Query", 2)?,
+                    true,
+                ),
+                _ => emit(
+                    a.out.as_deref(),
+                    tollgate_render::text(&table).as_bytes(),
+                    false,
+                ),
             }
         }
     }

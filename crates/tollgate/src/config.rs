@@ -83,9 +83,8 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end())
-        })?;
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let at = |key: &str| format!("{}: {key}", path.display());
         let timezone = raw.reporting.timezone.unwrap_or_else(|| "UTC".into());
@@ -102,11 +101,14 @@ impl Config {
             tollgate_core::Period::parse(&f.period, "UTC")
                 .map_err(|e| anyhow::anyhow!("{}: {e}", key("period")))?;
             let from = match f.from {
-                Some(c) => Currency::parse(&c).map_err(|e| anyhow::anyhow!("{}: {e}", key("from")))?,
+                Some(c) => {
+                    Currency::parse(&c).map_err(|e| anyhow::anyhow!("{}: {e}", key("from")))?
+                }
                 None => Currency::USD,
             };
             let to = Currency::parse(&f.to).map_err(|e| anyhow::anyhow!("{}: {e}", key("to")))?;
-            let rate = parse_decimal("rate", &f.rate).map_err(|e| anyhow::anyhow!("{}: {e}", key("rate")))?;
+            let rate = parse_decimal("rate", &f.rate)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", key("rate")))?;
             if rate <= Decimal::ZERO {
                 bail!("{}: {:?} must be above zero", key("rate"), f.rate);
             }
@@ -153,8 +155,11 @@ mod tests {
             Path::new("/etc/tollgate/tollgate.toml"),
         )
         .unwrap();
-        assert_eq!(c.data_dir.unwrap(), PathBuf::from("/etc/tollgate/data"));
-        assert_eq!(c.price_overrides, vec![PathBuf::from("/etc/tollgate/neg.toml")]);
+        assert_eq!(c.data_dir.as_deref(), Some(Path::new("/etc/tollgate/data")));
+        assert_eq!(
+            c.price_overrides,
+            vec![PathBuf::from("/etc/tollgate/neg.toml")]
+        );
         let kzt = Currency::parse("KZT").unwrap();
         assert_eq!(c.fx_for("2026-07", kzt).unwrap().rate.to_string(), "510.25");
     }
@@ -162,13 +167,23 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let p = Path::new("t.toml");
-        let e = Config::parse("[reporting]\ntimezone = \"Mars/Base\"\n", p).unwrap_err().to_string();
-        assert!(e.contains("reporting.timezone") && e.contains("Mars/Base"), "{e}");
-        let e = Config::parse("[reporting]\nzone = \"UTC\"\n", p).unwrap_err().to_string();
-        assert!(e.contains("zone"), "{e}");
-        let e = Config::parse("[[reporting.fx]]\nperiod = \"2026-07\"\nto = \"KZT\"\nrate = \"-1\"\n", p)
+        let e = Config::parse("[reporting]\ntimezone = \"Mars/Base\"\n", p)
             .unwrap_err()
             .to_string();
+        assert!(
+            e.contains("reporting.timezone") && e.contains("Mars/Base"),
+            "{e}"
+        );
+        let e = Config::parse("[reporting]\nzone = \"UTC\"\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("zone"), "{e}");
+        let e = Config::parse(
+            "[[reporting.fx]]\nperiod = \"2026-07\"\nto = \"KZT\"\nrate = \"-1\"\n",
+            p,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("reporting.fx[0].rate"), "{e}");
     }
 }

@@ -133,7 +133,9 @@ fn run() -> Result<()> {
                 ctx.config
                     .path
                     .as_ref()
-                    .map_or("(no file: defaults)".to_string(), |p| p.display().to_string())
+                    .map_or("(no file: defaults)".to_string(), |p| p
+                        .display()
+                        .to_string())
             );
             outln!("  data dir: {}", ctx.data_dir.display());
             outln!("  reporting time zone: {}", ctx.config.timezone);
@@ -150,10 +152,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Broken pipe (`tollgate ... | head`) is not an error worth a message.
-            if e
-                .chain()
-                .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
-            {
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e:#}");

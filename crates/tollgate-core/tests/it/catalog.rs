@@ -16,7 +16,10 @@ fn the_shipped_catalog_loads_and_prices_known_models() {
     let q = p.quote("openai", "gpt-4o", at, &u, false).unwrap();
     assert_eq!(q.cost, d("13.75"));
     // A dated snapshot name resolves to a model of the catalog.
-    assert!(p.quote("openai", "gpt-4o-2024-08-06", at, &u, false).is_ok());
+    assert!(
+        p.quote("openai", "gpt-4o-2024-08-06", at, &u, false)
+            .is_ok()
+    );
     // claude-sonnet-4-5: input 3, cache read 0.3, output 15 -> 18.3 (below the 200k tier).
     let small = Usage {
         input_tokens: 100_000,
@@ -25,7 +28,9 @@ fn the_shipped_catalog_loads_and_prices_known_models() {
         ..Usage::default()
     };
     // 100,000 x 3e-6 = 0.3; 50,000 x 0.3e-6 = 0.015; 10,000 x 15e-6 = 0.15 -> 0.465
-    let q = p.quote("anthropic", "claude-sonnet-4-5", at, &small, false).unwrap();
+    let q = p
+        .quote("anthropic", "claude-sonnet-4-5", at, &small, false)
+        .unwrap();
     assert_eq!(q.cost, d("0.465"));
 }
 
@@ -36,6 +41,9 @@ fn every_catalog_rate_has_a_version_and_no_overlaps() {
     assert!(book.rates().len() > 1000, "{}", book.rates().len());
     assert!(book.rates().iter().all(|r| r.version.contains('@')));
     for provider in ["openai", "anthropic", "aws.bedrock", "gcp.gemini"] {
-        assert!(book.rates().iter().any(|r| r.provider == provider), "{provider}");
+        assert!(
+            book.rates().iter().any(|r| r.provider == provider),
+            "{provider}"
+        );
     }
 }

@@ -65,7 +65,13 @@ fn seed_003_example_costs_0_00453() {
     // 3,400 prompt tokens of which 1,200 cached, 620 completion: classes 2,200 / 1,200 / 620.
     // 2,200 x 0.75e-6 + 1,200 x 0.075e-6 + 620 x 4.50e-6 = 0.00165 + 0.00009 + 0.00279 = 0.00453
     let q = pricer()
-        .quote("openai", "seed-model", ts("2026-07-01T12:00:00Z"), &usage(2200, 1200, 0, 0, 620), false)
+        .quote(
+            "openai",
+            "seed-model",
+            ts("2026-07-01T12:00:00Z"),
+            &usage(2200, 1200, 0, 0, 620),
+            false,
+        )
         .unwrap();
     assert_eq!(q.breakdown.input, d("0.00165"));
     assert_eq!(q.breakdown.cache_read, d("0.00009"));
@@ -79,13 +85,37 @@ fn a_price_change_splits_exactly_at_the_instant() {
     let p = pricer();
     let u = usage(1_000_000, 0, 0, 0, 0);
     // One microsecond before the change: 1M x 0.75e-6 = 0.75; at the instant: 1M x 0.60e-6 = 0.60.
-    let before = p.quote("openai", "seed-model", ts("2026-07-15T23:59:59.999999Z"), &u, false).unwrap();
-    let at = p.quote("openai", "seed-model", ts("2026-07-16T00:00:00Z"), &u, false).unwrap();
+    let before = p
+        .quote(
+            "openai",
+            "seed-model",
+            ts("2026-07-15T23:59:59.999999Z"),
+            &u,
+            false,
+        )
+        .unwrap();
+    let at = p
+        .quote(
+            "openai",
+            "seed-model",
+            ts("2026-07-16T00:00:00Z"),
+            &u,
+            false,
+        )
+        .unwrap();
     assert_eq!(before.cost, d("0.75"));
     assert_eq!(at.cost, d("0.60"));
     assert_ne!(before.price_version, at.price_version);
-    assert!(at.price_version.ends_with("@2026-07-16T00:00:00.000000Z"), "{}", at.price_version);
-    assert!(before.price_version.ends_with("@-inf"), "{}", before.price_version);
+    assert!(
+        at.price_version.ends_with("@2026-07-16T00:00:00.000000Z"),
+        "{}",
+        at.price_version
+    );
+    assert!(
+        before.price_version.ends_with("@-inf"),
+        "{}",
+        before.price_version
+    );
 }
 
 #[test]
@@ -111,19 +141,43 @@ fn the_long_context_tier_is_a_cliff_on_total_input() {
     let at = ts("2026-07-01T00:00:00Z");
     // Total input exactly 200,000 (150,000 + 50,000): base prices.
     // 150,000 x 3e-6 = 0.45; 50,000 x 0.3e-6 = 0.015; 1,000 x 15e-6 = 0.015; total 0.48
-    let q = p.quote("anthropic", "tiered", at, &usage(150_000, 50_000, 0, 0, 1000), false).unwrap();
+    let q = p
+        .quote(
+            "anthropic",
+            "tiered",
+            at,
+            &usage(150_000, 50_000, 0, 0, 1000),
+            false,
+        )
+        .unwrap();
     assert_eq!(q.cost, d("0.48"));
     assert_eq!(q.tier, None);
     // One more cache-read token: 200,001 > 200,000, every class pays tier prices.
     // 150,000 x 6e-6 = 0.9; 50,001 x 0.6e-6 = 0.0300006; 1,000 x 22.5e-6 = 0.0225
     // total 0.9525006
-    let q = p.quote("anthropic", "tiered", at, &usage(150_000, 50_001, 0, 0, 1000), false).unwrap();
+    let q = p
+        .quote(
+            "anthropic",
+            "tiered",
+            at,
+            &usage(150_000, 50_001, 0, 0, 1000),
+            false,
+        )
+        .unwrap();
     assert_eq!(q.breakdown.cache_read, d("0.0300006"));
     assert_eq!(q.cost, d("0.9525006"));
     assert_eq!(q.tier, Some(200_000));
     // Cache writes count toward total input: 100,000 + 60,000 + 40,001 (1h) = 200,001.
     // 100,000 x 6e-6 = 0.6; 60,000 x 7.5e-6 = 0.45; 40,001 x 12e-6 = 0.480012; total 1.530012
-    let q = p.quote("anthropic", "tiered", at, &usage(100_000, 0, 60_000, 40_001, 0), false).unwrap();
+    let q = p
+        .quote(
+            "anthropic",
+            "tiered",
+            at,
+            &usage(100_000, 0, 60_000, 40_001, 0),
+            false,
+        )
+        .unwrap();
     assert_eq!(q.cost, d("1.530012"));
 }
 
@@ -132,11 +186,25 @@ fn batch_prices_and_per_unit_prices() {
     let p = pricer();
     let at = ts("2026-07-01T00:00:00Z");
     // Batch at x0.5: 1M input x 0.375e-6 + 1M output x 2.25e-6 = 0.375 + 2.25 = 2.625
-    let q = p.quote("openai", "seed-model", at, &usage(1_000_000, 0, 0, 0, 1_000_000), true).unwrap();
+    let q = p
+        .quote(
+            "openai",
+            "seed-model",
+            at,
+            &usage(1_000_000, 0, 0, 0, 1_000_000),
+            true,
+        )
+        .unwrap();
     assert_eq!(q.cost, d("2.625"));
     // The later period has no batch multiplier: batch usage there is an error, not full price.
     let e = p
-        .quote("openai", "seed-model", ts("2026-08-01T00:00:00Z"), &usage(1, 0, 0, 0, 0), true)
+        .quote(
+            "openai",
+            "seed-model",
+            ts("2026-08-01T00:00:00Z"),
+            &usage(1, 0, 0, 0, 0),
+            true,
+        )
         .unwrap_err();
     assert!(matches!(e, PricingError::NoBatchPrice { .. }), "{e}");
     // 3 web searches x 0.01 = 0.03 on top of 1,000 input x 3e-6 = 0.003 -> 0.033
@@ -152,16 +220,23 @@ fn a_class_without_a_price_is_an_error_not_zero() {
     let p = pricer();
     let at = ts("2026-07-01T00:00:00Z");
     // seed-model has no cache write price: usage with cache writes cannot be priced.
-    let e = p.quote("openai", "seed-model", at, &usage(10, 0, 5, 0, 0), false).unwrap_err();
+    let e = p
+        .quote("openai", "seed-model", at, &usage(10, 0, 5, 0, 0), false)
+        .unwrap_err();
     match e {
-        PricingError::MissingClassPrice { class, quantity, .. } => {
+        PricingError::MissingClassPrice {
+            class, quantity, ..
+        } => {
             assert_eq!(class, "cache_write_tokens");
             assert_eq!(quantity, "5");
         }
         other => panic!("expected MissingClassPrice, got {other}"),
     }
     // Zero tokens in a class without a price is fine: nothing to price.
-    assert!(p.quote("openai", "seed-model", at, &usage(10, 0, 0, 0, 0), false).is_ok());
+    assert!(
+        p.quote("openai", "seed-model", at, &usage(10, 0, 0, 0, 0), false)
+            .is_ok()
+    );
     // An unknown unit is an error too.
     let mut u = usage(1, 0, 0, 0, 0);
     u.units.insert("images".into(), d("2"));
@@ -180,7 +255,10 @@ fn unknown_models_are_unpriced_with_suggestions_never_zero() {
     assert_eq!(ev.pricing.cost, None);
     assert!(err.to_string().contains("seed-modle"), "{err}");
     // Suggestions are computed on demand (find), not per event.
-    let msg = p.find("openai", "seed-modle", ts("2026-07-01T12:00:00Z")).unwrap_err().to_string();
+    let msg = p
+        .find("openai", "seed-modle", ts("2026-07-01T12:00:00Z"))
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("did you mean seed-model"), "{msg}");
 }
 
@@ -193,7 +271,10 @@ fn reasoning_tokens_are_never_priced_on_top() {
     u.reasoning_tokens = 800;
     // 1,000 output x 4.5e-6 = 0.0045 either way.
     assert_eq!(plain, d("0.0045"));
-    assert_eq!(p.quote("openai", "seed-model", at, &u, false).unwrap().cost, d("0.0045"));
+    assert_eq!(
+        p.quote("openai", "seed-model", at, &u, false).unwrap().cost,
+        d("0.0045")
+    );
 }
 
 #[test]
@@ -225,13 +306,25 @@ input_per_mtok = "0.5"
     let p = Pricer::new(vec![negotiated, RateBook::parse("catalog", RATES).unwrap()]);
     let u = usage(1_000_000, 0, 0, 0, 0);
     // Inside the override: 0.5. Before it: the catalog's 0.75. After: catalog's 0.60.
-    let cost = |at: &str| p.quote("openai", "seed-model", ts(at), &u, false).unwrap().cost;
+    let cost = |at: &str| {
+        p.quote("openai", "seed-model", ts(at), &u, false)
+            .unwrap()
+            .cost
+    };
     assert_eq!(cost("2026-07-12T00:00:00Z"), d("0.5"));
     assert_eq!(cost("2026-07-05T00:00:00Z"), d("0.75"));
     assert_eq!(cost("2026-07-25T00:00:00Z"), d("0.60"));
     // Aliases known only to the catalog still resolve (to the catalog's rates).
     assert_eq!(
-        p.quote("openai", "seed-alias", ts("2026-07-05T00:00:00Z"), &u, false).unwrap().cost,
+        p.quote(
+            "openai",
+            "seed-alias",
+            ts("2026-07-05T00:00:00Z"),
+            &u,
+            false
+        )
+        .unwrap()
+        .cost,
         d("0.75")
     );
 }

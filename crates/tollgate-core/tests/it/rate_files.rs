@@ -18,7 +18,10 @@ model = "m"
 effective_from = "2026-07-15T00:00:00Z"
 input_per_mtok = "2"
 "#);
-    assert!(e.contains("bad.toml") && e.contains("overlaps") && e.contains("p/m"), "{e}");
+    assert!(
+        e.contains("bad.toml") && e.contains("overlaps") && e.contains("p/m"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -26,10 +29,15 @@ fn prices_must_be_decimal_strings_with_at_most_six_places() {
     let e = err("[[rate]]\nprovider = \"p\"\nmodel = \"m\"\ninput_per_mtok = 2.5\n");
     assert!(e.contains("decimal strings"), "{e}");
     let e = err("[[rate]]\nprovider = \"p\"\nmodel = \"m\"\ninput_per_mtok = \"0.0000001\"\n");
-    assert!(e.contains("input_per_mtok") && e.contains("6 decimal places"), "{e}");
+    assert!(
+        e.contains("input_per_mtok") && e.contains("6 decimal places"),
+        "{e}"
+    );
     let e = err("[[rate]]\nprovider = \"p\"\nmodel = \"m\"\ninput_per_mtok = \"-1\"\n");
     assert!(e.contains("negative"), "{e}");
-    let e = err("[[rate]]\nprovider = \"p\"\nmodel = \"m\"\ninput_per_mtok = \"1\"\nimput_per_mtok = \"1\"\n");
+    let e = err(
+        "[[rate]]\nprovider = \"p\"\nmodel = \"m\"\ninput_per_mtok = \"1\"\nimput_per_mtok = \"1\"\n",
+    );
     assert!(e.contains("imput_per_mtok"), "{e}");
 }
 
@@ -76,9 +84,21 @@ input_per_mtok = "1"
 
 #[test]
 fn versions_are_content_hashes() {
-    let a = RateBook::parse("a", "[[rate]]\nprovider = \"p\"\nmodel = \"m\"\ninput_per_mtok = \"1\"\n").unwrap();
-    let same = RateBook::parse("b", "[[rate]]\nprovider = \"p\"\nmodel = \"m\"\ninput_per_mtok = \"1.00\"\n").unwrap();
-    let other = RateBook::parse("c", "[[rate]]\nprovider = \"p\"\nmodel = \"m\"\ninput_per_mtok = \"1.01\"\n").unwrap();
+    let a = RateBook::parse(
+        "a",
+        "[[rate]]\nprovider = \"p\"\nmodel = \"m\"\ninput_per_mtok = \"1\"\n",
+    )
+    .unwrap();
+    let same = RateBook::parse(
+        "b",
+        "[[rate]]\nprovider = \"p\"\nmodel = \"m\"\ninput_per_mtok = \"1.00\"\n",
+    )
+    .unwrap();
+    let other = RateBook::parse(
+        "c",
+        "[[rate]]\nprovider = \"p\"\nmodel = \"m\"\ninput_per_mtok = \"1.01\"\n",
+    )
+    .unwrap();
     // "1" and "1.00" are the same price: same version; 1.01 is another.
     assert_eq!(a.rates()[0].version, same.rates()[0].version);
     assert_ne!(a.rates()[0].version, other.rates()[0].version);

@@ -1,6 +1,8 @@
 //! Integration tests of tollgate-ledger: the trait suite on the SQLite backend, plus
 //! SQLite-specific behaviour (WAL, immutability triggers, migrations, rollup rebuild).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed check
+
 use tollgate_ledger::sqlite::SqliteLedger;
 use tollgate_ledger::{Ledger, SummaryQuery, conformance};
 
@@ -19,15 +21,23 @@ fn sqlite_passes_the_ledger_suite() {
 fn events_cannot_be_edited_even_with_raw_sql() {
     let d = tempfile::tempdir().unwrap();
     let mut l = SqliteLedger::open(d.path()).unwrap();
-    l.append(&[conformance::event(1, "2026-07-01T10:00:00Z", Some("a"), 1, Some("1"))])
-        .unwrap();
+    l.append(&[conformance::event(
+        1,
+        "2026-07-01T10:00:00Z",
+        Some("a"),
+        1,
+        Some("1"),
+    )])
+    .unwrap();
     drop(l);
     // A user with the sqlite3 shell: the triggers refuse edits.
     let c = rusqlite::Connection::open(d.path().join("ledger.sqlite")).unwrap();
     let err = c.execute("UPDATE events SET cost = '0'", []).unwrap_err();
     assert!(err.to_string().contains("immutable"), "{err}");
     assert!(c.execute("DELETE FROM events", []).is_err());
-    let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
 }
 
@@ -61,6 +71,9 @@ fn reopening_applies_no_migration_twice_and_rebuilt_rollups_match() {
 #[test]
 fn read_only_handle_refuses_a_missing_ledger() {
     let d = tempfile::tempdir().unwrap();
-    let err = SqliteLedger::open_read_only(d.path()).err().unwrap().to_string();
+    let err = SqliteLedger::open_read_only(d.path())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("no ledger here"), "{err}");
 }
