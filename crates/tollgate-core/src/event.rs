@@ -477,6 +477,20 @@ fn opt_string(field: &str, v: Option<Cow<'_, str>>) -> Result<Option<String>, Fi
     }
 }
 
+/// An OpenTelemetry id: `len` hex digits (lower-cased).
+fn hex_id(field: &str, v: Option<Cow<'_, str>>, len: usize) -> Result<Option<String>, FieldError> {
+    match opt_string(field, v)? {
+        None => Ok(None),
+        Some(s) if s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(Some(s.to_ascii_lowercase()))
+        }
+        Some(s) => Err(FieldError::new(
+            field,
+            format!("{s:?} is not an OpenTelemetry id ({len} hex digits)"),
+        )),
+    }
+}
+
 fn parse_vocab<T: std::str::FromStr<Err = crate::error::CoreError>>(
     field: &str,
     v: Option<&str>,
@@ -639,8 +653,8 @@ impl RawEvent<'_> {
             parent_request_id: opt_string("parent_request_id", self.parent_request_id)?,
             occurred_at,
             completed_at,
-            trace_id: opt_string("trace_id", self.trace_id)?,
-            span_id: opt_string("span_id", self.span_id)?,
+            trace_id: hex_id("trace_id", self.trace_id, 32)?,
+            span_id: hex_id("span_id", self.span_id, 16)?,
             session_id: opt_string("session_id", self.session_id)?,
             attribution,
             attribution_status,
@@ -741,9 +755,15 @@ fn validate_pricing(
                 currency,
                 cost: None,
                 cost_breakdown: CostBreakdown::default(),
-                price_version: opt_string("price_version", price_version)?,
-                // Re-priced at ingest; stays unpriced if no rate matches.
-                pricing_status: PricingStatus::Unpriced,
+                // Tollgate prices it at ingest and stamps its own version; an event that stays
+                // unpriced has no version. "estimated" (usage estimated, e.g. a cut stream)
+                // survives pricing.
+                price_version: None,
+                pricing_status: if status == Some(PricingStatus::Estimated) {
+                    PricingStatus::Estimated
+                } else {
+                    PricingStatus::Unpriced
+                },
             })
         }
         Some(c) => {
@@ -953,6 +973,26 @@ mod tests {
     }
 
     #[test]
+    fn estimated_usage_stays_estimated_and_otel_ids_are_hex() {
+        let est = GOOD.replace(
+            "\"tags\"",
+            "\"pricing_status\":\"estimated\",\"price_version\":\"x@-inf\",\"tags\"",
+        );
+        let e = parse_json_event(&est).unwrap();
+        assert_eq!(e.pricing.pricing_status, PricingStatus::Estimated);
+        // A version without a cost is dropped: Tollgate stamps its own when it prices.
+        assert_eq!(e.pricing.price_version, None);
+        let ok = GOOD.replace("\"tags\"", "\"trace_id\":\"4BF92F3577B34DA6A3CE929D0E0E4736\",\"span_id\":\"00f067aa0ba902b7\",\"tags\"");
+        let e = parse_json_event(&ok).unwrap();
+        assert_eq!(
+            e.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        let bad = GOOD.replace("\"tags\"", "\"span_id\":\"xyz\",\"tags\"");
+        assert_eq!(err(&bad).field, "span_id");
+    }
+
+    #[test]
     fn carried_cost_is_kept_exactly_and_checked() {
         let with_cost = GOOD.replace(
             "\"tags\"",
@@ -978,6 +1018,12 @@ mod tests {
 /// Appends `s` as a JSON string literal (quoted, escaped).
 pub fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
+    // Fast path: most values need no escaping at all.
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -999,32 +1045,28 @@ impl UsageEvent {
     /// strings; absent optional fields omitted). `parse_json_event` reads it back unchanged.
     pub fn write_json(&self, out: &mut String) {
         use std::fmt::Write as _;
-        let mut first = true;
-        let mut key = |out: &mut String, k: &str| {
-            if !first {
-                out.push(',');
-            }
-            first = false;
-            push_json_str(out, k);
-            out.push(':');
-        };
-        let mut s = |out: &mut String, k: &str, v: Option<&str>| {
+        // `event_id` always comes first, so every later field starts with a comma.
+        let s = |out: &mut String, k: &str, v: Option<&str>| {
             if let Some(v) = v {
-                key(out, k);
+                out.push(',');
+                push_json_str(out, k);
+                out.push(':');
                 push_json_str(out, v);
             }
         };
-        out.push('{');
-        s(out, "event_id", Some(&self.event_id));
+        out.push_str("{\"event_id\":");
+        push_json_str(out, &self.event_id);
         s(out, "request_id", self.request_id.as_deref());
         let _ = write!(out, ",\"attempt\":{}", self.attempt);
         s(out, "parent_request_id", self.parent_request_id.as_deref());
-        s(out, "occurred_at", Some(&format_instant(self.occurred_at)));
-        s(
-            out,
-            "completed_at",
-            self.completed_at.map(format_instant).as_deref(),
-        );
+        out.push_str(",\"occurred_at\":\"");
+        write_instant(out, self.occurred_at);
+        out.push('"');
+        if let Some(c) = self.completed_at {
+            out.push_str(",\"completed_at\":\"");
+            write_instant(out, c);
+            out.push('"');
+        }
         s(out, "trace_id", self.trace_id.as_deref());
         s(out, "span_id", self.span_id.as_deref());
         s(out, "session_id", self.session_id.as_deref());

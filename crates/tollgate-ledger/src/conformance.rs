@@ -215,7 +215,15 @@ pub fn unpriced_and_quarantined_stay_visible(l: &mut dyn Ledger) {
         event(2, "2026-07-01T10:00:01Z", Some("a"), 1, None),
         event(3, "2026-07-01T10:00:02Z", None, 1, Some("0.25")),
     ];
-    l.append(&evs).unwrap();
+    let out = l.append(&evs).unwrap();
+    // One quarantined (no team) and one unpriced (no cost) among the three inserted.
+    assert_eq!((out.inserted, out.quarantined, out.unpriced), (3, 1, 1));
+    // Appending them again inserts nothing, so nothing is counted twice.
+    let again = l.append(&evs).unwrap();
+    assert_eq!(
+        (again.duplicates, again.quarantined, again.unpriced),
+        (3, 0, 0)
+    );
     let rows = l
         .summarize(&SummaryQuery {
             start: ts("2026-07-01T00:00:00Z"),

@@ -48,12 +48,18 @@ pub type Result<T> = std::result::Result<T, LedgerError>;
 pub struct AppendOutcome {
     pub inserted: u64,
     pub duplicates: u64,
+    /// Of the inserted events: those missing required attribution.
+    pub quarantined: u64,
+    /// Of the inserted events: those without a cost.
+    pub unpriced: u64,
 }
 
 impl std::ops::AddAssign for AppendOutcome {
     fn add_assign(&mut self, o: AppendOutcome) {
         self.inserted += o.inserted;
         self.duplicates += o.duplicates;
+        self.quarantined += o.quarantined;
+        self.unpriced += o.unpriced;
     }
 }
 

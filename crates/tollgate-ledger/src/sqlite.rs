@@ -495,6 +495,12 @@ impl LedgerWriter for SqliteWriter<'_> {
                     continue;
                 }
                 out.inserted += 1;
+                if e.attribution_status == tollgate_core::AttributionStatus::Quarantined {
+                    out.quarantined += 1;
+                }
+                if p.cost.is_none() {
+                    out.unpriced += 1;
+                }
                 let key = (
                     hour_of(e.occurred_at),
                     [

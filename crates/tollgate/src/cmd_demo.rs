@@ -93,8 +93,11 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
     let mut files = vec![prices_path.clone()];
     files.extend(ctx.price_files.iter().cloned());
     let pricer = crate::cmd_prices::load_pricer(&files)?;
+    // The demo reports in USD in UTC whatever the config says (its KZT report names its rate).
+    let mut config = ctx.config.clone();
+    config.currency = None;
     let demo_ctx = Ctx {
-        config: ctx.config.clone(),
+        config,
         data_dir: dir.clone(),
         price_files: files,
     };

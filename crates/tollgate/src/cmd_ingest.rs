@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tollgate_core::event::{FieldError, RawDecimal, RawEvent, parse_json_event};
-use tollgate_core::{AttributionStatus, Pricer, PricingStatus, UsageEvent};
+use tollgate_core::{Pricer, UsageEvent};
 use tollgate_ledger::sqlite::SqliteLedger;
 use tollgate_ledger::{ImportRecord, Ledger, PriceVersionRecord};
 use tollgate_render::{Cell, Table};
@@ -42,12 +42,13 @@ pub struct EventsArgs {
     /// Input format; default from the file extension (.csv is CSV, anything else JSONL).
     #[arg(long, value_enum)]
     input_format: Option<InputFormat>,
-    /// Summary format.
+    /// Summary format: table or json.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }
 
-/// What an import did. Quarantined and unpriced count the records read.
+/// What an import did. Quarantined and unpriced count the events stored by this import (a
+/// duplicate is not counted again); the reasons are those seen in the file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestSummary {
     pub read: u64,
@@ -62,8 +63,6 @@ pub struct IngestSummary {
 struct Batch {
     events: Vec<UsageEvent>,
     versions: BTreeSet<String>,
-    quarantined: u64,
-    unpriced: u64,
     reasons: BTreeMap<String, u64>,
 }
 
@@ -83,18 +82,12 @@ fn produce(
         |ev: Result<UsageEvent, FieldError>, line: u64, batch: &mut Batch| -> Result<bool> {
             let mut ev = ev.map_err(|e| anyhow::anyhow!("{source}:{line}: {e}"))?;
             if let Err(reason) = pricer.price_event(&mut ev) {
-                batch.unpriced += 1;
                 *batch.reasons.entry(reason.to_string()).or_default() += 1;
-            } else if ev.pricing.pricing_status == PricingStatus::Unpriced {
-                batch.unpriced += 1;
             }
             if let Some(v) = &ev.pricing.price_version
                 && !batch.versions.contains(v)
             {
                 batch.versions.insert(v.clone());
-            }
-            if ev.attribution_status == AttributionStatus::Quarantined {
-                batch.quarantined += 1;
             }
             batch.events.push(ev);
             if batch.events.len() >= BATCH {
@@ -169,8 +162,6 @@ fn new_batch() -> Batch {
     Batch {
         events: Vec::with_capacity(BATCH),
         versions: BTreeSet::new(),
-        quarantined: 0,
-        unpriced: 0,
         reasons: BTreeMap::new(),
     }
 }
@@ -333,8 +324,6 @@ pub fn ingest(
         for msg in rx {
             let b = msg?;
             sum.read += b.events.len() as u64;
-            sum.quarantined += b.quarantined;
-            sum.unpriced += b.unpriced;
             for (k, v) in b.reasons {
                 *sum.unpriced_reasons.entry(k).or_default() += v;
             }
@@ -392,6 +381,8 @@ pub fn ingest(
 fn sum_outcome(sum: &mut IngestSummary, o: tollgate_ledger::AppendOutcome) {
     sum.ingested += o.inserted;
     sum.duplicates += o.duplicates;
+    sum.quarantined += o.quarantined;
+    sum.unpriced += o.unpriced;
 }
 
 fn progress_line(n: u64, elapsed: Duration, bytes: u64, total: Option<u64>) {
@@ -442,6 +433,10 @@ pub fn run(ctx: &Ctx, cmd: &IngestCommand) -> Result<()> {
 /// Prints an import summary as a table or JSON.
 pub fn print_summary(s: &IngestSummary, format: Format) -> Result<()> {
     match format {
+        Format::Csv | Format::Xlsx => bail!(
+            "--format {}: the import summary is offered as table or json",
+            format.name()
+        ),
         Format::Json => {
             let doc = json!({
                 "read": s.read, "ingested": s.ingested, "duplicates": s.duplicates,

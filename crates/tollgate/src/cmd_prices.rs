@@ -62,6 +62,7 @@ pub struct PriceArgs {
     /// Batch prices.
     #[arg(long)]
     batch: bool,
+    /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
 }
@@ -180,7 +181,10 @@ pub fn price(ctx: &Ctx, a: &PriceArgs) -> Result<()> {
             ]);
             out!("{}", tollgate_render::text(&t));
         }
-        other => bail!("--format {other:?} is not offered by `price`; use table or json"),
+        other => bail!(
+            "--format {} is not offered by `price`; use table or json",
+            other.name()
+        ),
     }
     Ok(())
 }
@@ -195,8 +199,10 @@ pub enum PricesCommand {
         /// The instant (RFC 3339); default now.
         #[arg(long)]
         at: Option<String>,
+        /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Write here instead of stdout (atomically: the whole file or nothing).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -207,6 +213,7 @@ pub enum PricesCommand {
         /// Provider (needed when several providers have the model).
         #[arg(long)]
         provider: Option<String>,
+        /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -429,7 +436,10 @@ pub fn prices(ctx: &Ctx, cmd: &PricesCommand) -> Result<()> {
                 ),
                 Format::Table => out!("{text}"),
                 other => {
-                    bail!("--format {other:?} is not offered by `prices show`; use table or json")
+                    bail!(
+                        "--format {} is not offered by `prices show`; use table or json",
+                        other.name()
+                    )
                 }
             }
             Ok(())

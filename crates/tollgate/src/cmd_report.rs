@@ -37,6 +37,7 @@ pub struct SummaryArgs {
     /// Units of --currency per USD, for the whole period (default: config reporting.fx).
     #[arg(long)]
     pub fx_rate: Option<String>,
+    /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     /// Write here instead of stdout (atomically).
@@ -84,7 +85,7 @@ pub fn build_summary(ctx: &Ctx, a: &SummaryArgs, now: Timestamp) -> Result<Summa
         },
     };
     let ledger = SqliteLedger::open_read_only(&ctx.data_dir)?;
-    Ok(summary::build(
+    let report = summary::build(
         &ledger,
         &summary::SummaryOptions {
             period,
@@ -92,7 +93,17 @@ pub fn build_summary(ctx: &Ctx, a: &SummaryArgs, now: Timestamp) -> Result<Summa
             fx,
             exported_at: now,
         },
-    )?)
+    )?;
+    if let Some(c) = currency {
+        if report.currency != c {
+            bail!(
+                "the ledger's costs for {} are in {}, not {c}; pass --fx-rate to convert",
+                report.period.label(),
+                report.currency
+            );
+        }
+    }
+    Ok(report)
 }
 
 /// The report as a renderable table.

@@ -14,8 +14,10 @@ use crate::output::{Format, emit};
 pub struct SqlArgs {
     /// The query (SELECT / WITH ... SELECT). Tables: events, rollups, price_versions, imports.
     pub query: String,
+    /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Write here instead of stdout (atomically: the whole file or nothing).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }

@@ -29,7 +29,12 @@ use crate::output::outln;
 
 /// Tollgate: who spent what on LLM calls, exactly.
 #[derive(Debug, Parser)]
-#[command(name = "tollgate", version, about, max_term_width = 100)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Tollgate: who spent what on LLM calls, exactly: an immutable usage ledger, exact pricing, reports.",
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Ledger directory (holds ledger.sqlite).
     #[arg(long, global = true, env = "TOLLGATE_DATA_DIR", value_name = "DIR")]

@@ -14,6 +14,18 @@ pub enum Format {
     Xlsx,
 }
 
+impl Format {
+    /// The name users type.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Xlsx => "xlsx",
+        }
+    }
+}
+
 /// Writes `bytes` to `out` atomically (temp file in the same directory, then rename), or to
 /// stdout when `out` is None. Binary formats refuse a terminal.
 pub fn emit(out: Option<&Path>, bytes: &[u8], binary: bool) -> Result<()> {
