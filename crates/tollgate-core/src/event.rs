@@ -799,6 +799,25 @@ fn validate_pricing(
 
 /// Parses one JSON object into a validated event. Type errors name the field.
 pub fn parse_json_event(line: &str) -> Result<UsageEvent, FieldError> {
+    if let Some(raw) = crate::fastjson::read_event(line) {
+        return raw.validate();
+    }
+    match serde_json::from_str::<RawEvent<'_>>(line) {
+        Ok(raw) => raw.validate(),
+        Err(e) => Err(explain_json_error(line, &e)),
+    }
+}
+
+/// Whether the fast reader handles `line` itself (instead of deferring to serde_json).
+/// For tests and benchmarks.
+#[doc(hidden)]
+pub fn fast_reader_accepts(line: &str) -> bool {
+    crate::fastjson::read_event(line).is_some()
+}
+
+/// The reference path of [`parse_json_event`]: serde_json alone, without the fast reader.
+/// Both must give the same result for every line (tested).
+pub fn parse_json_event_serde(line: &str) -> Result<UsageEvent, FieldError> {
     match serde_json::from_str::<RawEvent<'_>>(line) {
         Ok(raw) => raw.validate(),
         Err(e) => Err(explain_json_error(line, &e)),

@@ -17,6 +17,7 @@
 
 pub mod error;
 pub mod event;
+mod fastjson;
 pub mod money;
 pub mod period;
 pub mod rates;

@@ -388,12 +388,20 @@ fn sum_outcome(sum: &mut IngestSummary, o: tollgate_ledger::AppendOutcome) {
 fn progress_line(n: u64, elapsed: Duration, bytes: u64, total: Option<u64>) {
     let secs = elapsed.as_millis().max(1);
     let rate = u128::from(n) * 1000 / secs;
-    let pct = total
-        .filter(|t| *t > 0)
-        .map(|t| format!("  {:>3}%", u128::from(bytes) * 100 / u128::from(t)))
-        .unwrap_or_default();
+    let bar = match total.filter(|t| *t > 0) {
+        Some(t) => {
+            let pct = (u128::from(bytes) * 100 / u128::from(t)).min(100);
+            let filled = usize::try_from(pct * 30 / 100).unwrap_or(30);
+            format!(
+                "[{}{}] {pct:>3}%  ",
+                "#".repeat(filled),
+                "-".repeat(30 - filled)
+            )
+        }
+        None => String::new(),
+    };
     let mut e = std::io::stderr().lock();
-    let _ = write!(e, "\r  {n} events  {rate} events/s{pct}   ");
+    let _ = write!(e, "\r  {bar}{n} events  {rate} events/s   ");
     let _ = e.flush();
 }
 

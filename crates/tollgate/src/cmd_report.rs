@@ -94,14 +94,14 @@ pub fn build_summary(ctx: &Ctx, a: &SummaryArgs, now: Timestamp) -> Result<Summa
             exported_at: now,
         },
     )?;
-    if let Some(c) = currency {
-        if report.currency != c {
-            bail!(
-                "the ledger's costs for {} are in {}, not {c}; pass --fx-rate to convert",
-                report.period.label(),
-                report.currency
-            );
-        }
+    if let Some(c) = currency
+        && report.currency != c
+    {
+        bail!(
+            "the ledger's costs for {} are in {}, not {c}; pass --fx-rate to convert",
+            report.period.label(),
+            report.currency
+        );
     }
     Ok(report)
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed check
 
 mod catalog;
+mod fastjson;
 mod pricing;
 mod properties;
 mod rate_files;
