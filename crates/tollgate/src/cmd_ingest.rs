@@ -407,6 +407,13 @@ fn progress_line(n: u64, elapsed: Duration, bytes: u64, total: Option<u64>) {
 
 pub fn run(ctx: &Ctx, cmd: &IngestCommand) -> Result<()> {
     let IngestCommand::Events(a) = cmd;
+    // Refuse an unsupported summary format before importing anything.
+    if matches!(a.format, Format::Csv | Format::Xlsx) {
+        bail!(
+            "--format {}: the import summary is offered as table or json",
+            a.format.name()
+        );
+    }
     let pricer = ctx.pricer()?;
     let fmt = a.input_format.unwrap_or_else(|| {
         if a.file.to_ascii_lowercase().ends_with(".csv") {

@@ -453,3 +453,46 @@ fn dst_month_in_new_york() {
         assert_eq!(doc["period"]["end"], end, "{day}");
     }
 }
+
+#[test]
+fn an_explicit_currency_must_match_the_ledger() {
+    // Costs in the fixture are USD: asking for USD works; asking for EUR without a rate is
+    // refused rather than printing USD amounts under a EUR header.
+    let sb = ledger();
+    sb.run(&[
+        "report",
+        "summary",
+        "--period",
+        "2026-07",
+        "--currency",
+        "USD",
+        "--format",
+        "json",
+    ])
+    .ok();
+    let err = sb
+        .run(&[
+            "report",
+            "summary",
+            "--period",
+            "2026-07",
+            "--currency",
+            "EUR",
+        ])
+        .fails()
+        .to_string();
+    assert!(err.contains("EUR") && err.contains("--fx-rate"), "{err}");
+}
+
+#[test]
+fn ingest_summary_formats_are_table_or_json() {
+    let sb = Sandbox::new();
+    sb.write("e.jsonl", jsonl(&[event(1, json!({}))]));
+    let err = sb
+        .run(&["ingest", "events", "e.jsonl", "--format", "csv"])
+        .fails()
+        .to_string();
+    assert!(err.contains("--format csv"), "{err}");
+    // Refused before the import: no ledger was even created.
+    assert!(!sb.data_dir().join("ledger.sqlite").exists());
+}
