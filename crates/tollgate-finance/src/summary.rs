@@ -153,6 +153,7 @@ pub fn build(ledger: &dyn Ledger, opts: &SummaryOptions) -> Result<SummaryReport
         start: opts.period.start(),
         end: opts.period.end(),
         group_by: group,
+        filters: vec![],
     })?;
 
     // Currency: everything must be in one currency, or in the FX rule's source currency.
@@ -247,6 +248,7 @@ pub fn build(ledger: &dyn Ledger, opts: &SummaryOptions) -> Result<SummaryReport
             start: opts.period.start(),
             end: opts.period.end(),
             group_by: vec![Dim::PriceVersion],
+            filters: vec![],
         })?;
         versions.extend(
             pv.into_iter()

@@ -101,6 +101,114 @@ pub fn run_all(make: &mut dyn FnMut() -> Box<dyn Ledger>) {
     uncommitted_writes_leave_nothing(make().as_mut());
     sql_is_read_only(make().as_mut());
     price_versions_are_recorded_once(make().as_mut());
+    filters_and_sessions(make().as_mut());
+    finalized_invoices_are_kept(make().as_mut());
+}
+
+pub fn filters_and_sessions(l: &mut dyn Ledger) {
+    let mut evs = vec![
+        event(1, "2026-07-01T10:00:00Z", Some("a"), 1, Some("1")),
+        event(2, "2026-07-01T10:30:00.5Z", Some("a"), 1, Some("2")),
+        event(3, "2026-07-01T11:00:00Z", Some("b"), 1, Some("4")),
+        event(4, "2026-07-01T11:10:00Z", Some("a"), 1, Some("8")),
+    ];
+    evs[0].attribution.tenant_id = Some("acme".into());
+    evs[1].attribution.tenant_id = Some("acme".into());
+    evs[1].session_id = Some("s2".into());
+    evs[2].attribution.tenant_id = Some("acme".into());
+    evs[3].attribution.environment = Some(tollgate_core::Environment::Staging);
+    evs[3].attribution.tenant_id = Some("acme".into());
+    l.append(&evs).unwrap();
+    // acme in prod, by team, over a range with a partial first hour (10:15 .. 12:00):
+    // a = event 2 (2), b = event 3 (4); event 1 is before the range, event 4 is staging.
+    let q = SummaryQuery::new(
+        ts("2026-07-01T10:15:00Z"),
+        ts("2026-07-01T12:00:00Z"),
+        vec![Dim::Team],
+    )
+    .filter(Dim::Tenant, "acme")
+    .filter(Dim::Environment, "prod");
+    let got: Vec<(String, Decimal)> = l
+        .summarize(&q)
+        .unwrap()
+        .iter()
+        .map(|r| (r.keys[0].clone(), r.totals.cost().unwrap()))
+        .collect();
+    assert_eq!(got, vec![("a".into(), dec("2")), ("b".into(), dec("4"))]);
+    // An empty filter value matches absent values: no event lacks a tenant here.
+    let none = SummaryQuery::new(
+        ts("2026-07-01T00:00:00Z"),
+        ts("2026-07-02T00:00:00Z"),
+        vec![],
+    )
+    .filter(Dim::Tenant, "");
+    assert!(l.summarize(&none).unwrap().is_empty());
+    // Distinct sessions of acme/prod over the day: s1 (events 1, 3) and s2 (event 2) = 2;
+    // by team: a has s1, s2 = 2; b has s1 = 1.
+    let day = SummaryQuery::new(
+        ts("2026-07-01T00:00:00Z"),
+        ts("2026-07-02T00:00:00Z"),
+        vec![],
+    )
+    .filter(Dim::Tenant, "acme")
+    .filter(Dim::Environment, "prod");
+    assert_eq!(l.distinct_sessions(&day).unwrap(), vec![(vec![], 2)]);
+    let by_team = SummaryQuery {
+        group_by: vec![Dim::Team],
+        ..day
+    };
+    assert_eq!(
+        l.distinct_sessions(&by_team).unwrap(),
+        vec![(vec!["a".to_string()], 2), (vec!["b".to_string()], 1)]
+    );
+}
+
+pub fn finalized_invoices_are_kept(l: &mut dyn Ledger) {
+    let inv = |number: &str, kind: &str, seq: u64, revision: u64| crate::StoredInvoice {
+        number: number.into(),
+        kind: kind.into(),
+        tenant_id: "acme".into(),
+        period: "2026-07".into(),
+        pattern: "INV-{SEQ}".into(),
+        seq,
+        revision,
+        currency: "USD".into(),
+        total: "638.88".into(),
+        document: "{}".into(),
+        corrects: None,
+        reason: None,
+    };
+    assert_eq!(l.last_invoice_seq("INV-{SEQ}").unwrap(), 0);
+    let mut w = l.writer().unwrap();
+    w.record_invoice(&inv("INV-1", "invoice", 1, 1)).unwrap();
+    w.commit().unwrap();
+    // The same number again is refused.
+    let mut w = l.writer().unwrap();
+    assert!(w.record_invoice(&inv("INV-1", "invoice", 2, 2)).is_err());
+    drop(w);
+    // A second invoice for the same revision of the period is refused too.
+    let mut w = l.writer().unwrap();
+    assert!(w.record_invoice(&inv("INV-2", "invoice", 2, 1)).is_err());
+    drop(w);
+    let mut w = l.writer().unwrap();
+    w.record_invoice(&inv("INV-2", "credit_note", 2, 1))
+        .unwrap();
+    w.commit().unwrap();
+    assert_eq!(l.last_invoice_seq("INV-{SEQ}").unwrap(), 2);
+    let got: Vec<(String, String)> = l
+        .invoices_for("acme", "2026-07")
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.number, i.kind))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("INV-1".into(), "invoice".into()),
+            ("INV-2".into(), "credit_note".into())
+        ]
+    );
+    assert!(l.query_sql("UPDATE invoices SET total = '0'").is_err());
 }
 
 pub fn appends_are_idempotent(l: &mut dyn Ledger) {
@@ -122,6 +230,7 @@ pub fn appends_are_idempotent(l: &mut dyn Ledger) {
             start: ts("2026-07-01T00:00:00Z"),
             end: ts("2026-07-02T00:00:00Z"),
             group_by: vec![],
+            filters: vec![],
         })
         .unwrap();
     assert_eq!(rows.len(), 1);
@@ -173,6 +282,7 @@ pub fn summaries_are_exact_on_and_off_the_hour(l: &mut dyn Ledger) {
             start: ts(start),
             end: ts(end),
             group_by: by,
+            filters: vec![],
         })
         .unwrap()
     };
@@ -229,6 +339,7 @@ pub fn unpriced_and_quarantined_stay_visible(l: &mut dyn Ledger) {
             start: ts("2026-07-01T00:00:00Z"),
             end: ts("2026-07-02T00:00:00Z"),
             group_by: vec![Dim::AttributionStatus, Dim::PricingStatus],
+            filters: vec![],
         })
         .unwrap();
     let got: Vec<(String, String, u64, Decimal)> = rows
@@ -270,6 +381,7 @@ pub fn uncommitted_writes_leave_nothing(l: &mut dyn Ledger) {
             start: ts("2026-07-01T00:00:00Z"),
             end: ts("2026-07-02T00:00:00Z"),
             group_by: vec![],
+            filters: vec![],
         })
         .unwrap();
     assert!(rows.is_empty());

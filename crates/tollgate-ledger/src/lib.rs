@@ -151,12 +151,56 @@ impl Dim {
     }
 }
 
-/// A summary over `[start, end)` grouped by `group_by`.
+/// A summary over `[start, end)` grouped by `group_by`, restricted to events whose dimensions
+/// equal the `filters` values (`""` matches an absent value).
 #[derive(Debug, Clone)]
 pub struct SummaryQuery {
     pub start: Timestamp,
     pub end: Timestamp,
     pub group_by: Vec<Dim>,
+    pub filters: Vec<(Dim, String)>,
+}
+
+impl SummaryQuery {
+    pub fn new(start: Timestamp, end: Timestamp, group_by: Vec<Dim>) -> SummaryQuery {
+        SummaryQuery {
+            start,
+            end,
+            group_by,
+            filters: Vec::new(),
+        }
+    }
+
+    /// Adds a filter `dim = value`.
+    pub fn filter(mut self, dim: Dim, value: &str) -> SummaryQuery {
+        self.filters.push((dim, value.to_string()));
+        self
+    }
+}
+
+/// A finalized invoice or credit note, stored so that it never changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInvoice {
+    pub number: String,
+    /// `invoice` or `credit_note`.
+    pub kind: String,
+    pub tenant_id: String,
+    /// The period label, e.g. `2026-07`.
+    pub period: String,
+    /// The numbering pattern the number came from.
+    pub pattern: String,
+    /// Sequence number within the pattern.
+    pub seq: u64,
+    /// 1 for the first invoice of a period; +1 after each credit note.
+    pub revision: u64,
+    pub currency: String,
+    /// Total as shown, a decimal string.
+    pub total: String,
+    /// The document as finalized (JSON).
+    pub document: String,
+    /// For a credit note: the invoice number it reverses.
+    pub corrects: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// Token and money totals.
@@ -274,6 +318,8 @@ pub trait LedgerWriter {
     fn record_price_versions(&mut self, versions: &[PriceVersionRecord]) -> Result<()>;
     /// Records an import summary.
     fn record_import(&mut self, rec: &ImportRecord) -> Result<()>;
+    /// Stores a finalized invoice or credit note. Numbers are unique; a stored one never changes.
+    fn record_invoice(&mut self, inv: &StoredInvoice) -> Result<()>;
     /// Makes everything written so far durable and visible.
     fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -299,6 +345,12 @@ pub trait Ledger {
     fn price_versions(&self, ids: &[String]) -> Result<Vec<PriceVersionRecord>>;
     /// A read-only SQL query over the ledger's tables.
     fn query_sql(&self, sql: &str) -> Result<SqlTable>;
+    /// Distinct non-empty `session_id`s per group, over the query's range and filters.
+    fn distinct_sessions(&self, q: &SummaryQuery) -> Result<Vec<(Vec<String>, u64)>>;
+    /// Finalized invoices and credit notes of a tenant for a period, oldest first.
+    fn invoices_for(&self, tenant_id: &str, period: &str) -> Result<Vec<StoredInvoice>>;
+    /// The highest sequence number used by `pattern`, or 0.
+    fn last_invoice_seq(&self, pattern: &str) -> Result<u64>;
 
     /// Appends and commits in one go.
     fn append(&mut self, events: &[UsageEvent]) -> Result<AppendOutcome> {

@@ -21,17 +21,18 @@ use tollgate_core::{
 
 use crate::{
     AppendOutcome, Dim, ImportRecord, Ledger, LedgerError, LedgerWriter, PriceVersionRecord,
-    Result, SqlTable, SqlValue, SummaryQuery, SummaryRow, Totals,
+    Result, SqlTable, SqlValue, StoredInvoice, SummaryQuery, SummaryRow, Totals,
 };
 
 /// File name of the ledger inside the data directory.
 pub const LEDGER_FILE: &str = "ledger.sqlite";
 
 /// Schema migrations, applied in order; each runs once, in a transaction.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "events, rollups, price versions, imports",
-    r#"
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "events, rollups, price versions, imports",
+        r#"
 CREATE TABLE events (
     seq INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL UNIQUE,
@@ -137,7 +138,35 @@ CREATE TABLE imports (
     unpriced INTEGER NOT NULL
 );
 "#,
-)];
+    ),
+    (
+        2,
+        "finalized invoices and credit notes",
+        r#"
+CREATE TABLE invoices (
+    id INTEGER PRIMARY KEY,
+    number TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('invoice', 'credit_note')),
+    tenant_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    total TEXT NOT NULL,
+    document TEXT NOT NULL,
+    corrects TEXT,
+    reason TEXT,
+    finalized_at TEXT NOT NULL,
+    UNIQUE (tenant_id, period, kind, revision)
+);
+CREATE TRIGGER invoices_immutable_update BEFORE UPDATE ON invoices
+BEGIN SELECT RAISE(ABORT, 'finalized invoices are immutable: issue a credit note instead'); END;
+CREATE TRIGGER invoices_immutable_delete BEFORE DELETE ON invoices
+BEGIN SELECT RAISE(ABORT, 'finalized invoices are immutable: issue a credit note instead'); END;
+"#,
+    ),
+];
 
 /// The current schema version this build writes.
 pub fn schema_version() -> i64 {
@@ -596,6 +625,30 @@ impl LedgerWriter for SqliteWriter<'_> {
         Ok(())
     }
 
+    fn record_invoice(&mut self, inv: &StoredInvoice) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO invoices (number, kind, tenant_id, period, pattern, seq, revision,
+             currency, total, document, corrects, reason, finalized_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                inv.number,
+                inv.kind,
+                inv.tenant_id,
+                inv.period,
+                inv.pattern,
+                i64_of(inv.seq),
+                i64_of(inv.revision),
+                inv.currency,
+                inv.total,
+                inv.document,
+                inv.corrects,
+                inv.reason,
+                self.now
+            ],
+        )?;
+        Ok(())
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit()?;
         Ok(())
@@ -787,98 +840,72 @@ impl Ledger for SqliteLedger {
         let mut acc: HashMap<Vec<String>, Totals> = HashMap::new();
         let nd = q.group_by.len();
         if q.end > q.start {
-            let cols: Vec<String> = q
+            let sel: String = q
                 .group_by
                 .iter()
-                .map(|d| format!("COALESCE({}, '')", d.column()))
+                .map(|d| format!("COALESCE({}, ''), ", d.column()))
                 .collect();
-            let sel = if cols.is_empty() {
-                String::new()
-            } else {
-                format!("{}, ", cols.join(", "))
+            let group_cols: Vec<String> = (1..=nd).map(|i| i.to_string()).collect();
+            // Filters bind as ?3, ?4, ... after the range.
+            let where_rollups: String = q
+                .filters
+                .iter()
+                .enumerate()
+                .map(|(i, (d, _))| format!(" AND {} = ?{}", d.column(), i + 3))
+                .collect();
+            let where_events: String = q
+                .filters
+                .iter()
+                .enumerate()
+                .map(|(i, (d, _))| format!(" AND COALESCE({}, '') = ?{}", d.column(), i + 3))
+                .collect();
+            let filter_vals: Vec<&str> = q.filters.iter().map(|(_, v)| v.as_str()).collect();
+            let events_sql = format!(
+                "SELECT {sel}COUNT(*), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), COALESCE(SUM(cost_e12), 0) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2{where_events}{}",
+                if nd == 0 {
+                    String::new()
+                } else {
+                    format!(" GROUP BY {}", group_cols.join(", "))
+                }
+            );
+            let read_events = |a: Timestamp,
+                               b: Timestamp,
+                               acc: &mut HashMap<Vec<String>, Totals>|
+             -> Result<()> {
+                let (fa, fb) = (format_instant(a), format_instant(b));
+                let mut args: Vec<&dyn rusqlite::ToSql> = vec![&fa, &fb];
+                args.extend(filter_vals.iter().map(|v| v as &dyn rusqlite::ToSql));
+                read_grouped(&self.conn, &events_sql, &args, nd, acc)
             };
-            let grp_extra = if cols.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", {}",
-                    (1..=nd)
-                        .map(|i| i.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            // Whole hours from rollups, per day so that no SQL sum can overflow.
-            // First whole hour at or after `start`.
+            // First whole hour at or after `start`; last whole hour boundary at or before `end`.
             let s0 = q.start.as_second();
             let on_hour = s0.rem_euclid(3600) == 0 && q.start.subsec_nanosecond() == 0;
             let h0 = s0.div_euclid(3600) * 3600 + if on_hour { 0 } else { 3600 };
             let h1 = q.end.as_second().div_euclid(3600) * 3600;
-            let totals = "SUM(requests), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_e12)";
             if h0 < h1 {
+                // Whole hours from rollups, grouped per day too so that no SQL sum overflows.
                 let sql = format!(
-                    "SELECT {sel}{totals} FROM rollups WHERE hour >= ?1 AND hour < ?2 GROUP BY hour / 86400{grp_extra}"
+                    "SELECT {sel}SUM(requests), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_e12) FROM rollups WHERE hour >= ?1 AND hour < ?2{where_rollups} GROUP BY hour / 86400{}",
+                    group_cols
+                        .iter()
+                        .map(|c| format!(", {c}"))
+                        .collect::<String>()
                 );
-                read_grouped(&self.conn, &sql, &[&h0, &h1], nd, &mut acc)?;
-                let ev = format!(
-                    "SELECT {sel}COUNT(*), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), COALESCE(SUM(cost_e12), 0) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2{}",
-                    if cols.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            " GROUP BY {}",
-                            (1..=nd)
-                                .map(|i| i.to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    }
-                );
-                let edges = [
-                    (
-                        q.start,
-                        Timestamp::from_second(h0)
-                            .map_err(|e| LedgerError::Corrupt(e.to_string()))?,
-                    ),
-                    (
-                        Timestamp::from_second(h1)
-                            .map_err(|e| LedgerError::Corrupt(e.to_string()))?,
-                        q.end,
-                    ),
-                ];
-                for (a, b) in edges {
-                    if a < b {
-                        read_grouped(
-                            &self.conn,
-                            &ev,
-                            &[&format_instant(a), &format_instant(b)],
-                            nd,
-                            &mut acc,
-                        )?;
-                    }
+                let mut args: Vec<&dyn rusqlite::ToSql> = vec![&h0, &h1];
+                args.extend(filter_vals.iter().map(|v| v as &dyn rusqlite::ToSql));
+                read_grouped(&self.conn, &sql, &args, nd, &mut acc)?;
+                let t = |secs: i64| {
+                    Timestamp::from_second(secs).map_err(|e| LedgerError::Corrupt(e.to_string()))
+                };
+                // Partial hours at the edges from the events themselves.
+                if q.start < t(h0)? {
+                    read_events(q.start, t(h0)?, &mut acc)?;
+                }
+                if t(h1)? < q.end {
+                    read_events(t(h1)?, q.end, &mut acc)?;
                 }
             } else {
-                let ev = format!(
-                    "SELECT {sel}COUNT(*), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), COALESCE(SUM(cost_e12), 0) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2{}",
-                    if cols.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            " GROUP BY {}",
-                            (1..=nd)
-                                .map(|i| i.to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    }
-                );
-                read_grouped(
-                    &self.conn,
-                    &ev,
-                    &[&format_instant(q.start), &format_instant(q.end)],
-                    nd,
-                    &mut acc,
-                )?;
+                read_events(q.start, q.end, &mut acc)?;
             }
         }
         let mut rows: Vec<SummaryRow> = acc
@@ -888,6 +915,87 @@ impl Ledger for SqliteLedger {
             .collect();
         rows.sort_by(|a, b| a.keys.cmp(&b.keys));
         Ok(rows)
+    }
+
+    fn distinct_sessions(&self, q: &SummaryQuery) -> Result<Vec<(Vec<String>, u64)>> {
+        let nd = q.group_by.len();
+        let sel: String = q
+            .group_by
+            .iter()
+            .map(|d| format!("COALESCE({}, ''), ", d.column()))
+            .collect();
+        let filters: String = q
+            .filters
+            .iter()
+            .enumerate()
+            .map(|(i, (d, _))| format!(" AND COALESCE({}, '') = ?{}", d.column(), i + 3))
+            .collect();
+        let sql = format!(
+            "SELECT {sel}COUNT(DISTINCT session_id) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2 AND session_id IS NOT NULL AND session_id <> ''{filters}{}",
+            if nd == 0 {
+                String::new()
+            } else {
+                format!(
+                    " GROUP BY {}",
+                    (1..=nd)
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+        let (fa, fb) = (format_instant(q.start), format_instant(q.end));
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&fa, &fb];
+        args.extend(q.filters.iter().map(|(_, v)| v as &dyn rusqlite::ToSql));
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(args.as_slice())?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let mut keys = Vec::with_capacity(nd);
+            for i in 0..nd {
+                keys.push(r.get::<_, String>(i)?);
+            }
+            let n: i64 = r.get(nd)?;
+            if n > 0 {
+                out.push((keys, u64::try_from(n).unwrap_or(0)));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn invoices_for(&self, tenant_id: &str, period: &str) -> Result<Vec<StoredInvoice>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT number, kind, tenant_id, period, pattern, seq, revision, currency, total,
+                    document, corrects, reason
+             FROM invoices WHERE tenant_id = ?1 AND period = ?2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![tenant_id, period], |r| {
+            Ok(StoredInvoice {
+                number: r.get(0)?,
+                kind: r.get(1)?,
+                tenant_id: r.get(2)?,
+                period: r.get(3)?,
+                pattern: r.get(4)?,
+                seq: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+                revision: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                currency: r.get(7)?,
+                total: r.get(8)?,
+                document: r.get(9)?,
+                corrects: r.get(10)?,
+                reason: r.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn last_invoice_seq(&self, pattern: &str) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM invoices WHERE pattern = ?1",
+            [pattern],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     fn event_count(&self) -> Result<u64> {

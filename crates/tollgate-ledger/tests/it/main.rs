@@ -53,14 +53,17 @@ fn reopening_applies_no_migration_twice_and_rebuilt_rollups_match() {
         .unwrap();
     }
     let mut l = SqliteLedger::open(d.path()).unwrap();
+    // Two migrations exist (1: events..., 2: invoices); each recorded exactly once.
     let n = l
-        .query_sql("SELECT COUNT(*) FROM schema_migrations")
+        .query_sql("SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations")
         .unwrap();
-    assert_eq!(n.rows[0][0].to_string(), "1");
+    assert_eq!(n.rows[0][0].to_string(), "2");
+    assert_eq!(n.rows[0][1].to_string(), "2");
     let q = SummaryQuery {
         start: "2026-07-01T00:00:00Z".parse().unwrap(),
         end: "2026-07-02T00:00:00Z".parse().unwrap(),
         group_by: vec![tollgate_ledger::Dim::Team],
+        filters: vec![],
     };
     let before = l.summarize(&q).unwrap();
     l.rebuild_rollups().unwrap();
