@@ -17,6 +17,63 @@ struct RawConfig {
     pricing: RawPricing,
     #[serde(default)]
     reporting: RawReporting,
+    #[serde(default)]
+    tenants: std::collections::BTreeMap<String, RawTenant>,
+    #[serde(default)]
+    stripe: RawStripe,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStripe {
+    /// Base URL of Stripe's REST API (default https://api.stripe.com).
+    base_url: Option<String>,
+    /// Environment variable holding the secret key (default STRIPE_API_KEY).
+    api_key_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTax {
+    name: String,
+    rate: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLine {
+    feature: String,
+    label: Option<String>,
+    unit: String,
+    price: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTier {
+    up_to_tokens: Option<u64>,
+    price_per_1k: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    name: String,
+    currency: Option<String>,
+    timezone: Option<String>,
+    number: String,
+    tax: Option<RawTax>,
+    plan: String,
+    #[serde(default)]
+    lines: Vec<RawLine>,
+    margin: Option<String>,
+    fee: Option<String>,
+    included_tokens: Option<u64>,
+    overage_price: Option<String>,
+    #[serde(default)]
+    tiers: Vec<RawTier>,
+    minimum: Option<String>,
+    stripe_customer: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +129,24 @@ pub struct Config {
     pub timezone: String,
     pub currency: Option<Currency>,
     pub fx: Vec<FxEntry>,
+    /// Billable tenants, by id.
+    pub tenants: std::collections::BTreeMap<String, TenantConfig>,
+    pub stripe: StripeConfig,
+}
+
+/// A tenant: the invoice model's tenant plus delivery settings.
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    pub tenant: tollgate_finance::invoice::Tenant,
+    /// Stripe customer id (`cus_...`) for `invoice --push stripe`.
+    pub stripe_customer: Option<String>,
+}
+
+/// Where and how to reach Stripe.
+#[derive(Debug, Clone, Default)]
+pub struct StripeConfig {
+    pub base_url: Option<String>,
+    pub api_key_env: Option<String>,
 }
 
 impl Config {
@@ -120,13 +195,58 @@ impl Config {
                 source: f.source,
             });
         }
+        let mut tenants = std::collections::BTreeMap::new();
+        for (id, t) in raw.tenants {
+            let tenant = tenant_config(&id, t, &at)?;
+            tenants.insert(id, tenant);
+        }
+        // Numbers must be unique: two tenants cannot share a pattern without {SEQ}/{TENANT}.
+        let fixed: Vec<(&String, &String)> = tenants
+            .iter()
+            .map(|(id, t)| (id, &t.tenant.number))
+            .filter(|(_, n)| !n.contains("{SEQ") && !n.contains("{TENANT}"))
+            .collect();
+        for (i, (a, n)) in fixed.iter().enumerate() {
+            if let Some((b, _)) = fixed[i + 1..].iter().find(|(_, m)| m == n) {
+                bail!(
+                    "{}: tenants {a} and {b} use the same invoice number pattern {n:?}; add {{TENANT}} or {{SEQ}} to one of them",
+                    at("tenants")
+                );
+            }
+        }
         Ok(Config {
+            tenants,
+            stripe: StripeConfig {
+                base_url: raw.stripe.base_url,
+                api_key_env: raw.stripe.api_key_env,
+            },
             path: Some(path.to_path_buf()),
             data_dir: raw.ledger.data_dir.map(|d| base.join(d)),
             price_overrides: raw.pricing.overrides.iter().map(|p| base.join(p)).collect(),
             timezone,
             currency,
             fx,
+        })
+    }
+
+    /// A tenant by id, or an error naming the known ones.
+    pub fn tenant(&self, id: &str) -> Result<&TenantConfig> {
+        self.tenants.get(id).ok_or_else(|| {
+            anyhow::anyhow!(
+                "tenant {id:?} is not in the config{}; add a [tenants.{id}] table{}",
+                self.path
+                    .as_ref()
+                    .map(|p| format!(" ({})", p.display()))
+                    .unwrap_or_else(|| " (no --config given)".into()),
+                if self.tenants.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (known: {})",
+                        self.tenants.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )
+                }
+            )
         })
     }
 
@@ -186,4 +306,164 @@ mod tests {
         .to_string();
         assert!(e.contains("reporting.fx[0].rate"), "{e}");
     }
+}
+
+fn tenant_config(id: &str, t: RawTenant, at: &dyn Fn(&str) -> String) -> Result<TenantConfig> {
+    use tollgate_finance::invoice::{Plan, RateCardLine, Tax, Tenant, Tier, Unit};
+    let key = |k: &str| at(&format!("tenants.{id}.{k}"));
+    let dec = |k: &str, v: &str| -> Result<Decimal> {
+        parse_decimal(k, v).map_err(|_| {
+            anyhow::anyhow!(
+                "{}: {v:?} is not a decimal number written as a string",
+                key(k)
+            )
+        })
+    };
+    let non_negative = |k: &str, v: &str| -> Result<Decimal> {
+        let d = dec(k, v)?;
+        if d < Decimal::ZERO {
+            bail!("{}: {v:?} must not be negative", key(k));
+        }
+        Ok(d)
+    };
+    let currency = match &t.currency {
+        Some(c) => Currency::parse(c).map_err(|e| anyhow::anyhow!("{}: {e}", key("currency")))?,
+        None => Currency::USD,
+    };
+    let timezone = t.timezone.unwrap_or_else(|| "UTC".into());
+    time_zone(&timezone).map_err(|e| anyhow::anyhow!("{}: {e}", key("timezone")))?;
+    if t.number.trim().is_empty() {
+        bail!("{}: the invoice number pattern is empty", key("number"));
+    }
+    let tax = match t.tax {
+        Some(tx) => {
+            let rate = dec("tax.rate", &tx.rate)?;
+            if rate < Decimal::ZERO || rate > Decimal::ONE {
+                bail!(
+                    "{}: {:?} must be a decimal between 0 and 1 (0.20 for 20 %)",
+                    key("tax.rate"),
+                    tx.rate
+                );
+            }
+            Some(Tax {
+                name: tx.name,
+                rate,
+            })
+        }
+        None => None,
+    };
+    let plan = match t.plan.as_str() {
+        "rate_card" => {
+            if t.lines.is_empty() {
+                bail!(
+                    "{}: a rate_card plan needs [[tenants.{id}.lines]]",
+                    key("lines")
+                );
+            }
+            let mut lines = Vec::new();
+            for (i, l) in t.lines.into_iter().enumerate() {
+                let unit = Unit::parse(&l.unit).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: unknown unit {:?}; use 1k_tokens, request or session",
+                        key(&format!("lines[{i}].unit")),
+                        l.unit
+                    )
+                })?;
+                if lines.iter().any(|x: &RateCardLine| x.feature == l.feature) {
+                    bail!(
+                        "{}: feature {:?} has two lines",
+                        key(&format!("lines[{i}].feature")),
+                        l.feature
+                    );
+                }
+                lines.push(RateCardLine {
+                    label: l.label.unwrap_or_else(|| l.feature.clone()),
+                    feature: l.feature,
+                    unit,
+                    price: non_negative(&format!("lines[{i}].price"), &l.price)?,
+                });
+            }
+            Plan::RateCard(lines)
+        }
+        "pass_through" => Plan::PassThrough {
+            margin: non_negative(
+                "margin",
+                t.margin.as_deref().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: a pass_through plan needs margin (e.g. \"0.20\")",
+                        key("margin")
+                    )
+                })?,
+            )?,
+            fx: None,
+        },
+        "flat" => Plan::Flat {
+            fee: non_negative(
+                "fee",
+                t.fee
+                    .as_deref()
+                    .ok_or_else(|| anyhow::anyhow!("{}: a flat plan needs fee", key("fee")))?,
+            )?,
+            included_tokens: t.included_tokens.unwrap_or(0),
+            overage_per_1k: non_negative(
+                "overage_price",
+                t.overage_price.as_deref().unwrap_or("0"),
+            )?,
+        },
+        "tiered" => {
+            if t.tiers.is_empty() {
+                bail!(
+                    "{}: a tiered plan needs [[tenants.{id}.tiers]]",
+                    key("tiers")
+                );
+            }
+            let mut tiers = Vec::new();
+            let mut last = 0u64;
+            let n = t.tiers.len();
+            for (i, tr) in t.tiers.into_iter().enumerate() {
+                match tr.up_to_tokens {
+                    Some(u) if u <= last => bail!(
+                        "{}: {u} must be above the previous tier's {last}",
+                        key(&format!("tiers[{i}].up_to_tokens"))
+                    ),
+                    Some(u) => last = u,
+                    None if i + 1 < n => bail!(
+                        "{}: only the last tier may be open-ended",
+                        key(&format!("tiers[{i}].up_to_tokens"))
+                    ),
+                    None => {}
+                }
+                tiers.push(Tier {
+                    up_to_tokens: tr.up_to_tokens,
+                    price_per_1k: non_negative(
+                        &format!("tiers[{i}].price_per_1k"),
+                        &tr.price_per_1k,
+                    )?,
+                });
+            }
+            Plan::Tiered(tiers)
+        }
+        other => bail!(
+            "{}: unknown plan {other:?}; use rate_card, pass_through, flat or tiered",
+            key("plan")
+        ),
+    };
+    let minimum = t
+        .minimum
+        .as_deref()
+        .map(|m| non_negative("minimum", m))
+        .transpose()?;
+    Ok(TenantConfig {
+        tenant: Tenant {
+            id: id.to_string(),
+            name: t.name,
+            currency,
+            timezone,
+            number: t.number,
+            tax,
+            plan,
+            minimum,
+        },
+        stripe_customer: t.stripe_customer,
+    })
 }

@@ -11,6 +11,7 @@
 
 mod cmd_demo;
 mod cmd_ingest;
+mod cmd_invoice;
 mod cmd_prices;
 mod cmd_report;
 mod cmd_sql;
@@ -65,6 +66,8 @@ enum Command {
         #[command(subcommand)]
         command: cmd_ingest::IngestCommand,
     },
+    /// Customer usage invoices: draft, finalize, credit notes.
+    Invoice(cmd_invoice::InvoiceArgs),
     /// Reports over the ledger.
     Report {
         #[command(subcommand)]
@@ -127,6 +130,7 @@ fn run() -> Result<()> {
         Command::Price(a) => cmd_prices::price(&ctx, &a),
         Command::Prices { command } => cmd_prices::prices(&ctx, &command),
         Command::Ingest { command } => cmd_ingest::run(&ctx, &command),
+        Command::Invoice(a) => cmd_invoice::run(&ctx, &a),
         Command::Report { command } => cmd_report::run(&ctx, &command),
         Command::Sql(a) => cmd_sql::run(&ctx, &a),
         Command::Config {

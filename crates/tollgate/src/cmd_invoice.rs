@@ -1,0 +1,307 @@
+//! `tollgate invoice`: customer usage invoices from the ledger, finalisation and credit notes.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use tollgate_core::Period;
+use tollgate_finance::invoice::{self, Invoice};
+use tollgate_ledger::sqlite::SqliteLedger;
+use tollgate_ledger::{Ledger, StoredInvoice};
+
+use crate::Ctx;
+use crate::config::TenantConfig;
+use crate::output::{emit, write_atomic};
+
+/// Invoice document formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InvoiceFormat {
+    Text,
+    Json,
+    Csv,
+    Pdf,
+}
+
+impl InvoiceFormat {
+    fn ext(self) -> &'static str {
+        match self {
+            InvoiceFormat::Text => "txt",
+            InvoiceFormat::Json => "json",
+            InvoiceFormat::Csv => "csv",
+            InvoiceFormat::Pdf => "pdf",
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InvoiceArgs {
+    /// The tenant (a [tenants.ID] table of the config).
+    #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+    tenant: Option<String>,
+    /// Every tenant of the config.
+    #[arg(long)]
+    all: bool,
+    /// The month, YYYY-MM, in the tenant's time zone.
+    #[arg(long)]
+    period: String,
+    /// Document format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: InvoiceFormat,
+    /// Write here (atomically); with --all, a directory that gets one file per invoice.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Finalize: store the invoice with its number; afterwards it never changes.
+    #[arg(long, conflicts_with = "credit_note")]
+    finalize: bool,
+    /// Issue a credit note reversing the period's finalized invoice (needs --reason).
+    #[arg(long, requires = "reason")]
+    credit_note: bool,
+    /// Why the credit note is issued (kept with it).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+/// The active (finalized, not credited) invoice of a period, and the next revision number.
+fn state(stored: &[StoredInvoice]) -> (Option<&StoredInvoice>, u64) {
+    let last_invoice = stored.iter().rev().find(|s| s.kind == "invoice");
+    match last_invoice {
+        Some(inv) => {
+            let credited = stored
+                .iter()
+                .any(|s| s.kind == "credit_note" && s.corrects.as_deref() == Some(&inv.number));
+            if credited {
+                (None, inv.revision + 1)
+            } else {
+                (Some(inv), inv.revision)
+            }
+        }
+        None => (None, 1),
+    }
+}
+
+/// Number, sequence and scope for a new invoice of `revision`.
+fn next_number(
+    ledger: &dyn Ledger,
+    t: &TenantConfig,
+    period: &Period,
+    revision: u64,
+) -> Result<(String, u64, String)> {
+    let scope = invoice::number_scope(&t.tenant.number, period, &t.tenant.id);
+    if scope.contains("{SEQ") {
+        let seq = ledger.last_invoice_seq(&scope)? + 1;
+        Ok((invoice::fill_seq(&scope, seq), seq, scope))
+    } else if revision > 1 {
+        Ok((format!("{scope}-R{revision}"), revision, scope))
+    } else {
+        Ok((scope.clone(), 1, scope))
+    }
+}
+
+fn render(inv: &Invoice, format: InvoiceFormat) -> Result<Vec<u8>> {
+    Ok(match format {
+        InvoiceFormat::Text => inv.to_text().into_bytes(),
+        InvoiceFormat::Json => {
+            format!("{}\n", serde_json::to_string_pretty(&inv.to_json())?).into_bytes()
+        }
+        InvoiceFormat::Csv => {
+            let mut out = Vec::new();
+            {
+                let mut w = csv::Writer::from_writer(&mut out);
+                for r in inv.csv_rows() {
+                    w.write_record(&r)?;
+                }
+                w.flush()?;
+            }
+            out
+        }
+        InvoiceFormat::Pdf => {
+            bail!("--format pdf: PDF invoices are not built yet; use --format text, json or csv")
+        }
+    })
+}
+
+/// Builds (and with --finalize / --credit-note, stores) one tenant's document.
+fn one(ctx: &Ctx, a: &InvoiceArgs, t: &TenantConfig, ledger: &mut SqliteLedger) -> Result<Invoice> {
+    let period = Period::parse(&a.period, &t.tenant.timezone)
+        .map_err(|e| anyhow::anyhow!("--period: {e}"))?;
+    if period.kind() != tollgate_core::period::PeriodKind::Month {
+        bail!("--period {}: invoices are monthly; give YYYY-MM", a.period);
+    }
+    let mut tenant = t.tenant.clone();
+    if let invoice::Plan::PassThrough { fx, .. } = &mut tenant.plan {
+        if tenant.currency != tollgate_core::Currency::USD {
+            let entry = ctx.config.fx_for(&period.label(), tenant.currency).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "tenant {} is billed in {} on a pass_through plan: add [[reporting.fx]] period = \"{}\" to = \"{}\" to the config",
+                    tenant.id,
+                    tenant.currency,
+                    period.label(),
+                    tenant.currency
+                )
+            })?;
+            *fx = Some(entry.rate);
+        }
+    }
+    let stored = ledger.invoices_for(&tenant.id, &period.label())?;
+    let (active, revision) = state(&stored);
+    if a.credit_note {
+        let Some(active) = active else {
+            bail!(
+                "tenant {} has no finalized invoice for {} to credit",
+                tenant.id,
+                period.label()
+            );
+        };
+        // Reverse exactly what was finalized, whatever the ledger says now.
+        let original: serde_json::Value = serde_json::from_str(&active.document)?;
+        let fresh = invoice::build(ledger, &tenant, &period, active.number.clone())?;
+        let stored_inv = restore(&original, fresh)?;
+        let number = format!("CN-{}", active.number);
+        let cn = stored_inv.credit_note(number.clone(), a.reason.as_deref().unwrap_or_default());
+        let mut w = ledger.writer()?;
+        w.record_invoice(&StoredInvoice {
+            number,
+            kind: "credit_note".into(),
+            tenant_id: tenant.id.clone(),
+            period: period.label(),
+            pattern: format!("CN-{}", active.pattern),
+            seq: active.seq,
+            revision: active.revision,
+            currency: tenant.currency.to_string(),
+            total: cn.to_json()["total"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            document: cn.to_json().to_string(),
+            corrects: Some(active.number.clone()),
+            reason: a.reason.clone(),
+        })?;
+        w.commit()?;
+        return Ok(cn);
+    }
+    if let Some(active) = active {
+        let fresh = invoice::build(ledger, &tenant, &period, active.number.clone())?;
+        let stored_doc: serde_json::Value = serde_json::from_str(&active.document)?;
+        if fresh.to_json() != stored_doc {
+            if a.finalize {
+                bail!(
+                    "invoice {} for {} was finalized with total {} {}; the ledger now gives {} {}. A finalized invoice is never edited: issue a credit note (--credit-note --reason ...), then finalize again",
+                    active.number,
+                    period.label(),
+                    active.total,
+                    active.currency,
+                    fresh.to_json()["total"].as_str().unwrap_or_default(),
+                    active.currency
+                );
+            }
+            eprintln!(
+                "warning: the ledger changed since invoice {} was finalized; showing the finalized invoice (use --credit-note to correct it)",
+                active.number
+            );
+            return restore(&stored_doc, fresh);
+        }
+        return Ok(fresh);
+    }
+    if !a.finalize {
+        invoice::check_has_data(ledger, &tenant, &period)?;
+    }
+    let (number, seq, scope) = next_number(ledger, t, &period, revision)?;
+    let inv = invoice::build(ledger, &tenant, &period, number.clone())?;
+    if a.finalize {
+        invoice::check_has_data(ledger, &tenant, &period)?;
+        if !inv.problems.is_empty() {
+            let list: Vec<String> = inv
+                .problems
+                .iter()
+                .map(|p| format!("  - {}\n    fix: {}", p.what, p.fix))
+                .collect();
+            bail!(
+                "invoice {number} for tenant {} cannot be finalized:\n{}",
+                tenant.id,
+                list.join("\n")
+            );
+        }
+        let doc = inv.to_json();
+        let mut w = ledger.writer()?;
+        w.record_invoice(&StoredInvoice {
+            number,
+            kind: "invoice".into(),
+            tenant_id: tenant.id.clone(),
+            period: period.label(),
+            pattern: scope,
+            seq,
+            revision,
+            currency: tenant.currency.to_string(),
+            total: doc["total"].as_str().unwrap_or_default().to_string(),
+            document: doc.to_string(),
+            corrects: None,
+            reason: None,
+        })?;
+        w.commit()?;
+    }
+    Ok(inv)
+}
+
+/// The finalized document is the source of truth: if the ledger changed, show what was
+/// finalized. The text/CSV renderings are rebuilt from its JSON.
+fn restore(stored: &serde_json::Value, fresh: Invoice) -> Result<Invoice> {
+    invoice::from_json(stored, fresh).context("the stored invoice document does not read back")
+}
+
+pub fn run(ctx: &Ctx, a: &InvoiceArgs) -> Result<()> {
+    if matches!(a.format, InvoiceFormat::Pdf) {
+        bail!("--format pdf: PDF invoices are not built yet; use --format text, json or csv");
+    }
+    let tenants: Vec<&TenantConfig> = if a.all {
+        if ctx.config.tenants.is_empty() {
+            bail!("--all: the config has no [tenants.*] tables");
+        }
+        ctx.config.tenants.values().collect()
+    } else {
+        vec![ctx.config.tenant(a.tenant.as_deref().unwrap_or_default())?]
+    };
+    let mut ledger = if a.finalize || a.credit_note {
+        SqliteLedger::open(&ctx.data_dir)?
+    } else {
+        SqliteLedger::open_read_only(&ctx.data_dir)?
+    };
+    if !a.all {
+        let inv = one(ctx, a, tenants[0], &mut ledger)?;
+        return emit(a.out.as_deref(), &render(&inv, a.format)?, false);
+    }
+    let mut docs = Vec::new();
+    for t in tenants {
+        match one(ctx, a, t, &mut ledger) {
+            Ok(inv) => {
+                if let Some(dir) = &a.out {
+                    let path = dir.join(format!("{}.{}", inv.number, a.format.ext()));
+                    write_atomic(&path, &render(&inv, a.format)?)?;
+                    eprintln!("{}: {} -> {}", t.tenant.id, inv.number, path.display());
+                } else {
+                    docs.push(inv);
+                }
+            }
+            Err(e) => eprintln!("{}: skipped: {e:#}", t.tenant.id),
+        }
+    }
+    if a.out.is_none() {
+        let bytes = match a.format {
+            InvoiceFormat::Json => format!(
+                "{}\n",
+                serde_json::to_string_pretty(
+                    &docs.iter().map(Invoice::to_json).collect::<Vec<_>>()
+                )?
+            )
+            .into_bytes(),
+            f => {
+                let mut all = Vec::new();
+                for d in &docs {
+                    all.extend(render(d, f)?);
+                    all.push(b'\n');
+                }
+                all
+            }
+        };
+        emit(None, &bytes, false)?;
+    }
+    Ok(())
+}
