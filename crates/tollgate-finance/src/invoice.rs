@@ -589,7 +589,7 @@ impl Invoice {
             "lines": lines,
             "subtotal": m(self.subtotal),
             "tax": self.tenant.tax.as_ref().map(|t| json!({
-                "name": t.name, "rate": fmt_decimal(t.rate), "amount": m(self.tax_amount),
+                "name": t.name, "rate": t.rate.to_string(), "amount": m(self.tax_amount),
             })),
             "total": m(self.total),
             "note": self.note,

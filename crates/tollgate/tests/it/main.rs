@@ -17,6 +17,7 @@ mod demo;
 mod global;
 mod ingest;
 mod ingest_errors;
+mod invoice;
 mod price;
 mod report;
 mod sql;
