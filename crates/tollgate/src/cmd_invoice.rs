@@ -58,6 +58,71 @@ pub struct InvoiceArgs {
     /// Why the credit note is issued (kept with it).
     #[arg(long)]
     reason: Option<String>,
+    /// Deliver the finalized invoice: `stripe` creates invoice items and a draft invoice.
+    #[arg(long, value_enum)]
+    push: Option<PushTarget>,
+}
+
+/// Where `--push` delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PushTarget {
+    Stripe,
+}
+
+/// Pushes a finalized invoice to Stripe.
+fn push_stripe(ctx: &Ctx, t: &TenantConfig, inv: &Invoice, ledger: &SqliteLedger) -> Result<()> {
+    if inv.kind != "invoice" {
+        bail!("--push stripe: only invoices are pushed; record credit notes in Stripe by hand");
+    }
+    let finalized = ledger
+        .invoices_for(&t.tenant.id, &inv.period.label())?
+        .iter()
+        .any(|s| s.number == inv.number && s.kind == "invoice");
+    if !finalized {
+        bail!(
+            "--push stripe: invoice {} is a draft; finalize it first (--finalize --push stripe)",
+            inv.number
+        );
+    }
+    let customer = t.stripe_customer.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "--push stripe: tenant {} has no stripe_customer; add tenants.{}.stripe_customer = \"cus_...\" to the config",
+            t.tenant.id,
+            t.tenant.id
+        )
+    })?;
+    let env = ctx
+        .config
+        .stripe
+        .api_key_env
+        .clone()
+        .unwrap_or_else(|| "STRIPE_API_KEY".into());
+    let api_key = std::env::var(&env)
+        .ok()
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--push stripe: set the Stripe secret key in the environment variable {env}"
+            )
+        })?;
+    let target = crate::stripe::StripeTarget {
+        base_url: ctx
+            .config
+            .stripe
+            .base_url
+            .clone()
+            .unwrap_or_else(|| "https://api.stripe.com".into()),
+        api_key,
+        customer,
+    };
+    let pushed = crate::stripe::push(&target, inv)?;
+    eprintln!(
+        "pushed {} to Stripe: draft invoice {} with {} items",
+        inv.number,
+        pushed.invoice_id,
+        pushed.item_ids.len()
+    );
+    Ok(())
 }
 
 /// The active (finalized, not credited) invoice of a period, and the next revision number.
@@ -266,12 +331,21 @@ pub fn run(ctx: &Ctx, a: &InvoiceArgs) -> Result<()> {
     };
     if !a.all {
         let inv = one(ctx, a, tenants[0], &mut ledger)?;
-        return emit(a.out.as_deref(), &render(&inv, a.format)?, false);
+        emit(a.out.as_deref(), &render(&inv, a.format)?, false)?;
+        if a.push == Some(PushTarget::Stripe) {
+            push_stripe(ctx, tenants[0], &inv, &ledger)?;
+        }
+        return Ok(());
     }
     let mut docs = Vec::new();
     for t in tenants {
         match one(ctx, a, t, &mut ledger) {
             Ok(inv) => {
+                if a.push == Some(PushTarget::Stripe) {
+                    if let Err(e) = push_stripe(ctx, t, &inv, &ledger) {
+                        eprintln!("{}: not pushed: {e:#}", t.tenant.id);
+                    }
+                }
                 if let Some(dir) = &a.out {
                     let path = dir.join(format!("{}.{}", inv.number, a.format.ext()));
                     write_atomic(&path, &render(&inv, a.format)?)?;

@@ -18,6 +18,7 @@ mod cmd_sql;
 mod config;
 mod demo_data;
 mod output;
+mod stripe;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

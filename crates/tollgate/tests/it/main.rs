@@ -21,3 +21,4 @@ mod invoice;
 mod price;
 mod report;
 mod sql;
+mod stripe;
