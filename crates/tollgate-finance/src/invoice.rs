@@ -180,6 +180,8 @@ pub struct Invoice {
     /// For a credit note: the invoice it reverses, and why.
     pub corrects: Option<String>,
     pub reason: Option<String>,
+    /// Finalized (stored, immutable) or a draft.
+    pub finalized: bool,
 }
 
 fn money(d: Decimal, c: Currency) -> Decimal {
@@ -521,6 +523,7 @@ pub fn build(
         problems,
         corrects: None,
         reason: None,
+        finalized: false,
     })
 }
 
@@ -574,6 +577,7 @@ impl Invoice {
             .collect();
         json!({
             "kind": self.kind,
+            "status": if self.finalized { "final" } else { "draft" },
             "number": self.number,
             "tenant": self.tenant.id,
             "tenant_name": self.tenant.name,
@@ -853,6 +857,7 @@ pub fn from_json(doc: &Value, fresh: Invoice) -> Result<Invoice> {
         problems: Vec::new(),
         corrects: s(&doc["corrects"]),
         reason: s(&doc["reason"]),
+        finalized: true,
         ..fresh
     })
 }

@@ -39,6 +39,7 @@ const OWNED: &[&str] = &[
     "ledger.sqlite-shm",
     "events.jsonl",
     "demo-prices.toml",
+    "tollgate.toml",
 ];
 
 fn fresh_dir(dir: &Path) -> Result<()> {
@@ -155,9 +156,53 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
     write_summary(&in_kzt, Format::Table, Some(&p))?;
     written.push(p);
 
+    // 5. Customer invoices (drafts) for the five B2B tenants, from the demo's own config.
+    let config_path = dir.join("tollgate.toml");
+    write_atomic(&config_path, demo_config(&period).as_bytes())?;
+    let demo_config = crate::config::Config::load(&config_path)?;
+    let inv_ctx = Ctx {
+        config: demo_config,
+        data_dir: dir.clone(),
+        price_files: demo_ctx.price_files.clone(),
+    };
+    let mut ledger = tollgate_ledger::sqlite::SqliteLedger::open_read_only(dir)?;
+    let mut invoices = Vec::new();
+    for t in inv_ctx.config.tenants.values() {
+        let inv = crate::cmd_invoice::draft_invoice(&inv_ctx, t, &a.month, &mut ledger)?;
+        for (fmt, ext) in [
+            (crate::cmd_invoice::InvoiceFormat::Text, "txt"),
+            (crate::cmd_invoice::InvoiceFormat::Json, "json"),
+        ] {
+            let p = reports
+                .join("invoices")
+                .join(format!("{}.{ext}", inv.number));
+            write_atomic(&p, &crate::cmd_invoice::render_invoice(&inv, fmt)?)?;
+            written.push(p);
+        }
+        invoices.push(inv);
+    }
+    drop(ledger);
+
     outln!();
     outln!("== Monthly summary ({}) ==", period.label());
     out!("{}", tollgate_render::text(&summary_table(&main)));
+    outln!();
+    outln!("== Customer invoices ({}, drafts) ==", period.label());
+    for inv in &invoices {
+        outln!(
+            "  {:<22} {:<10} {:<13} {:>12} {}{}",
+            inv.number,
+            inv.tenant.id,
+            inv.tenant.plan.name(),
+            inv.total.to_string(),
+            inv.tenant.currency,
+            if inv.problems.is_empty() {
+                String::new()
+            } else {
+                format!("  ({} problem(s) block finalisation)", inv.problems.len())
+            }
+        );
+    }
     outln!();
     outln!("== Where the outputs are ==");
     outln!(
@@ -187,4 +232,105 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
         prices_path.display()
     );
     Ok(())
+}
+
+/// The demo's configuration: five B2B tenants, one per plan, and an FX rate for the EUR one.
+fn demo_config(period: &tollgate_core::Period) -> String {
+    let label = period.label();
+    format!(
+        r#"# Written by `tollgate demo`: the tenants its invoices are made for.
+
+[reporting]
+timezone = "UTC"
+
+[[reporting.fx]]
+period = "{label}"
+to = "EUR"
+rate = "0.92"
+source = "demo fixed rate"
+
+[tenants.acme]
+name = "ACME CORP"
+currency = "USD"
+number = "AI-{{YYYY}}-{{MM}}-ACME"
+tax = {{ name = "KDV", rate = "0.20" }}
+plan = "rate_card"
+[[tenants.acme.lines]]
+feature = "smart-search"
+label = "Smart Search Feature"
+unit = "1k_tokens"
+price = "0.008"
+[[tenants.acme.lines]]
+feature = "query-rewrite"
+label = "Query Rewrite"
+unit = "request"
+price = "0.002"
+[[tenants.acme.lines]]
+feature = "ticket-reply"
+label = "Support Ticket Replies"
+unit = "session"
+price = "0.15"
+[[tenants.acme.lines]]
+feature = "summarize-thread"
+label = "Thread Summaries"
+unit = "1k_tokens"
+price = "0.012"
+[[tenants.acme.lines]]
+feature = "report-summary"
+label = "Report Summaries"
+unit = "1k_tokens"
+price = "0.020"
+[[tenants.acme.lines]]
+feature = "nightly-digest"
+label = "Nightly Digest"
+unit = "1k_tokens"
+price = "0.004"
+[[tenants.acme.lines]]
+feature = "embeddings-index"
+label = "Document Indexing"
+unit = "1k_tokens"
+price = "0.0004"
+[[tenants.acme.lines]]
+feature = "onboarding-assistant"
+label = "Onboarding Assistant"
+unit = "session"
+price = "0.10"
+
+[tenants.globex]
+name = "Globex GmbH"
+currency = "EUR"
+number = "GX-{{YYYY}}{{MM}}-{{SEQ:3}}"
+tax = {{ name = "USt", rate = "0.19" }}
+plan = "pass_through"
+margin = "0.25"
+
+[tenants.initech]
+name = "Initech LLC"
+number = "INI-{{YYYY}}-{{MM}}"
+plan = "flat"
+fee = "250.00"
+included_tokens = 20000000
+overage_price = "0.006"
+
+[tenants.umbrella]
+name = "Umbrella Corp"
+number = "UMB-{{YYYY}}-{{MM}}"
+plan = "tiered"
+[[tenants.umbrella.tiers]]
+up_to_tokens = 5000000
+price_per_1k = "0.010"
+[[tenants.umbrella.tiers]]
+up_to_tokens = 20000000
+price_per_1k = "0.007"
+[[tenants.umbrella.tiers]]
+price_per_1k = "0.005"
+
+[tenants.hooli]
+name = "Hooli"
+number = "HOO-{{YYYY}}-{{MM}}"
+plan = "pass_through"
+margin = "0.30"
+minimum = "150.00"
+"#
+    )
 }

@@ -244,7 +244,8 @@ fn one(ctx: &Ctx, a: &InvoiceArgs, t: &TenantConfig, ledger: &mut SqliteLedger) 
         return Ok(cn);
     }
     if let Some(active) = active {
-        let fresh = invoice::build(ledger, &tenant, &period, active.number.clone())?;
+        let mut fresh = invoice::build(ledger, &tenant, &period, active.number.clone())?;
+        fresh.finalized = true;
         let stored_doc: serde_json::Value = serde_json::from_str(&active.document)?;
         if fresh.to_json() != stored_doc {
             if a.finalize {
@@ -270,7 +271,7 @@ fn one(ctx: &Ctx, a: &InvoiceArgs, t: &TenantConfig, ledger: &mut SqliteLedger) 
         invoice::check_has_data(ledger, &tenant, &period)?;
     }
     let (number, seq, scope) = next_number(ledger, t, &period, revision)?;
-    let inv = invoice::build(ledger, &tenant, &period, number.clone())?;
+    let mut inv = invoice::build(ledger, &tenant, &period, number.clone())?;
     if a.finalize {
         invoice::check_has_data(ledger, &tenant, &period)?;
         if !inv.problems.is_empty() {
@@ -285,6 +286,7 @@ fn one(ctx: &Ctx, a: &InvoiceArgs, t: &TenantConfig, ledger: &mut SqliteLedger) 
                 list.join("\n")
             );
         }
+        inv.finalized = true;
         let doc = inv.to_json();
         let mut w = ledger.writer()?;
         w.record_invoice(&StoredInvoice {
@@ -304,6 +306,32 @@ fn one(ctx: &Ctx, a: &InvoiceArgs, t: &TenantConfig, ledger: &mut SqliteLedger) 
         w.commit()?;
     }
     Ok(inv)
+}
+
+/// A draft (or the finalized) invoice of one tenant for a month, as `invoice` prints it.
+pub fn draft_invoice(
+    ctx: &Ctx,
+    t: &TenantConfig,
+    period: &str,
+    ledger: &mut SqliteLedger,
+) -> Result<Invoice> {
+    let args = InvoiceArgs {
+        tenant: Some(t.tenant.id.clone()),
+        all: false,
+        period: period.to_string(),
+        format: InvoiceFormat::Text,
+        out: None,
+        finalize: false,
+        credit_note: false,
+        reason: None,
+        push: None,
+    };
+    one(ctx, &args, t, ledger)
+}
+
+/// Renders an invoice in one format (text, json, csv).
+pub fn render_invoice(inv: &Invoice, format: InvoiceFormat) -> Result<Vec<u8>> {
+    render(inv, format)
 }
 
 /// The finalized document is the source of truth: if the ledger changed, show what was

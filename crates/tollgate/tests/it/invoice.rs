@@ -125,6 +125,7 @@ fn seed_000_acme_invoice_from_raw_events() {
     let sb = acme();
     let doc = invoice(&sb, &[]);
     assert_eq!(doc["number"], "AI-2026-04-ACME");
+    assert_eq!(doc["status"], "draft");
     assert_eq!(doc["tenant"], "acme");
     assert_eq!(doc["currency"], "USD");
     assert_eq!(doc["period"]["start"], "2026-04-01T00:00:00.000000Z");
@@ -198,6 +199,7 @@ fn finalized_invoices_never_change_and_need_a_credit_note() {
     let sb = acme();
     let first = invoice(&sb, &["--finalize"]);
     assert_eq!(first["total"], "638.88");
+    assert_eq!(first["status"], "final");
     // Finalizing again with unchanged usage is idempotent.
     assert_eq!(invoice(&sb, &["--finalize"]), first);
     // Late usage arrives: 1M more smart-search tokens in April.
