@@ -440,22 +440,22 @@ pub fn build(
     let mut lines = price_lines(tenant, &usage, &mut problems)?;
     let cur = tenant.currency;
     let mut subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
-    if let Some(min) = tenant.minimum {
-        if subtotal < min {
-            let top_up = money(min - subtotal, cur);
-            lines.push(Line {
-                feature: None,
-                label: format!("Minimum commitment ({} {cur})", fmt_decimal(min)),
-                requests: 0,
-                sessions: None,
-                tokens: 0,
-                quantity: Decimal::ONE,
-                unit: "commitment".into(),
-                unit_price: top_up,
-                amount: top_up,
-            });
-            subtotal += top_up;
-        }
+    if let Some(min) = tenant.minimum
+        && subtotal < min
+    {
+        let top_up = money(min - subtotal, cur);
+        lines.push(Line {
+            feature: None,
+            label: format!("Minimum commitment ({} {cur})", fmt_decimal(min)),
+            requests: 0,
+            sessions: None,
+            tokens: 0,
+            quantity: Decimal::ONE,
+            unit: "commitment".into(),
+            unit_price: top_up,
+            amount: top_up,
+        });
+        subtotal += top_up;
     }
     let subtotal = money(subtotal, cur);
     let tax_amount = match &tenant.tax {
@@ -688,9 +688,7 @@ impl Invoice {
         s.push_str(&format!("TOTAL: {} {c}\n{rule}\n", m(self.total)));
         s.push_str(&format!("Note: {}\n", self.note));
         if !self.problems.is_empty() {
-            s.push_str(&format!(
-                "\nDRAFT: cannot be finalized until these are fixed:\n"
-            ));
+            s.push_str("\nDRAFT: cannot be finalized until these are fixed:\n");
             for p in &self.problems {
                 s.push_str(&format!("  - {}\n    fix: {}\n", p.what, p.fix));
             }

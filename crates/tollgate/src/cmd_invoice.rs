@@ -192,9 +192,10 @@ fn one(ctx: &Ctx, a: &InvoiceArgs, t: &TenantConfig, ledger: &mut SqliteLedger) 
         bail!("--period {}: invoices are monthly; give YYYY-MM", a.period);
     }
     let mut tenant = t.tenant.clone();
-    if let invoice::Plan::PassThrough { fx, .. } = &mut tenant.plan {
-        if tenant.currency != tollgate_core::Currency::USD {
-            let entry = ctx.config.fx_for(&period.label(), tenant.currency).ok_or_else(|| {
+    if let invoice::Plan::PassThrough { fx, .. } = &mut tenant.plan
+        && tenant.currency != tollgate_core::Currency::USD
+    {
+        let entry = ctx.config.fx_for(&period.label(), tenant.currency).ok_or_else(|| {
                 anyhow::anyhow!(
                     "tenant {} is billed in {} on a pass_through plan: add [[reporting.fx]] period = \"{}\" to = \"{}\" to the config",
                     tenant.id,
@@ -203,8 +204,7 @@ fn one(ctx: &Ctx, a: &InvoiceArgs, t: &TenantConfig, ledger: &mut SqliteLedger) 
                     tenant.currency
                 )
             })?;
-            *fx = Some(entry.rate);
-        }
+        *fx = Some(entry.rate);
     }
     let stored = ledger.invoices_for(&tenant.id, &period.label())?;
     let (active, revision) = state(&stored);
@@ -369,10 +369,10 @@ pub fn run(ctx: &Ctx, a: &InvoiceArgs) -> Result<()> {
     for t in tenants {
         match one(ctx, a, t, &mut ledger) {
             Ok(inv) => {
-                if a.push == Some(PushTarget::Stripe) {
-                    if let Err(e) = push_stripe(ctx, t, &inv, &ledger) {
-                        eprintln!("{}: not pushed: {e:#}", t.tenant.id);
-                    }
+                if a.push == Some(PushTarget::Stripe)
+                    && let Err(e) = push_stripe(ctx, t, &inv, &ledger)
+                {
+                    eprintln!("{}: not pushed: {e:#}", t.tenant.id);
                 }
                 if let Some(dir) = &a.out {
                     let path = dir.join(format!("{}.{}", inv.number, a.format.ext()));

@@ -17,6 +17,8 @@ use crate::output::{Format, emit};
 pub enum ReportCommand {
     /// Monthly summary: usage and cost per team, service, model, ... with a total row.
     Summary(SummaryArgs),
+    /// Weekly digest for engineering, as Slack Block Kit JSON (or posted with --post).
+    Digest(crate::cmd_digest::DigestArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -167,9 +169,13 @@ pub fn summary_table(r: &SummaryReport) -> Table {
 }
 
 pub fn run(ctx: &Ctx, cmd: &ReportCommand) -> Result<()> {
-    let ReportCommand::Summary(a) = cmd;
-    let r = build_summary(ctx, a, Timestamp::now())?;
-    write_summary(&r, a.format, a.out.as_deref())
+    match cmd {
+        ReportCommand::Summary(a) => {
+            let r = build_summary(ctx, a, Timestamp::now())?;
+            write_summary(&r, a.format, a.out.as_deref())
+        }
+        ReportCommand::Digest(a) => crate::cmd_digest::run(ctx, a),
+    }
 }
 
 /// Renders and writes a summary in one format.

@@ -21,6 +21,17 @@ struct RawConfig {
     tenants: std::collections::BTreeMap<String, RawTenant>,
     #[serde(default)]
     stripe: RawStripe,
+    #[serde(default)]
+    slack: RawSlack,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlack {
+    /// Environment variable holding the incoming-webhook URL (a secret).
+    webhook_url_env: Option<String>,
+    /// Link shown at the end of the digest.
+    dashboard_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +143,14 @@ pub struct Config {
     /// Billable tenants, by id.
     pub tenants: std::collections::BTreeMap<String, TenantConfig>,
     pub stripe: StripeConfig,
+    pub slack: SlackConfig,
+}
+
+/// Where the weekly digest goes.
+#[derive(Debug, Clone, Default)]
+pub struct SlackConfig {
+    pub webhook_url_env: Option<String>,
+    pub dashboard_url: Option<String>,
 }
 
 /// A tenant: the invoice model's tenant plus delivery settings.
@@ -220,6 +239,10 @@ impl Config {
                 base_url: raw.stripe.base_url,
                 api_key_env: raw.stripe.api_key_env,
             },
+            slack: SlackConfig {
+                webhook_url_env: raw.slack.webhook_url_env,
+                dashboard_url: raw.slack.dashboard_url,
+            },
             path: Some(path.to_path_buf()),
             data_dir: raw.ledger.data_dir.map(|d| base.join(d)),
             price_overrides: raw.pricing.overrides.iter().map(|p| base.join(p)).collect(),
@@ -261,50 +284,6 @@ impl Config {
     /// The FX rate configured for `period` into `to`, if any.
     pub fn fx_for(&self, period: &str, to: Currency) -> Option<&FxEntry> {
         self.fx.iter().find(|f| f.period == period && f.to == to)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_and_resolves_paths_relative_to_the_file() {
-        let c = Config::parse(
-            "[ledger]\ndata_dir = \"data\"\n[pricing]\noverrides = [\"neg.toml\"]\n[reporting]\ntimezone = \"Asia/Almaty\"\ncurrency = \"KZT\"\n[[reporting.fx]]\nperiod = \"2026-07\"\nto = \"KZT\"\nrate = \"510.25\"\nsource = \"NBK\"\n",
-            Path::new("/etc/tollgate/tollgate.toml"),
-        )
-        .unwrap();
-        assert_eq!(c.data_dir.as_deref(), Some(Path::new("/etc/tollgate/data")));
-        assert_eq!(
-            c.price_overrides,
-            vec![PathBuf::from("/etc/tollgate/neg.toml")]
-        );
-        let kzt = Currency::parse("KZT").unwrap();
-        assert_eq!(c.fx_for("2026-07", kzt).unwrap().rate.to_string(), "510.25");
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        let p = Path::new("t.toml");
-        let e = Config::parse("[reporting]\ntimezone = \"Mars/Base\"\n", p)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("reporting.timezone") && e.contains("Mars/Base"),
-            "{e}"
-        );
-        let e = Config::parse("[reporting]\nzone = \"UTC\"\n", p)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("zone"), "{e}");
-        let e = Config::parse(
-            "[[reporting.fx]]\nperiod = \"2026-07\"\nto = \"KZT\"\nrate = \"-1\"\n",
-            p,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("reporting.fx[0].rate"), "{e}");
     }
 }
 
@@ -466,4 +445,48 @@ fn tenant_config(id: &str, t: RawTenant, at: &dyn Fn(&str) -> String) -> Result<
         },
         stripe_customer: t.stripe_customer,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_resolves_paths_relative_to_the_file() {
+        let c = Config::parse(
+            "[ledger]\ndata_dir = \"data\"\n[pricing]\noverrides = [\"neg.toml\"]\n[reporting]\ntimezone = \"Asia/Almaty\"\ncurrency = \"KZT\"\n[[reporting.fx]]\nperiod = \"2026-07\"\nto = \"KZT\"\nrate = \"510.25\"\nsource = \"NBK\"\n",
+            Path::new("/etc/tollgate/tollgate.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir.as_deref(), Some(Path::new("/etc/tollgate/data")));
+        assert_eq!(
+            c.price_overrides,
+            vec![PathBuf::from("/etc/tollgate/neg.toml")]
+        );
+        let kzt = Currency::parse("KZT").unwrap();
+        assert_eq!(c.fx_for("2026-07", kzt).unwrap().rate.to_string(), "510.25");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let p = Path::new("t.toml");
+        let e = Config::parse("[reporting]\ntimezone = \"Mars/Base\"\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("reporting.timezone") && e.contains("Mars/Base"),
+            "{e}"
+        );
+        let e = Config::parse("[reporting]\nzone = \"UTC\"\n", p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("zone"), "{e}");
+        let e = Config::parse(
+            "[[reporting.fx]]\nperiod = \"2026-07\"\nto = \"KZT\"\nrate = \"-1\"\n",
+            p,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("reporting.fx[0].rate"), "{e}");
+    }
 }

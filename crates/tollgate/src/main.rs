@@ -10,6 +10,7 @@
 //! written atomically (a temporary file renamed into place), so a failed command leaves none.
 
 mod cmd_demo;
+mod cmd_digest;
 mod cmd_ingest;
 mod cmd_invoice;
 mod cmd_prices;

@@ -103,17 +103,17 @@ pub fn push(t: &StripeTarget, inv: &Invoice) -> Result<Pushed> {
         .filter(|l| !l.amount.is_zero())
         .map(|l| (l.label.clone(), l.amount))
         .collect();
-    if let Some(tax) = &inv.tenant.tax {
-        if !inv.tax_amount.is_zero() {
-            charges.push((
-                format!(
-                    "{} {}%",
-                    tax.name,
-                    (tax.rate * Decimal::new(100, 0)).normalize()
-                ),
-                inv.tax_amount,
-            ));
-        }
+    if let Some(tax) = &inv.tenant.tax
+        && !inv.tax_amount.is_zero()
+    {
+        charges.push((
+            format!(
+                "{} {}%",
+                tax.name,
+                (tax.rate * Decimal::new(100, 0)).normalize()
+            ),
+            inv.tax_amount,
+        ));
     }
     for (i, (label, amount)) in charges.iter().enumerate() {
         let body = vec![

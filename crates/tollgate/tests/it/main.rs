@@ -14,6 +14,7 @@ mod support;
 mod broken_pipe;
 mod catalog;
 mod demo;
+mod digest;
 mod global;
 mod ingest;
 mod ingest_errors;
