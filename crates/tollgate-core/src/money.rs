@@ -196,6 +196,29 @@ pub fn fmt_decimal(d: Decimal) -> String {
     }
 }
 
+/// Inserts thousands separators into a plain decimal text: `1234567.5` -> `1,234,567.5`.
+/// Text that is not a plain number is returned unchanged.
+pub fn group_thousands(s: &str) -> String {
+    let (sign, digits) = s.strip_prefix('-').map_or(("", s), |d| ("-", d));
+    let (int, frac) = digits
+        .split_once('.')
+        .map_or((digits, None), |(i, f)| (i, Some(f)));
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    match frac {
+        Some(f) => format!("{sign}{out}.{f}"),
+        None => format!("{sign}{out}"),
+    }
+}
+
 /// A ledger amount as a scaled integer: units of 1e-12. Errors if `d` has more decimals.
 pub fn to_scaled_e12(d: Decimal) -> Result<i128, CoreError> {
     let n = d.normalize();
@@ -295,6 +318,14 @@ mod tests {
         assert!(to_scaled_e12(d("0.0000000000001")).is_err());
         assert!(Currency::parse("US").is_err());
         assert!(Currency::parse("U$D").is_err());
+    }
+
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(group_thousands("1234567.50"), "1,234,567.50");
+        assert_eq!(group_thousands("-1000"), "-1,000");
+        assert_eq!(group_thousands("999"), "999");
+        assert_eq!(group_thousands("abc"), "abc");
     }
 
     #[test]
