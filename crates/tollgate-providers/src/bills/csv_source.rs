@@ -1,0 +1,307 @@
+//! A header-driven CSV reader that knows where it is: every value comes with its file, line and
+//! column name, so every error reads `FILE:LINE: COLUMN: ...`.
+//!
+//! Columns are found by a normalised name (ASCII lower case; `.`, `/`, `:`, `-` and spaces
+//! read as `_`), so `service.description` and `service_description` are the same column.
+//! Unknown columns are ignored. Gzip input is decompressed as it streams.
+//!
+//! Line numbers are the file's own (header = line 1). The `csv` crate reports a record's line
+//! one too low in CRLF files (it counts the `\n` of `\r\n` only after the next record has
+//! started), so the reader looks at the first line ending and corrects for it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read};
+
+use flate2::read::MultiGzDecoder;
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+
+use super::BillError;
+use super::common::{
+    DECIMAL_EXPECTED, INSTANT_EXPECTED, is_gzip, non_blank, parse_exact_decimal, parse_instant,
+};
+
+/// A column of the file (its index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Col(usize);
+
+/// The header line: column names as written, and the normalised index.
+pub(crate) struct Header {
+    file: String,
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl Header {
+    /// The column with this (normalised) name, if the file has it.
+    pub(crate) fn col(&self, name: &str) -> Option<Col> {
+        self.index.get(&normalise(name)).copied().map(Col)
+    }
+
+    /// The first of these columns the file has.
+    pub(crate) fn col_any(&self, names: &[&str]) -> Option<Col> {
+        names.iter().find_map(|n| self.col(n))
+    }
+
+    /// A column the format cannot do without.
+    pub(crate) fn require(&self, name: &str, hint: &str) -> Result<Col, BillError> {
+        self.col(name).ok_or_else(|| BillError::MissingColumn {
+            file: self.file.clone(),
+            column: name.to_string(),
+            hint: hint.to_string(),
+        })
+    }
+
+    /// Columns whose normalised name starts with `prefix`, with the rest of the name as written.
+    pub(crate) fn with_prefix(&self, prefix: &str) -> Vec<(String, Col)> {
+        let p = normalise(prefix);
+        let mut v: Vec<(String, Col)> = self
+            .names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| {
+                let norm = normalise(n);
+                norm.len() > p.len() && norm.starts_with(&p)
+            })
+            .map(|(i, n)| (n.get(p.len()..).unwrap_or_default().to_string(), Col(i)))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub(crate) fn file(&self) -> &str {
+        &self.file
+    }
+}
+
+fn normalise(name: &str) -> String {
+    name.trim()
+        .chars()
+        .map(|c| match c {
+            '.' | '/' | ':' | '-' | ' ' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// The data records, read one at a time into one reused buffer.
+pub(crate) struct Records<'a> {
+    file: String,
+    gzip: bool,
+    /// Added to the `csv` crate's line numbers: 1 for CRLF files, else 0.
+    line_offset: u64,
+    reader: csv::Reader<Box<dyn Read + 'a>>,
+    record: csv::ByteRecord,
+}
+
+/// Opens a CSV file (plain or gzip) and reads its header line.
+pub(crate) fn open<'a>(file: &str, bytes: &'a [u8]) -> Result<(Header, Records<'a>), BillError> {
+    let gzip = is_gzip(bytes);
+    // Plain bytes are read in place; gzip is decompressed as it streams, through a buffer whose
+    // first fill shows the line ending.
+    let (source, line_offset): (Box<dyn Read + 'a>, u64) = if gzip {
+        let mut source = BufReader::with_capacity(1 << 16, MultiGzDecoder::new(bytes));
+        let crlf = match source.fill_buf() {
+            Ok(head) => crlf_before_first_newline(head),
+            Err(e) => return Err(csv_error(file, gzip, 0, &csv::Error::from(e))),
+        };
+        (Box::new(source), u64::from(crlf))
+    } else {
+        (Box::new(bytes), u64::from(crlf_before_first_newline(bytes)))
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .buffer_capacity(1 << 16)
+        .from_reader(source);
+    let headers = reader
+        .byte_headers()
+        .map_err(|e| csv_error(file, gzip, 0, &e))?
+        .clone();
+    let mut names = Vec::with_capacity(headers.len());
+    let mut index = HashMap::with_capacity(headers.len());
+    for (i, raw) in headers.iter().enumerate() {
+        let name = std::str::from_utf8(raw)
+            .map_err(|_| BillError::CsvSyntax {
+                file: file.to_string(),
+                line: 1,
+                message: format!("column {} has a name that is not UTF-8", i + 1),
+            })?
+            .trim_start_matches('\u{feff}')
+            .to_string();
+        // The first of two same-named columns wins.
+        index.entry(normalise(&name)).or_insert(i);
+        names.push(name);
+    }
+    let header = Header {
+        file: file.to_string(),
+        names,
+        index,
+    };
+    let records = Records {
+        file: file.to_string(),
+        gzip,
+        line_offset,
+        reader,
+        record: csv::ByteRecord::new(),
+    };
+    Ok((header, records))
+}
+
+impl<'a> Records<'a> {
+    /// The next data row, or `None` at the end of the file.
+    pub(crate) fn next<'r>(&'r mut self, header: &'r Header) -> Result<Option<Row<'r>>, BillError> {
+        match self.reader.read_byte_record(&mut self.record) {
+            Ok(false) => Ok(None),
+            Ok(true) => {
+                let line = self.record.position().map_or(0, csv::Position::line) + self.line_offset;
+                Ok(Some(Row {
+                    header,
+                    line,
+                    record: &self.record,
+                }))
+            }
+            Err(e) => Err(csv_error(&self.file, self.gzip, self.line_offset, &e)),
+        }
+    }
+}
+
+/// Whether the first line of `head` ends with `\r\n`.
+fn crlf_before_first_newline(head: &[u8]) -> bool {
+    head.iter()
+        .position(|b| *b == b'\n')
+        .is_some_and(|i| i > 0 && head[i - 1] == b'\r')
+}
+
+fn csv_error(file: &str, gzip: bool, line_offset: u64, e: &csv::Error) -> BillError {
+    if let csv::ErrorKind::Io(io) = e.kind()
+        && gzip
+    {
+        return BillError::Gzip {
+            file: file.to_string(),
+            message: io.to_string(),
+        };
+    }
+    let line = e
+        .position()
+        .map_or(1, |p| p.line() + if p.byte() > 0 { line_offset } else { 0 });
+    let message = match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("the row has {len} fields but the header has {expected_len}"),
+        _ => e.to_string(),
+    };
+    BillError::CsvSyntax {
+        file: file.to_string(),
+        line,
+        message,
+    }
+}
+
+/// One data row, with the context for its errors.
+pub(crate) struct Row<'r> {
+    header: &'r Header,
+    line: u64,
+    record: &'r csv::ByteRecord,
+}
+
+impl<'r> Row<'r> {
+    pub(crate) fn line(&self) -> u64 {
+        self.line
+    }
+
+    fn name(&self, col: Col) -> &str {
+        self.header.names.get(col.0).map_or("?", String::as_str)
+    }
+
+    /// The cell's text; `None` when the column is absent or the cell blank.
+    pub(crate) fn str(&self, col: Option<Col>) -> Result<Option<&'r str>, BillError> {
+        let Some(col) = col else { return Ok(None) };
+        let raw = self.record.get(col.0).unwrap_or_default();
+        let text = std::str::from_utf8(raw).map_err(|_| {
+            self.invalid(
+                col,
+                &String::from_utf8_lossy(raw),
+                "the cell is not UTF-8 text; re-export the file as UTF-8",
+            )
+        })?;
+        Ok(non_blank(text))
+    }
+
+    /// The cell's text as an owned string.
+    pub(crate) fn string(&self, col: Option<Col>) -> Result<Option<String>, BillError> {
+        Ok(self.str(col)?.map(str::to_string))
+    }
+
+    /// A cell that must not be blank.
+    pub(crate) fn required(&self, col: Col, expected: &str) -> Result<&'r str, BillError> {
+        self.str(Some(col))?
+            .ok_or_else(|| self.missing(col, expected))
+    }
+
+    /// An exact decimal (plain or E-notation); `None` when blank.
+    pub(crate) fn decimal(&self, col: Option<Col>) -> Result<Option<Decimal>, BillError> {
+        let Some(col) = col else { return Ok(None) };
+        let Some(text) = self.str(Some(col))? else {
+            return Ok(None);
+        };
+        match parse_exact_decimal(text) {
+            Some(d) => Ok(Some(d)),
+            None => Err(self.invalid(col, text, DECIMAL_EXPECTED)),
+        }
+    }
+
+    /// An exact decimal that must be present.
+    pub(crate) fn required_decimal(&self, col: Col, what: &str) -> Result<Decimal, BillError> {
+        self.decimal(Some(col))?
+            .ok_or_else(|| self.missing(col, what))
+    }
+
+    /// An instant that must be present.
+    pub(crate) fn required_instant(&self, col: Col) -> Result<Timestamp, BillError> {
+        let text = self.required(col, INSTANT_EXPECTED)?;
+        parse_instant(text).ok_or_else(|| self.invalid(col, text, INSTANT_EXPECTED))
+    }
+
+    /// A JSON key-value cell read with `read` (see `common`); empty when absent or blank.
+    pub(crate) fn json_map(
+        &self,
+        col: Option<Col>,
+        read: fn(&str) -> Result<BTreeMap<String, String>, &'static str>,
+    ) -> Result<BTreeMap<String, String>, BillError> {
+        let Some(col) = col else {
+            return Ok(BTreeMap::new());
+        };
+        let Some(text) = self.str(Some(col))? else {
+            return Ok(BTreeMap::new());
+        };
+        read(text).map_err(|expected| {
+            self.invalid(
+                col,
+                text,
+                &format!("{expected}; correct the cell or re-export the file"),
+            )
+        })
+    }
+
+    /// An error about this row's value in `col`.
+    pub(crate) fn invalid(&self, col: Col, value: &str, expected: &str) -> BillError {
+        BillError::Cell {
+            file: self.header.file.clone(),
+            line: self.line,
+            field: self.name(col).to_string(),
+            value: value.to_string(),
+            expected: expected.to_string(),
+        }
+    }
+
+    /// An error about a blank cell in `col`.
+    pub(crate) fn missing(&self, col: Col, expected: &str) -> BillError {
+        BillError::MissingCell {
+            file: self.header.file.clone(),
+            line: self.line,
+            field: self.name(col).to_string(),
+            expected: expected.to_string(),
+        }
+    }
+}
