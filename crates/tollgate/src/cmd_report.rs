@@ -19,6 +19,8 @@ pub enum ReportCommand {
     Summary(SummaryArgs),
     /// Weekly digest for engineering, as Slack Block Kit JSON (or posted with --post).
     Digest(crate::cmd_digest::DigestArgs),
+    /// The CFO's monthly PDF: total and changes, providers, top 10 features, trends and alerts.
+    Cfo(crate::cmd_cfo::CfoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -175,6 +177,7 @@ pub fn run(ctx: &Ctx, cmd: &ReportCommand) -> Result<()> {
             write_summary(&r, a.format, a.out.as_deref())
         }
         ReportCommand::Digest(a) => crate::cmd_digest::run(ctx, a),
+        ReportCommand::Cfo(a) => crate::cmd_cfo::run(ctx, a),
     }
 }
 

@@ -9,6 +9,7 @@
 //! to stderr as `error: ...` with their cause chain and a non-zero exit code; output files are
 //! written atomically (a temporary file renamed into place), so a failed command leaves none.
 
+mod cmd_cfo;
 mod cmd_demo;
 mod cmd_digest;
 mod cmd_ingest;

@@ -13,6 +13,7 @@ mod support;
 
 mod broken_pipe;
 mod catalog;
+mod cfo;
 mod demo;
 mod digest;
 mod global;
