@@ -98,7 +98,7 @@ pub fn build(ctx: &Ctx, a: &CfoArgs, now: Timestamp) -> Result<CfoReport> {
             }
             Some(v)
         }
-        None => None,
+        None => ctx.config.cfo_monthly_target,
     };
     let (currency, fx) = fx_rule(ctx, a, &period)?;
     let ledger = SqliteLedger::open_read_only(&ctx.data_dir)?;

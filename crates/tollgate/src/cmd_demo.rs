@@ -183,6 +183,46 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
     }
     drop(ledger);
 
+    // 6. The CFO's monthly PDF and the weekly digest of the month's third week.
+    let cfo_path = reports.join(format!("cfo-{}.pdf", period.label()));
+    let cfo = crate::cmd_cfo::build(
+        &demo_ctx,
+        &crate::cmd_cfo::CfoArgs {
+            period: a.month.clone(),
+            out: cfo_path.clone(),
+            tz: Some("UTC".into()),
+            currency: None,
+            fx_rate: None,
+            target: Some("400.00".into()),
+        },
+        now,
+    )?;
+    write_atomic(&cfo_path, &tollgate_pdf::cfo::render(&cfo)?)?;
+    written.push(cfo_path);
+    let third_week = period
+        .first_day()
+        .checked_add(jiff::ToSpan::days(14))
+        .map_err(|e| anyhow::anyhow!("demo week: {e}"))?
+        .iso_week_date();
+    let week = format!("{:04}-W{:02}", third_week.year(), third_week.week());
+    let digest = crate::cmd_digest::build(
+        &demo_ctx,
+        &crate::cmd_digest::DigestArgs {
+            week: week.clone(),
+            tz: Some("UTC".into()),
+            currency: None,
+            fx_rate: None,
+            post: false,
+            out: None,
+        },
+    )?;
+    let digest_path = reports.join(format!("digest-{week}.json"));
+    write_atomic(
+        &digest_path,
+        format!("{}\n", serde_json::to_string_pretty(&digest.to_slack())?).as_bytes(),
+    )?;
+    written.push(digest_path);
+
     outln!();
     outln!("== Monthly summary ({}) ==", period.label());
     out!("{}", tollgate_render::text(&summary_table(&main)));

@@ -23,6 +23,15 @@ struct RawConfig {
     stripe: RawStripe,
     #[serde(default)]
     slack: RawSlack,
+    #[serde(default)]
+    cfo: RawCfo,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCfo {
+    /// Monthly spend target in the report currency (decimal string).
+    monthly_target: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +153,8 @@ pub struct Config {
     pub tenants: std::collections::BTreeMap<String, TenantConfig>,
     pub stripe: StripeConfig,
     pub slack: SlackConfig,
+    /// The CFO report's monthly target (report currency); `--target` wins.
+    pub cfo_monthly_target: Option<Decimal>,
 }
 
 /// Where the weekly digest goes.
@@ -242,6 +253,21 @@ impl Config {
             slack: SlackConfig {
                 webhook_url_env: raw.slack.webhook_url_env,
                 dashboard_url: raw.slack.dashboard_url,
+            },
+            cfo_monthly_target: match raw.cfo.monthly_target {
+                None => None,
+                Some(t) => {
+                    let v = parse_decimal("monthly_target", &t).map_err(|_| {
+                        anyhow::anyhow!(
+                            "{}: {t:?} is not a decimal number written as a string",
+                            at("cfo.monthly_target")
+                        )
+                    })?;
+                    if v <= Decimal::ZERO {
+                        bail!("{}: {t:?} must be above zero", at("cfo.monthly_target"));
+                    }
+                    Some(v)
+                }
             },
             path: Some(path.to_path_buf()),
             data_dir: raw.ledger.data_dir.map(|d| base.join(d)),
