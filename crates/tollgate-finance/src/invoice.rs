@@ -56,6 +56,8 @@ pub struct RateCardLine {
     pub label: String,
     pub unit: Unit,
     pub price: Decimal,
+    /// Show the session count on the line even when it is not priced per session.
+    pub show_sessions: bool,
 }
 
 /// One graduated tier: tokens up to `up_to_tokens` (cumulative; `None` = no limit) cost
@@ -433,9 +435,21 @@ pub fn build(
             fix: "add a rate for their models (--prices FILE) and re-ingest them, or price them with a correction".into(),
         });
     }
-    for (keys, n) in ledger.distinct_sessions(&q(vec![Dim::Feature]))? {
-        if let Some(u) = usage.get_mut(&keys[0]) {
-            u.sessions = n;
+    // Sessions are counted from the raw events (distinct ids cannot be summed from rollups),
+    // so only where a line uses them: session-priced or `show_sessions` rate-card lines.
+    let session_features: Vec<&str> = match &tenant.plan {
+        Plan::RateCard(card) => card
+            .iter()
+            .filter(|c| c.unit == Unit::Session || c.show_sessions)
+            .map(|c| c.feature.as_str())
+            .collect(),
+        _ => Vec::new(),
+    };
+    for f in session_features {
+        for (_, n) in ledger.distinct_sessions(&q(vec![]).filter(Dim::Feature, f))? {
+            if let Some(u) = usage.get_mut(f) {
+                u.sessions = n;
+            }
         }
     }
     let mut lines = price_lines(tenant, &usage, &mut problems)?;
@@ -971,6 +985,7 @@ mod tests {
             label: "A".into(),
             unit: Unit::Request,
             price: d("0.05"),
+            show_sessions: false,
         }]));
         let mut p = Vec::new();
         // 3 requests x 0.05 = 0.15; feature b has no line: a problem, not a silent drop.

@@ -66,6 +66,8 @@ struct RawLine {
     label: Option<String>,
     unit: String,
     price: String,
+    #[serde(default)]
+    show_sessions: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,6 +384,7 @@ fn tenant_config(id: &str, t: RawTenant, at: &dyn Fn(&str) -> String) -> Result<
                     );
                 }
                 lines.push(RateCardLine {
+                    show_sessions: l.show_sessions,
                     label: l.label.unwrap_or_else(|| l.feature.clone()),
                     feature: l.feature,
                     unit,
@@ -491,6 +494,22 @@ mod tests {
         );
         let kzt = Currency::parse("KZT").unwrap();
         assert_eq!(c.fx_for("2026-07", kzt).unwrap().rate.to_string(), "510.25");
+    }
+
+    #[test]
+    fn cfo_target_and_delivery_keys() {
+        let c = Config::parse(
+            "[cfo]\nmonthly_target = \"50000.00\"\n[slack]\ndashboard_url = \"https://x\"\n[stripe]\napi_key_env = \"SK\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.cfo_monthly_target.unwrap().to_string(), "50000.00");
+        assert_eq!(c.slack.dashboard_url.as_deref(), Some("https://x"));
+        assert_eq!(c.stripe.api_key_env.as_deref(), Some("SK"));
+        let e = Config::parse("[cfo]\nmonthly_target = \"0\"\n", Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cfo.monthly_target"), "{e}");
     }
 
     #[test]

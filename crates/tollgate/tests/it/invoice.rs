@@ -28,6 +28,7 @@ feature = "agent-workflow"
 label = "Agent Workflow"
 unit = "1k_tokens"
 price = "0.020"
+show_sessions = true
 "#;
 
 /// Seed 000's April usage as raw events: smart-search 4 x 3.1M tokens = 12.4M, ai-summary
