@@ -103,6 +103,8 @@ pub fn run_all(make: &mut dyn FnMut() -> Box<dyn Ledger>) {
     price_versions_are_recorded_once(make().as_mut());
     filters_and_sessions(make().as_mut());
     finalized_invoices_are_kept(make().as_mut());
+    audit_scan_is_ordered_filtered_and_exact(make().as_mut());
+    class_costs_add_up_to_the_cost(make().as_mut());
 }
 
 pub fn filters_and_sessions(l: &mut dyn Ledger) {
@@ -431,4 +433,246 @@ pub fn price_versions_are_recorded_once(l: &mut dyn Ledger) {
         .price_versions(&["abc123abc123@-inf".into(), "missing@-inf".into()])
         .unwrap();
     assert_eq!(got, vec![rec]);
+}
+
+pub fn audit_scan_is_ordered_filtered_and_exact(l: &mut dyn Ledger) {
+    use crate::LedgerError;
+    let mut evs = vec![
+        event(1, "2026-07-01T10:00:00Z", Some("a"), 2200, Some("0.00453")),
+        event(2, "2026-07-01T09:00:00.25Z", Some("a"), 5, None),
+        event(3, "2026-07-01T11:00:00Z", Some("a"), 1, Some("1")),
+        event(4, "2026-07-01T10:00:00Z", Some("b"), 1, Some("0.1")),
+    ];
+    evs[0].attribution.tenant_id = Some("acme".into());
+    evs[0].attribution.user_id = Some("u-1".into());
+    evs[1].attribution.tenant_id = Some("beta".into());
+    evs[3].request_id = None;
+    l.append(&evs).unwrap();
+    // [09:00, 11:00): events 2 (09:00:00.25), 1 and 4 (both 10:00, in append order); event 3
+    // sits on the excluded end.
+    let mut seen: Vec<(String, String, String, String, u64, String)> = Vec::new();
+    l.scan_audit(
+        ts("2026-07-01T09:00:00Z"),
+        ts("2026-07-01T11:00:00Z"),
+        None,
+        &mut |r| {
+            let s = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+            seen.push((
+                s(r.occurred_at),
+                s(r.request_id),
+                s(r.tenant_id),
+                s(r.cost),
+                r.input_tokens,
+                s(r.pricing_status),
+            ));
+            Ok(())
+        },
+    )
+    .unwrap();
+    let row = |at: &str, req: &str, tenant: &str, cost: &str, input: u64, status: &str| {
+        (
+            at.to_string(),
+            req.to_string(),
+            tenant.to_string(),
+            cost.to_string(),
+            input,
+            status.to_string(),
+        )
+    };
+    assert_eq!(
+        seen,
+        vec![
+            // Unpriced: no cost at all (empty), never 0.
+            row(
+                "2026-07-01T09:00:00.250000Z",
+                "req-2",
+                "beta",
+                "",
+                5,
+                "unpriced"
+            ),
+            row(
+                "2026-07-01T10:00:00.000000Z",
+                "req-1",
+                "acme",
+                "0.00453",
+                2200,
+                "priced"
+            ),
+            row("2026-07-01T10:00:00.000000Z", "", "", "0.1", 1, "priced"),
+        ]
+    );
+    // Every column of one row, as stored.
+    let mut one = None;
+    l.scan_audit(
+        ts("2026-07-01T00:00:00Z"),
+        ts("2026-07-02T00:00:00Z"),
+        Some("acme"),
+        &mut |r| {
+            assert!(one.is_none(), "only event 1 has tenant acme");
+            one = Some(format!("{r:?}"));
+            assert_eq!(
+                (r.event_id, r.user_id, r.team_id, r.service, r.feature),
+                (
+                    &b"0190a000-0000-7000-8000-000000000001"[..],
+                    &b"u-1"[..],
+                    &b"a"[..],
+                    &b"svc"[..],
+                    &b"feat"[..]
+                )
+            );
+            assert_eq!(
+                (r.environment, r.provider, r.model, r.status, r.http_status),
+                (
+                    &b"prod"[..],
+                    &b"openai"[..],
+                    &b"gpt-4o"[..],
+                    &b"ok"[..],
+                    Some(200)
+                )
+            );
+            assert_eq!(
+                (
+                    r.latency_ms,
+                    r.cache_read_tokens,
+                    r.cache_write_tokens,
+                    r.cache_write_1h_tokens,
+                    r.output_tokens,
+                    r.reasoning_tokens
+                ),
+                (Some(1200), 10, 0, 0, 7, 2)
+            );
+            assert_eq!(
+                (r.currency, r.price_version, r.attribution_status),
+                (&b"USD"[..], &b"aaaaaaaaaaaa@-inf"[..], &b"ok"[..])
+            );
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert!(one.is_some());
+    // export_audit hands the same rows, encoded, in the same order, and counts them.
+    let mut bytes: Vec<u8> = Vec::new();
+    let encode = |r: &crate::AuditRow<'_>, out: &mut Vec<u8>| {
+        out.extend_from_slice(r.request_id);
+        out.push(b';');
+    };
+    let rows = l
+        .export_audit(
+            ts("2026-07-01T09:00:00Z"),
+            ts("2026-07-01T11:00:00Z"),
+            None,
+            &encode,
+            &mut |b| {
+                bytes.extend_from_slice(b);
+                Ok(())
+            },
+        )
+        .unwrap();
+    assert_eq!((rows, &bytes[..]), (3, &b"req-2;req-1;;"[..]));
+    // An empty or inverted range yields nothing.
+    let mut n = 0;
+    l.scan_audit(
+        ts("2026-07-01T11:00:00Z"),
+        ts("2026-07-01T10:00:00Z"),
+        None,
+        &mut |_| {
+            n += 1;
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(n, 0);
+    // The callback's error stops the scan after the first row and comes back.
+    let mut calls = 0;
+    let err = l
+        .scan_audit(
+            ts("2026-07-01T00:00:00Z"),
+            ts("2026-07-02T00:00:00Z"),
+            None,
+            &mut |_| {
+                calls += 1;
+                Err(LedgerError::Refused("stop".into()))
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::Refused(m) if m == "stop"));
+    assert_eq!(calls, 1);
+}
+
+pub fn class_costs_add_up_to_the_cost(l: &mut dyn Ledger) {
+    use std::collections::BTreeMap;
+    // Event 1: the seed 003 request: 2,200 input (0.00165), 1,200 cache read (0.00009),
+    // 620 output (0.00279) = 0.00453.
+    let mut e1 = event(1, "2026-07-01T10:00:00Z", Some("a"), 2200, Some("0.00453"));
+    e1.usage.cache_read_tokens = 1200;
+    e1.usage.output_tokens = 620;
+    e1.pricing.cost_breakdown = CostBreakdown {
+        input: dec("0.00165"),
+        cache_read: dec("0.00009"),
+        output: dec("0.00279"),
+        ..CostBreakdown::default()
+    };
+    // Event 2: a cost imported without a breakdown: all of it in class `other`.
+    let mut e2 = event(
+        2,
+        "2026-07-01T23:59:59.999999Z",
+        Some("a"),
+        100,
+        Some("0.5"),
+    );
+    e2.pricing.cost_breakdown = CostBreakdown {
+        units: BTreeMap::from([("other".to_string(), dec("0.5"))]),
+        ..CostBreakdown::default()
+    };
+    // Event 3: unpriced; event 4: the next day (outside the range).
+    let e3 = event(3, "2026-07-01T12:00:00Z", Some("a"), 40, None);
+    let e4 = event(4, "2026-07-02T00:00:00Z", Some("a"), 1, Some("9"));
+    l.append(&[e1, e2, e3, e4]).unwrap();
+    let rows = l
+        .class_costs(&SummaryQuery::new(
+            ts("2026-07-01T00:00:00Z"),
+            ts("2026-07-02T00:00:00Z"),
+            vec![Dim::Model, Dim::PricingStatus],
+        ))
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (p, u) = (&rows[0], &rows[1]);
+    assert_eq!(p.keys, vec!["gpt-4o".to_string(), "priced".to_string()]);
+    assert_eq!(p.totals.requests, 2);
+    // Tokens: input 2,200 + 100; cache read 1,200 + 10; output 620 + 7.
+    assert_eq!(p.token_counts(), [2300, 1210, 0, 0, 627]);
+    // Costs in 1e-12: 0.00165 = 1,650,000,000; 0.00009 = 90,000,000; 0.00279 = 2,790,000,000.
+    assert_eq!(
+        p.token_cost_e12,
+        [1_650_000_000, 90_000_000, 0, 0, 2_790_000_000]
+    );
+    // Total 0.00453 + 0.5 = 0.50453 = 504,530,000,000e-12; `other` carries 0.5, no quantity.
+    assert_eq!(p.totals.cost_e12, 504_530_000_000);
+    assert_eq!(
+        p.units.get("other"),
+        Some(&crate::UnitTotals {
+            quantity: None,
+            cost: Some(dec("0.5"))
+        })
+    );
+    // Both events recorded 1.5 images (unpriced as a class here): quantity 3.
+    assert_eq!(p.units["images"].quantity, Some(dec("3")));
+    assert_eq!(p.units["images"].cost, None);
+    // The unpriced event: tokens, no cost anywhere.
+    assert_eq!(u.keys, vec!["gpt-4o".to_string(), "unpriced".to_string()]);
+    assert_eq!(u.token_counts(), [40, 10, 0, 0, 7]);
+    assert_eq!(u.token_cost_e12, [0; 5]);
+    assert_eq!(u.totals.cost_e12, 0);
+    assert_eq!(u.units["images"].cost, None);
+    // An empty range has no groups.
+    assert!(
+        l.class_costs(&SummaryQuery::new(
+            ts("2026-08-01T00:00:00Z"),
+            ts("2026-08-02T00:00:00Z"),
+            vec![]
+        ))
+        .unwrap()
+        .is_empty()
+    );
 }

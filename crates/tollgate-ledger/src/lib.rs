@@ -310,6 +310,93 @@ impl std::fmt::Display for SqlValue {
     }
 }
 
+/// One stored event as the audit export reads it: only the columns the export needs, borrowed
+/// from the backend's current row, so scanning allocates nothing per row. Valid only during
+/// the callback of [`Ledger::scan_audit`]. Text is the stored UTF-8 as bytes, not validated
+/// again (this is the hot path of a million-row export); an absent optional value is empty
+/// (or `None`). The ledger holds no prompt or completion text, so none can appear here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditRow<'a> {
+    /// `occurred_at` in the ledger's instant format: UTC, six fraction digits, `Z`
+    /// (`2026-07-01T12:00:00.000000Z`).
+    pub occurred_at: &'a [u8],
+    pub event_id: &'a [u8],
+    pub request_id: &'a [u8],
+    pub tenant_id: &'a [u8],
+    pub user_id: &'a [u8],
+    pub team_id: &'a [u8],
+    pub service: &'a [u8],
+    pub feature: &'a [u8],
+    pub environment: &'a [u8],
+    pub provider: &'a [u8],
+    pub model: &'a [u8],
+    /// `ok`, `client_error`, `upstream_error`, `cancelled`.
+    pub status: &'a [u8],
+    pub http_status: Option<i64>,
+    pub latency_ms: Option<u64>,
+    /// The disjoint token classes, as stored.
+    pub input_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub cache_write_1h_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub currency: &'a [u8],
+    /// The exact cost as stored (decimal text); empty when unpriced.
+    pub cost: &'a [u8],
+    pub price_version: &'a [u8],
+    pub pricing_status: &'a [u8],
+    pub attribution_status: &'a [u8],
+}
+
+/// Quantity and exact cost of one non-token billing class (`images`, `web_search_requests`,
+/// or `other` for a cost imported without a breakdown) within a [`ClassTotals`] group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnitTotals {
+    /// Sum of the quantities recorded in the events' `units` (`None`: no event recorded one,
+    /// as for `other`).
+    pub quantity: Option<Decimal>,
+    /// Sum of the class's costs (`None`: no event priced this class).
+    pub cost: Option<Decimal>,
+}
+
+/// Usage and exact cost per billing class for one group of [`Ledger::class_costs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassTotals {
+    /// The dimension values, in `group_by` order (`""` = absent).
+    pub keys: Vec<String>,
+    /// Requests, tokens per class, and the total cost (`cost_e12` includes unit classes).
+    pub totals: Totals,
+    /// Cost per token class in units of 1e-12, in [`ClassTotals::TOKEN_CLASSES`] order
+    /// (0 for unpriced events, which have no cost at all).
+    pub token_cost_e12: [i128; 5],
+    /// Non-token classes by name.
+    pub units: std::collections::BTreeMap<String, UnitTotals>,
+}
+
+impl ClassTotals {
+    /// The token classes, as named in `cost_breakdown`.
+    pub const TOKEN_CLASSES: [&'static str; 5] = [
+        "input",
+        "cache_read",
+        "cache_write",
+        "cache_write_1h",
+        "output",
+    ];
+
+    /// Tokens of each class, in [`ClassTotals::TOKEN_CLASSES`] order.
+    pub fn token_counts(&self) -> [u64; 5] {
+        let t = &self.totals;
+        [
+            t.input_tokens,
+            t.cache_read_tokens,
+            t.cache_write_tokens,
+            t.cache_write_1h_tokens,
+            t.output_tokens,
+        ]
+    }
+}
+
 /// An open write transaction. Dropping it without [`LedgerWriter::commit`] rolls back.
 pub trait LedgerWriter {
     /// Appends events idempotently (by `event_id`) and updates rollups in this transaction.
@@ -351,6 +438,50 @@ pub trait Ledger {
     fn invoices_for(&self, tenant_id: &str, period: &str) -> Result<Vec<StoredInvoice>>;
     /// The highest sequence number used by `pattern`, or 0.
     fn last_invoice_seq(&self, pattern: &str) -> Result<u64>;
+
+    /// Every event with `start <= occurred_at < end` (and `tenant_id = tenant` when given), in
+    /// `occurred_at` order, as borrowed [`AuditRow`]s: one cursor, constant memory, no
+    /// [`UsageEvent`] built per row. The callback's error stops the scan and is returned.
+    fn scan_audit(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        tenant: Option<&str>,
+        f: &mut dyn FnMut(&AuditRow<'_>) -> Result<()>,
+    ) -> Result<()>;
+    /// The rows of [`Ledger::scan_audit`], turned into bytes by `encode` and handed to `sink`
+    /// in the same order, on the calling thread; returns the number of rows. A backend may run
+    /// `encode` on several threads at once (each on a run of consecutive rows) to export faster
+    /// than one core reads; memory stays bounded either way. The default reads one cursor on
+    /// this thread.
+    fn export_audit(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        tenant: Option<&str>,
+        encode: &(dyn Fn(&AuditRow<'_>, &mut Vec<u8>) + Sync),
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<u64> {
+        let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+        let mut n: u64 = 0;
+        self.scan_audit(start, end, tenant, &mut |r| {
+            encode(r, &mut buf);
+            n += 1;
+            if buf.len() >= 1 << 16 {
+                sink(&buf)?;
+                buf.clear();
+            }
+            Ok(())
+        })?;
+        if !buf.is_empty() {
+            sink(&buf)?;
+        }
+        Ok(n)
+    }
+    /// Usage and exact cost per billing class over `[start, end)`, grouped by the query's
+    /// dimensions, read from the raw events (exact for any bounds). Per group, the token class
+    /// costs plus the unit class costs equal `totals.cost_e12`. Sorted by keys.
+    fn class_costs(&self, q: &SummaryQuery) -> Result<Vec<ClassTotals>>;
 
     /// Appends and commits in one go.
     fn append(&mut self, events: &[UsageEvent]) -> Result<AppendOutcome> {

@@ -19,6 +19,11 @@ pub enum ReportCommand {
     Summary(SummaryArgs),
     /// Weekly digest for engineering, as Slack Block Kit JSON (or posted with --post).
     Digest(crate::cmd_digest::DigestArgs),
+    /// Audit CSV: one line per call in [--from, --to), no prompt content, exact costs.
+    Audit(crate::cmd_audit::AuditArgs),
+    /// FinOps FOCUS 1.3 Cost and Usage CSV for a month: tokens as ConsumedQuantity, per day,
+    /// model, token class and attribution.
+    Focus(crate::cmd_focus::FocusArgs),
     /// The CFO's monthly PDF: total and changes, providers, top 10 features, trends and alerts.
     Cfo(crate::cmd_cfo::CfoArgs),
 }
@@ -177,6 +182,8 @@ pub fn run(ctx: &Ctx, cmd: &ReportCommand) -> Result<()> {
             write_summary(&r, a.format, a.out.as_deref())
         }
         ReportCommand::Digest(a) => crate::cmd_digest::run(ctx, a),
+        ReportCommand::Audit(a) => crate::cmd_audit::run(ctx, a).map(|_| ()),
+        ReportCommand::Focus(a) => crate::cmd_focus::run(ctx, a),
         ReportCommand::Cfo(a) => crate::cmd_cfo::run(ctx, a),
     }
 }

@@ -9,9 +9,11 @@
 //! to stderr as `error: ...` with their cause chain and a non-zero exit code; output files are
 //! written atomically (a temporary file renamed into place), so a failed command leaves none.
 
+mod cmd_audit;
 mod cmd_cfo;
 mod cmd_demo;
 mod cmd_digest;
+mod cmd_focus;
 mod cmd_ingest;
 mod cmd_invoice;
 mod cmd_prices;

@@ -11,11 +11,13 @@
 
 mod support;
 
+mod audit;
 mod broken_pipe;
 mod catalog;
 mod cfo;
 mod demo;
 mod digest;
+mod focus;
 mod global;
 mod ingest;
 mod ingest_errors;
