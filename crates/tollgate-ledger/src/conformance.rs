@@ -103,6 +103,7 @@ pub fn run_all(make: &mut dyn FnMut() -> Box<dyn Ledger>) {
     price_versions_are_recorded_once(make().as_mut());
     filters_and_sessions(make().as_mut());
     finalized_invoices_are_kept(make().as_mut());
+    bills_are_superseded_not_edited(make().as_mut());
     audit_scan_is_ordered_filtered_and_exact(make().as_mut());
     class_costs_add_up_to_the_cost(make().as_mut());
 }
@@ -675,4 +676,52 @@ pub fn class_costs_add_up_to_the_cost(l: &mut dyn Ledger) {
         .unwrap()
         .is_empty()
     );
+}
+
+pub fn bills_are_superseded_not_edited(l: &mut dyn Ledger) {
+    let imp = |cost: &str, lines: u64| crate::BillImport {
+        bill_type: "aws-cur".into(),
+        provider: "aws.bedrock".into(),
+        source: "cur.csv".into(),
+        month: "2026-10".into(),
+        period_start: "2026-10-01T00:00:00.000000Z".into(),
+        period_end: "2026-10-16T00:00:00.000000Z".into(),
+        currency: "USD".into(),
+        lines,
+        cost: Some(cost.into()),
+    };
+    let line = |cost: &str| crate::BillLineRecord {
+        provider: "aws.bedrock".into(),
+        line_kind: "usage".into(),
+        period_start: "2026-10-01T00:00:00.000000Z".into(),
+        period_end: "2026-10-02T00:00:00.000000Z".into(),
+        token_class: Some("input".into()),
+        tokens: Some(1000),
+        cost: Some(cost.into()),
+        currency: "USD".into(),
+        source_line: 2,
+        ..Default::default()
+    };
+    // The first delivery of October's CUR, then AWS redelivers it with one more line.
+    let mut w = l.writer().unwrap();
+    w.record_bill(&imp("1.5", 1), &[line("1.5")]).unwrap();
+    w.commit().unwrap();
+    let mut w = l.writer().unwrap();
+    w.record_bill(&imp("2.25", 2), &[line("1.5"), line("0.75")])
+        .unwrap();
+    w.commit().unwrap();
+    let current = l
+        .query_sql("SELECT cost FROM current_bill_lines ORDER BY id")
+        .unwrap();
+    assert_eq!(
+        current.rows,
+        vec![
+            vec![SqlValue::Text("1.5".into())],
+            vec![SqlValue::Text("0.75".into())]
+        ]
+    );
+    // Nothing was deleted: all three lines are kept, two imports recorded.
+    let all = l.query_sql("SELECT COUNT(*) FROM bill_lines").unwrap();
+    assert_eq!(all.rows, vec![vec![SqlValue::Integer(3)]]);
+    assert!(l.query_sql("DELETE FROM bill_lines").is_err());
 }

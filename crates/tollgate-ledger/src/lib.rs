@@ -178,6 +178,49 @@ impl SummaryQuery {
     }
 }
 
+/// One imported provider bill (`tollgate ingest bills`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillImport {
+    pub bill_type: String,
+    pub provider: String,
+    pub source: String,
+    /// The billing month (`YYYY-MM`, UTC) of the earliest line: the replacement key.
+    pub month: String,
+    pub period_start: String,
+    pub period_end: String,
+    pub currency: String,
+    pub lines: u64,
+    /// Exact sum of the usage lines' costs, when the file has money.
+    pub cost: Option<String>,
+}
+
+/// One provider-bill line as stored: text for exact decimals and instants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BillLineRecord {
+    pub provider: String,
+    pub line_kind: String,
+    pub period_start: String,
+    pub period_end: String,
+    pub model: Option<String>,
+    pub token_class: Option<String>,
+    pub tokens: Option<u64>,
+    pub quantity: Option<String>,
+    pub unit: Option<String>,
+    pub cost: Option<String>,
+    pub currency: String,
+    pub account: Option<String>,
+    pub project: Option<String>,
+    pub workspace: Option<String>,
+    pub api_key: Option<String>,
+    pub principal: Option<String>,
+    pub sku: Option<String>,
+    pub service_tier: Option<String>,
+    pub region: Option<String>,
+    /// JSON object of tags, or None.
+    pub tags: Option<String>,
+    pub source_line: u64,
+}
+
 /// A finalized invoice or credit note, stored so that it never changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredInvoice {
@@ -407,6 +450,10 @@ pub trait LedgerWriter {
     fn record_import(&mut self, rec: &ImportRecord) -> Result<()>;
     /// Stores a finalized invoice or credit note. Numbers are unique; a stored one never changes.
     fn record_invoice(&mut self, inv: &StoredInvoice) -> Result<()>;
+    /// Stores one imported provider bill with its lines; returns the import id. A later import
+    /// of the same bill type, provider and billing month supersedes it (the
+    /// `current_bill_lines` view shows only the latest); nothing is deleted.
+    fn record_bill(&mut self, imp: &BillImport, lines: &[BillLineRecord]) -> Result<i64>;
     /// Makes everything written so far durable and visible.
     fn commit(self: Box<Self>) -> Result<()>;
 }

@@ -20,8 +20,9 @@ use tollgate_core::{
 };
 
 use crate::{
-    AppendOutcome, Dim, ImportRecord, Ledger, LedgerError, LedgerWriter, PriceVersionRecord,
-    Result, SqlTable, SqlValue, StoredInvoice, SummaryQuery, SummaryRow, Totals,
+    AppendOutcome, BillImport, BillLineRecord, Dim, ImportRecord, Ledger, LedgerError,
+    LedgerWriter, PriceVersionRecord, Result, SqlTable, SqlValue, StoredInvoice, SummaryQuery,
+    SummaryRow, Totals,
 };
 use crate::{AuditRow, ClassTotals};
 
@@ -165,6 +166,66 @@ CREATE TRIGGER invoices_immutable_update BEFORE UPDATE ON invoices
 BEGIN SELECT RAISE(ABORT, 'finalized invoices are immutable: issue a credit note instead'); END;
 CREATE TRIGGER invoices_immutable_delete BEFORE DELETE ON invoices
 BEGIN SELECT RAISE(ABORT, 'finalized invoices are immutable: issue a credit note instead'); END;
+"#,
+    ),
+    (
+        3,
+        "provider bills",
+        r#"
+CREATE TABLE bill_imports (
+    id INTEGER PRIMARY KEY,
+    bill_type TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    source TEXT NOT NULL,
+    month TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    period_end TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    lines INTEGER NOT NULL,
+    cost TEXT,
+    imported_at TEXT NOT NULL
+);
+CREATE TABLE bill_lines (
+    id INTEGER PRIMARY KEY,
+    import_id INTEGER NOT NULL REFERENCES bill_imports(id),
+    provider TEXT NOT NULL,
+    line_kind TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    period_end TEXT NOT NULL,
+    model TEXT,
+    token_class TEXT,
+    tokens INTEGER,
+    quantity TEXT,
+    unit TEXT,
+    cost TEXT,
+    currency TEXT NOT NULL,
+    account TEXT,
+    project TEXT,
+    workspace TEXT,
+    api_key TEXT,
+    principal TEXT,
+    sku TEXT,
+    service_tier TEXT,
+    region TEXT,
+    tags TEXT,
+    source_line INTEGER NOT NULL
+);
+CREATE INDEX bill_lines_import ON bill_lines(import_id);
+CREATE TRIGGER bill_imports_immutable_update BEFORE UPDATE ON bill_imports
+BEGIN SELECT RAISE(ABORT, 'imported bills are immutable: import the bill again to supersede it'); END;
+CREATE TRIGGER bill_imports_immutable_delete BEFORE DELETE ON bill_imports
+BEGIN SELECT RAISE(ABORT, 'imported bills are immutable: import the bill again to supersede it'); END;
+CREATE TRIGGER bill_lines_immutable_update BEFORE UPDATE ON bill_lines
+BEGIN SELECT RAISE(ABORT, 'imported bills are immutable: import the bill again to supersede it'); END;
+CREATE TRIGGER bill_lines_immutable_delete BEFORE DELETE ON bill_lines
+BEGIN SELECT RAISE(ABORT, 'imported bills are immutable: import the bill again to supersede it'); END;
+-- The latest import of each (bill type, provider, month) is the one in force.
+CREATE VIEW current_bill_imports AS
+SELECT * FROM bill_imports b WHERE id = (
+    SELECT MAX(id) FROM bill_imports c
+    WHERE c.bill_type = b.bill_type AND c.provider = b.provider AND c.month = b.month);
+CREATE VIEW current_bill_lines AS
+SELECT l.* FROM bill_lines l JOIN current_bill_imports i ON i.id = l.import_id;
 "#,
     ),
 ];
@@ -624,6 +685,61 @@ impl LedgerWriter for SqliteWriter<'_> {
             ],
         )?;
         Ok(())
+    }
+
+    fn record_bill(&mut self, imp: &BillImport, lines: &[BillLineRecord]) -> Result<i64> {
+        self.tx.execute(
+            "INSERT INTO bill_imports (bill_type, provider, source, month, period_start,
+             period_end, currency, lines, cost, imported_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                imp.bill_type,
+                imp.provider,
+                imp.source,
+                imp.month,
+                imp.period_start,
+                imp.period_end,
+                imp.currency,
+                i64_of(imp.lines),
+                imp.cost,
+                self.now
+            ],
+        )?;
+        let id = self.tx.last_insert_rowid();
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO bill_lines (import_id, provider, line_kind, period_start, period_end,
+             model, token_class, tokens, quantity, unit, cost, currency, account, project,
+             workspace, api_key, principal, sku, service_tier, region, tags, source_line)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+             ?18, ?19, ?20, ?21, ?22)",
+        )?;
+        for l in lines {
+            stmt.execute(params![
+                id,
+                l.provider,
+                l.line_kind,
+                l.period_start,
+                l.period_end,
+                l.model,
+                l.token_class,
+                l.tokens.map(i64_of),
+                l.quantity,
+                l.unit,
+                l.cost,
+                l.currency,
+                l.account,
+                l.project,
+                l.workspace,
+                l.api_key,
+                l.principal,
+                l.sku,
+                l.service_tier,
+                l.region,
+                l.tags,
+                i64_of(l.source_line)
+            ])?;
+        }
+        Ok(id)
     }
 
     fn record_invoice(&mut self, inv: &StoredInvoice) -> Result<()> {

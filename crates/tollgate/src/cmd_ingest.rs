@@ -26,6 +26,156 @@ use crate::output::{Format, out, outln};
 pub enum IngestCommand {
     /// Import usage events from JSONL or CSV (canonical field names); `-` reads stdin.
     Events(EventsArgs),
+    /// Import a provider bill or usage export (replaces an earlier import of the same month).
+    Bills(BillsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BillsArgs {
+    /// openai-usage, openai-costs, anthropic-usage, anthropic-cost, aws-cur, gcp-billing, focus.
+    #[arg(long = "type", value_name = "TYPE")]
+    bill_type: String,
+    /// The file (CSV plain or gzip, or JSON as the provider's API returns it); `-` reads stdin.
+    file: String,
+    /// Summary format: table or json.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+/// `tollgate ingest bills`: parse the whole file first (a bad row fails it with nothing
+/// written), then store it in one transaction.
+fn ingest_bills(ctx: &Ctx, a: &BillsArgs) -> Result<()> {
+    use tollgate_providers::bills::{self, BillType};
+    if matches!(a.format, Format::Csv | Format::Xlsx) {
+        bail!(
+            "--format {}: the bill summary is offered as table or json",
+            a.format.name()
+        );
+    }
+    let kind = BillType::parse(&a.bill_type).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--type {:?}: unknown bill type; use one of {}",
+            a.bill_type,
+            BillType::ALL
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    let bytes = if a.file == "-" {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
+        v
+    } else {
+        std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file))?
+    };
+    let source = if a.file == "-" {
+        "<stdin>"
+    } else {
+        a.file.as_str()
+    };
+    let lines = bills::parse(kind, source, &bytes)?;
+    let summary = bills::summarize(&lines)?;
+    let fmt_ts = tollgate_core::event::format_instant;
+    let records: Vec<tollgate_ledger::BillLineRecord> = lines
+        .iter()
+        .map(|l| tollgate_ledger::BillLineRecord {
+            provider: l.provider.clone(),
+            line_kind: l.line_kind.as_str().to_string(),
+            period_start: fmt_ts(l.period_start),
+            period_end: fmt_ts(l.period_end),
+            model: l.model.clone(),
+            token_class: l.token_class.map(|c| c.as_str().to_string()),
+            tokens: l.tokens,
+            quantity: l.quantity.map(|q| q.normalize().to_string()),
+            unit: l.unit.clone(),
+            cost: l.cost.map(|c| c.normalize().to_string()),
+            currency: l.currency.to_string(),
+            account: l.account.clone(),
+            project: l.project.clone(),
+            workspace: l.workspace.clone(),
+            api_key: l.api_key.clone(),
+            principal: l.principal.clone(),
+            sku: l.sku.clone(),
+            service_tier: l.service_tier.clone(),
+            region: l.region.clone(),
+            tags: (!l.tags.is_empty()).then(|| serde_json::to_string(&l.tags).unwrap_or_default()),
+            source_line: l.source_line,
+        })
+        .collect();
+    let start = summary.period_start;
+    let month = {
+        let d = start.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+        format!("{:04}-{:02}", d.year(), d.month())
+    };
+    let mut ledger = SqliteLedger::open(&ctx.data_dir)?;
+    let mut w = ledger.writer()?;
+    w.record_bill(
+        &tollgate_ledger::BillImport {
+            bill_type: kind.name().to_string(),
+            provider: summary.provider.clone(),
+            source: source.to_string(),
+            month,
+            period_start: fmt_ts(summary.period_start),
+            period_end: fmt_ts(summary.period_end),
+            currency: summary.currency.to_string(),
+            lines: records.len() as u64,
+            cost: summary.cost.map(|c| c.normalize().to_string()),
+        },
+        &records,
+    )?;
+    w.commit()?;
+    let dec = |d: rust_decimal::Decimal| d.normalize().to_string();
+    let t = &summary.tokens;
+    let doc = json!({
+        "provider": summary.provider,
+        "lines": summary.lines,
+        "period": {"start": fmt_ts(summary.period_start), "end": fmt_ts(summary.period_end)},
+        "currency": summary.currency.as_str(),
+        "cost": summary.cost.map(dec),
+        "credits": dec(summary.credits),
+        "tax": dec(summary.tax),
+        "refunds": dec(summary.refunds),
+        "other": dec(summary.other),
+        "tokens": {
+            "input": t.input, "cache_read": t.cache_read, "cache_write": t.cache_write,
+            "cache_write_1h": t.cache_write_1h, "output": t.output,
+        },
+    });
+    match a.format {
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&doc)?),
+        _ => {
+            outln!(
+                "{} bill from {}: {} lines, {} .. {} ({})",
+                kind.name(),
+                source,
+                summary.lines,
+                fmt_ts(summary.period_start),
+                fmt_ts(summary.period_end),
+                summary.provider
+            );
+            outln!(
+                "  cost {} {}; credits {}; tax {}; refunds {}",
+                summary
+                    .cost
+                    .map_or_else(|| "(usage only, no money)".to_string(), dec),
+                summary.currency,
+                dec(summary.credits),
+                dec(summary.tax),
+                dec(summary.refunds)
+            );
+            outln!(
+                "  tokens: input {}, cache read {}, cache write {}, cache write 1h {}, output {}",
+                t.input,
+                t.cache_read,
+                t.cache_write,
+                t.cache_write_1h,
+                t.output
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Input file formats.
@@ -406,7 +556,10 @@ fn progress_line(n: u64, elapsed: Duration, bytes: u64, total: Option<u64>) {
 }
 
 pub fn run(ctx: &Ctx, cmd: &IngestCommand) -> Result<()> {
-    let IngestCommand::Events(a) = cmd;
+    let a = match cmd {
+        IngestCommand::Events(a) => a,
+        IngestCommand::Bills(b) => return ingest_bills(ctx, b),
+    };
     // Refuse an unsupported summary format before importing anything.
     if matches!(a.format, Format::Csv | Format::Xlsx) {
         bail!(

@@ -12,6 +12,7 @@
 mod support;
 
 mod audit;
+mod bills;
 mod broken_pipe;
 mod catalog;
 mod cfo;
