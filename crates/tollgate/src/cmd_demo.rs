@@ -223,6 +223,32 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
     )?;
     written.push(digest_path);
 
+    // 7. The auditor's per-call CSV for one tenant, and the FinOps FOCUS export of the month.
+    let audit_path = reports.join(format!("audit-acme-{}.csv", period.label()));
+    crate::cmd_audit::run(
+        &demo_ctx,
+        &crate::cmd_audit::AuditArgs {
+            tenant: Some("acme".into()),
+            from: period.first_day().to_string(),
+            to: period.shifted(1)?.first_day().to_string(),
+            tz: Some("UTC".into()),
+            out: Some(audit_path.clone()),
+            no_comment: false,
+        },
+    )?;
+    written.push(audit_path);
+    let focus_path = reports.join(format!("focus-{}.csv", period.label()));
+    let focus = crate::cmd_focus::build_focus(
+        &demo_ctx,
+        &crate::cmd_focus::FocusArgs {
+            period: a.month.clone(),
+            tz: Some("UTC".into()),
+            out: Some(focus_path.clone()),
+        },
+    )?;
+    crate::cmd_focus::write_focus(&focus, Some(&focus_path))?;
+    written.push(focus_path);
+
     outln!();
     outln!("== Monthly summary ({}) ==", period.label());
     out!("{}", tollgate_render::text(&summary_table(&main)));
