@@ -104,6 +104,7 @@ pub fn run_all(make: &mut dyn FnMut() -> Box<dyn Ledger>) {
     filters_and_sessions(make().as_mut());
     finalized_invoices_are_kept(make().as_mut());
     bills_are_superseded_not_edited(make().as_mut());
+    annotations_budgets_and_users(make().as_mut());
     audit_scan_is_ordered_filtered_and_exact(make().as_mut());
     class_costs_add_up_to_the_cost(make().as_mut());
 }
@@ -724,4 +725,64 @@ pub fn bills_are_superseded_not_edited(l: &mut dyn Ledger) {
     let all = l.query_sql("SELECT COUNT(*) FROM bill_lines").unwrap();
     assert_eq!(all.rows, vec![vec![SqlValue::Integer(3)]]);
     assert!(l.query_sql("DELETE FROM bill_lines").is_err());
+}
+
+pub fn annotations_budgets_and_users(l: &mut dyn Ledger) {
+    let mut evs = vec![
+        event(1, "2026-07-01T10:00:00Z", Some("a"), 1, Some("3")),
+        event(2, "2026-07-02T10:00:00Z", Some("a"), 1, Some("1")),
+        event(3, "2026-07-02T11:00:00Z", Some("a"), 1, Some("2")),
+    ];
+    evs[0].attribution.user_id = Some("u1".into());
+    evs[1].attribution.user_id = Some("u2".into());
+    evs[2].attribution.user_id = Some("u1".into());
+    l.append(&evs).unwrap();
+    // u1: 3 + 2 = 5 over two days (summed across days), u2: 1; largest first.
+    let users: Vec<(String, Decimal)> = l
+        .spend_by_user(ts("2026-07-01T00:00:00Z"), ts("2026-08-01T00:00:00Z"))
+        .unwrap()
+        .into_iter()
+        .map(|(u, t)| (u, t.cost().unwrap()))
+        .collect();
+    assert_eq!(
+        users,
+        vec![("u1".into(), dec("5")), ("u2".into(), dec("1"))]
+    );
+    let mut w = l.writer().unwrap();
+    w.record_annotation(&crate::Annotation {
+        at: "2026-07-02T09:00:00.000000Z".into(),
+        note: "deploy".into(),
+        service: None,
+    })
+    .unwrap();
+    let budget = |limit: &str, comment: Option<&str>| crate::BudgetEntry {
+        team_id: "a".into(),
+        period: "2026-07".into(),
+        limit: limit.into(),
+        currency: "USD".into(),
+        owner: None,
+        comment: comment.map(String::from),
+    };
+    w.record_budget(&budget("10", None)).unwrap();
+    w.record_budget(&budget("12", Some("raised"))).unwrap();
+    w.commit().unwrap();
+    // Half-open range: an annotation at the end instant is outside.
+    assert_eq!(
+        l.annotations(ts("2026-07-02T00:00:00Z"), ts("2026-07-02T09:00:00Z"))
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        l.annotations(ts("2026-07-02T00:00:00Z"), ts("2026-07-03T00:00:00Z"))
+            .unwrap()[0]
+            .note,
+        "deploy"
+    );
+    // The latest budget row is in force; earlier rows stay as history.
+    assert_eq!(
+        l.budgets("2026-07").unwrap(),
+        vec![budget("12", Some("raised"))]
+    );
+    assert!(l.query_sql("DELETE FROM budgets").is_err());
 }

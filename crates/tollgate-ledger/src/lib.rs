@@ -178,6 +178,28 @@ impl SummaryQuery {
     }
 }
 
+/// A note pinned to an instant (a deploy, a model switch, an incident).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Annotation {
+    /// Ledger instant text (UTC, microseconds).
+    pub at: String,
+    pub note: String,
+    pub service: Option<String>,
+}
+
+/// A team's monthly budget as recorded (latest row wins).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetEntry {
+    pub team_id: String,
+    /// `YYYY-MM`.
+    pub period: String,
+    /// Decimal string in `currency`.
+    pub limit: String,
+    pub currency: String,
+    pub owner: Option<String>,
+    pub comment: Option<String>,
+}
+
 /// One imported provider bill (`tollgate ingest bills`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BillImport {
@@ -454,6 +476,10 @@ pub trait LedgerWriter {
     /// of the same bill type, provider and billing month supersedes it (the
     /// `current_bill_lines` view shows only the latest); nothing is deleted.
     fn record_bill(&mut self, imp: &BillImport, lines: &[BillLineRecord]) -> Result<i64>;
+    /// Records a deploy (or any) annotation shown on the daily spend report.
+    fn record_annotation(&mut self, a: &Annotation) -> Result<()>;
+    /// Records a budget row; the latest row per (team, period) is the one in force.
+    fn record_budget(&mut self, b: &BudgetEntry) -> Result<()>;
     /// Makes everything written so far durable and visible.
     fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -485,6 +511,13 @@ pub trait Ledger {
     fn invoices_for(&self, tenant_id: &str, period: &str) -> Result<Vec<StoredInvoice>>;
     /// The highest sequence number used by `pattern`, or 0.
     fn last_invoice_seq(&self, pattern: &str) -> Result<u64>;
+    /// Annotations with `start <= at < end`, in time order.
+    fn annotations(&self, start: Timestamp, end: Timestamp) -> Result<Vec<Annotation>>;
+    /// The budgets in force for a period label, one per team.
+    fn budgets(&self, period: &str) -> Result<Vec<BudgetEntry>>;
+    /// Totals per `user_id` over `[start, end)` (raw events; user ids are not a rollup
+    /// dimension), largest cost first.
+    fn spend_by_user(&self, start: Timestamp, end: Timestamp) -> Result<Vec<(String, Totals)>>;
 
     /// Every event with `start <= occurred_at < end` (and `tenant_id = tenant` when given), in
     /// `occurred_at` order, as borrowed [`AuditRow`]s: one cursor, constant memory, no

@@ -19,12 +19,12 @@ use tollgate_core::{
     UsageEvent,
 };
 
+use crate::{Annotation, AuditRow, BudgetEntry, ClassTotals};
 use crate::{
     AppendOutcome, BillImport, BillLineRecord, Dim, ImportRecord, Ledger, LedgerError,
     LedgerWriter, PriceVersionRecord, Result, SqlTable, SqlValue, StoredInvoice, SummaryQuery,
     SummaryRow, Totals,
 };
-use crate::{AuditRow, ClassTotals};
 
 /// File name of the ledger inside the data directory.
 pub const LEDGER_FILE: &str = "ledger.sqlite";
@@ -226,6 +226,34 @@ SELECT * FROM bill_imports b WHERE id = (
     WHERE c.bill_type = b.bill_type AND c.provider = b.provider AND c.month = b.month);
 CREATE VIEW current_bill_lines AS
 SELECT l.* FROM bill_lines l JOIN current_bill_imports i ON i.id = l.import_id;
+"#,
+    ),
+    (
+        4,
+        "annotations and budgets",
+        r#"
+CREATE TABLE annotations (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    note TEXT NOT NULL,
+    service TEXT,
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX annotations_at ON annotations(at);
+CREATE TABLE budgets (
+    id INTEGER PRIMARY KEY,
+    team_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    limit_amount TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    owner TEXT,
+    comment TEXT,
+    recorded_at TEXT NOT NULL
+);
+CREATE TRIGGER budgets_history_update BEFORE UPDATE ON budgets
+BEGIN SELECT RAISE(ABORT, 'budget rows are history: record a new row instead'); END;
+CREATE TRIGGER budgets_history_delete BEFORE DELETE ON budgets
+BEGIN SELECT RAISE(ABORT, 'budget rows are history: record a new row instead'); END;
 "#,
     ),
 ];
@@ -742,6 +770,23 @@ impl LedgerWriter for SqliteWriter<'_> {
         Ok(id)
     }
 
+    fn record_annotation(&mut self, a: &Annotation) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO annotations (at, note, service, recorded_at) VALUES (?1, ?2, ?3, ?4)",
+            params![a.at, a.note, a.service, self.now],
+        )?;
+        Ok(())
+    }
+
+    fn record_budget(&mut self, b: &BudgetEntry) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO budgets (team_id, period, limit_amount, currency, owner, comment, recorded_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![b.team_id, b.period, b.limit, b.currency, b.owner, b.comment, self.now],
+        )?;
+        Ok(())
+    }
+
     fn record_invoice(&mut self, inv: &StoredInvoice) -> Result<()> {
         self.tx.execute(
             "INSERT INTO invoices (number, kind, tenant_id, period, pattern, seq, revision,
@@ -1104,6 +1149,60 @@ impl Ledger for SqliteLedger {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn annotations(&self, start: Timestamp, end: Timestamp) -> Result<Vec<Annotation>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT at, note, service FROM annotations WHERE at >= ?1 AND at < ?2 ORDER BY at, id",
+        )?;
+        let rows = stmt.query_map(params![format_instant(start), format_instant(end)], |r| {
+            Ok(Annotation {
+                at: r.get(0)?,
+                note: r.get(1)?,
+                service: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn budgets(&self, period: &str) -> Result<Vec<BudgetEntry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT team_id, period, limit_amount, currency, owner, comment FROM budgets b
+             WHERE period = ?1 AND id = (SELECT MAX(id) FROM budgets c
+                 WHERE c.team_id = b.team_id AND c.period = b.period)
+             ORDER BY team_id",
+        )?;
+        let rows = stmt.query_map([period], |r| {
+            Ok(BudgetEntry {
+                team_id: r.get(0)?,
+                period: r.get(1)?,
+                limit: r.get(2)?,
+                currency: r.get(3)?,
+                owner: r.get(4)?,
+                comment: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn spend_by_user(&self, start: Timestamp, end: Timestamp) -> Result<Vec<(String, Totals)>> {
+        let mut acc: HashMap<Vec<String>, Totals> = HashMap::new();
+        let (fa, fb) = (format_instant(start), format_instant(end));
+        read_grouped(
+            &self.conn,
+            "SELECT COALESCE(user_id, ''), COUNT(*), SUM(input_tokens), SUM(cache_read_tokens),
+             SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens),
+             SUM(reasoning_tokens), COALESCE(SUM(cost_e12), 0)
+             FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2
+             GROUP BY 1, substr(occurred_at, 1, 10)",
+            &[&fa, &fb],
+            1,
+            &mut acc,
+        )?;
+        let mut out: Vec<(String, Totals)> =
+            acc.into_iter().map(|(mut k, t)| (k.remove(0), t)).collect();
+        out.sort_by(|a, b| b.1.cost_e12.cmp(&a.1.cost_e12).then(a.0.cmp(&b.0)));
+        Ok(out)
     }
 
     fn last_invoice_seq(&self, pattern: &str) -> Result<u64> {

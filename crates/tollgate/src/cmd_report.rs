@@ -17,6 +17,8 @@ use crate::output::{Format, emit};
 pub enum ReportCommand {
     /// Monthly summary: usage and cost per team, service, model, ... with a total row.
     Summary(SummaryArgs),
+    /// Standing finance reports: daily, features, tenants, users (Pareto), budgets.
+    Finance(crate::cmd_finance::FinanceArgs),
     /// Weekly digest for engineering, as Slack Block Kit JSON (or posted with --post).
     Digest(crate::cmd_digest::DigestArgs),
     /// Audit CSV: one line per call in [--from, --to), no prompt content, exact costs.
@@ -182,6 +184,7 @@ pub fn run(ctx: &Ctx, cmd: &ReportCommand) -> Result<()> {
             write_summary(&r, a.format, a.out.as_deref())
         }
         ReportCommand::Digest(a) => crate::cmd_digest::run(ctx, a),
+        ReportCommand::Finance(a) => crate::cmd_finance::run(ctx, a),
         ReportCommand::Audit(a) => crate::cmd_audit::run(ctx, a).map(|_| ()),
         ReportCommand::Focus(a) => crate::cmd_focus::run(ctx, a),
         ReportCommand::Cfo(a) => crate::cmd_cfo::run(ctx, a),

@@ -13,6 +13,7 @@ mod cmd_audit;
 mod cmd_cfo;
 mod cmd_demo;
 mod cmd_digest;
+mod cmd_finance;
 mod cmd_focus;
 mod cmd_ingest;
 mod cmd_invoice;
@@ -80,6 +81,13 @@ enum Command {
     },
     /// Read-only SQL over the ledger.
     Sql(cmd_sql::SqlArgs),
+    /// Pin a note (a deploy, a model switch) to an instant; shown on the daily spend report.
+    Annotate(cmd_finance::AnnotateArgs),
+    /// Team budgets: set a monthly limit, record the owner's comment.
+    Budgets {
+        #[command(subcommand)]
+        command: cmd_finance::BudgetsCommand,
+    },
     /// Configuration.
     Config {
         #[command(subcommand)]
@@ -138,6 +146,8 @@ fn run() -> Result<()> {
         Command::Invoice(a) => cmd_invoice::run(&ctx, &a),
         Command::Report { command } => cmd_report::run(&ctx, &command),
         Command::Sql(a) => cmd_sql::run(&ctx, &a),
+        Command::Annotate(a) => cmd_finance::annotate(&ctx, &a),
+        Command::Budgets { command } => cmd_finance::budgets(&ctx, &command),
         Command::Config {
             command: ConfigCommand::Check,
         } => {

@@ -53,12 +53,12 @@ fn reopening_applies_no_migration_twice_and_rebuilt_rollups_match() {
         .unwrap();
     }
     let mut l = SqliteLedger::open(d.path()).unwrap();
-    // Three migrations exist (1: events..., 2: invoices, 3: bills); each recorded exactly once.
+    // Four migrations exist (events, invoices, bills, annotations+budgets); each recorded once.
     let n = l
         .query_sql("SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations")
         .unwrap();
-    assert_eq!(n.rows[0][0].to_string(), "3");
-    assert_eq!(n.rows[0][1].to_string(), "3");
+    assert_eq!(n.rows[0][0].to_string(), "4");
+    assert_eq!(n.rows[0][1].to_string(), "4");
     let q = SummaryQuery {
         start: "2026-07-01T00:00:00Z".parse().unwrap(),
         end: "2026-07-02T00:00:00Z".parse().unwrap(),

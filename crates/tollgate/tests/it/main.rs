@@ -18,6 +18,7 @@ mod catalog;
 mod cfo;
 mod demo;
 mod digest;
+mod finance;
 mod focus;
 mod global;
 mod ingest;
