@@ -125,7 +125,7 @@ pub struct Spike {
 }
 
 /// A budget whose limit the month's spend exceeded. Budgets are not configurable yet, so
-/// [`CfoReport::budget_overruns`] is always empty for now.
+/// Filled from the team budgets of the month (`tollgate budgets set`) that the spend exceeded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BudgetOverrun {
     pub budget: String,
@@ -394,6 +394,30 @@ pub fn build(ledger: &dyn Ledger, opts: &CfoOptions) -> Result<CfoReport> {
         .collect::<Result<Vec<_>>>()?;
     let spikes = spikes(&day_before, &days);
 
+    // Budgets (recorded in the ledger's currency, USD) that the month's spend exceeded.
+    let rate = opts.fx.as_ref().map_or(Decimal::ONE, |f| f.rate);
+    let mut budget_overruns = Vec::new();
+    let by_team = ledger.summarize(&SummaryQuery::new(
+        period.start(),
+        period.end(),
+        vec![Dim::Team],
+    ))?;
+    for b in ledger.budgets(&period.label())? {
+        let limit = tollgate_core::money::parse_decimal("limit", &b.limit)?;
+        let actual: Decimal = by_team
+            .iter()
+            .filter(|r| r.keys[0] == b.team_id)
+            .map(|r| r.totals.cost())
+            .sum::<std::result::Result<Decimal, _>>()?;
+        if actual > limit {
+            budget_overruns.push(BudgetOverrun {
+                budget: format!("team {}", b.team_id),
+                limit: limit * rate,
+                actual: actual * rate,
+            });
+        }
+    }
+
     Ok(CfoReport {
         period: period.clone(),
         currency,
@@ -409,7 +433,7 @@ pub fn build(ledger: &dyn Ledger, opts: &CfoOptions) -> Result<CfoReport> {
         days,
         day_before,
         spikes,
-        budget_overruns: Vec::new(),
+        budget_overruns,
     })
 }
 
@@ -621,6 +645,38 @@ mod tests {
         assert_eq!(features, ["search", "summary", "chat"]);
         assert!(r.other_features.is_none());
         assert!(r.budget_overruns.is_empty());
+    }
+
+    #[test]
+    fn budgets_the_month_exceeded_are_listed() {
+        let (_dir, mut l) = ledger();
+        let budget = |team: &str, limit: &str| tollgate_ledger::BudgetEntry {
+            team_id: team.into(),
+            period: "2026-07".into(),
+            limit: limit.into(),
+            currency: "USD".into(),
+            owner: None,
+            comment: None,
+        };
+        let mut w = l.writer().unwrap();
+        // Team t spent 40 + 20 + 30 = 90.00 in July: over 80, under 100 (set later, in force).
+        w.record_budget(&budget("t", "80")).unwrap();
+        w.record_budget(&budget("other", "5")).unwrap();
+        w.commit().unwrap();
+        let r = build(&l, &opts("2026-07", "UTC")).unwrap();
+        assert_eq!(r.budget_overruns.len(), 1);
+        assert_eq!(r.budget_overruns[0].budget, "team t");
+        assert_eq!(r.budget_overruns[0].limit, d("80"));
+        assert_eq!(r.budget_overruns[0].actual, d("90"));
+        let mut w = l.writer().unwrap();
+        w.record_budget(&budget("t", "100")).unwrap();
+        w.commit().unwrap();
+        assert!(
+            build(&l, &opts("2026-07", "UTC"))
+                .unwrap()
+                .budget_overruns
+                .is_empty()
+        );
     }
 
     #[test]
