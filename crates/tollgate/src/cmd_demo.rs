@@ -183,7 +183,63 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
     }
     drop(ledger);
 
-    // 6. The CFO's monthly PDF and the weekly digest of the month's third week.
+    // 6. Budgets and a deploy annotation (for the budget and daily reports, and the CFO page 4),
+    // then the CFO's monthly PDF and the weekly digest of the month's third week.
+    {
+        let mut ledger = tollgate_ledger::sqlite::SqliteLedger::open(dir)?;
+        let mut w = tollgate_ledger::Ledger::writer(&mut ledger)?;
+        for (team, limit, owner, comment) in [
+            (
+                "team-search",
+                "120.00",
+                "Ana (search)",
+                Some("rerank-v2 experiment ran all month"),
+            ),
+            ("team-support", "90.00", "Ben (support)", None),
+            ("team-analytics", "40.00", "Chen (analytics)", None),
+            (
+                "team-growth",
+                "20.00",
+                "Dee (growth)",
+                Some("runaway email-drafts session on the 16th+"),
+            ),
+            ("team-platform", "10.00", "Eli (platform)", None),
+        ] {
+            w.record_budget(&tollgate_ledger::BudgetEntry {
+                team_id: team.into(),
+                period: period.label(),
+                limit: limit.into(),
+                currency: "USD".into(),
+                owner: Some(owner.into()),
+                comment: comment.map(String::from),
+            })?;
+        }
+        let twentieth = period
+            .first_day()
+            .checked_add(jiff::ToSpan::days(19))
+            .map_err(|e| anyhow::anyhow!("demo annotation: {e}"))?;
+        w.record_annotation(&tollgate_ledger::Annotation {
+            at: format!("{twentieth}T00:00:00.000000Z"),
+            note: "query-rewrite moves from gpt-4o to gpt-4.1-mini".into(),
+            service: Some("search-api".into()),
+        })?;
+        w.commit()?;
+    }
+    for kind in ["daily", "features", "tenants", "users", "budgets"] {
+        let p = reports.join(format!("finance-{kind}.txt"));
+        crate::cmd_finance::run(
+            &demo_ctx,
+            &crate::cmd_finance::FinanceArgs {
+                kind: <crate::cmd_finance::Kind as clap::ValueEnum>::from_str(kind, false)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                period: a.month.clone(),
+                tz: Some("UTC".into()),
+                format: Format::Table,
+                out: Some(p.clone()),
+            },
+        )?;
+        written.push(p);
+    }
     let cfo_path = reports.join(format!("cfo-{}.pdf", period.label()));
     let cfo = crate::cmd_cfo::build(
         &demo_ctx,
