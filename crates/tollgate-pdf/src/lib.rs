@@ -21,6 +21,7 @@
 
 pub mod cfo;
 mod charts;
+pub mod invoice;
 
 use typst::foundations::{Bytes, Dict, IntoValue};
 use typst_as_lib::TypstEngine;

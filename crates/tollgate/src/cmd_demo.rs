@@ -172,6 +172,7 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
         for (fmt, ext) in [
             (crate::cmd_invoice::InvoiceFormat::Text, "txt"),
             (crate::cmd_invoice::InvoiceFormat::Json, "json"),
+            (crate::cmd_invoice::InvoiceFormat::Pdf, "pdf"),
         ] {
             let p = reports
                 .join("invoices")

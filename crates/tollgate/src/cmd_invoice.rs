@@ -178,9 +178,7 @@ fn render(inv: &Invoice, format: InvoiceFormat) -> Result<Vec<u8>> {
             }
             out
         }
-        InvoiceFormat::Pdf => {
-            bail!("--format pdf: PDF invoices are not built yet; use --format text, json or csv")
-        }
+        InvoiceFormat::Pdf => tollgate_pdf::invoice::render(inv)?,
     })
 }
 
@@ -341,9 +339,6 @@ fn restore(stored: &serde_json::Value, fresh: Invoice) -> Result<Invoice> {
 }
 
 pub fn run(ctx: &Ctx, a: &InvoiceArgs) -> Result<()> {
-    if matches!(a.format, InvoiceFormat::Pdf) {
-        bail!("--format pdf: PDF invoices are not built yet; use --format text, json or csv");
-    }
     let tenants: Vec<&TenantConfig> = if a.all {
         if ctx.config.tenants.is_empty() {
             bail!("--all: the config has no [tenants.*] tables");
@@ -359,7 +354,11 @@ pub fn run(ctx: &Ctx, a: &InvoiceArgs) -> Result<()> {
     };
     if !a.all {
         let inv = one(ctx, a, tenants[0], &mut ledger)?;
-        emit(a.out.as_deref(), &render(&inv, a.format)?, false)?;
+        emit(
+            a.out.as_deref(),
+            &render(&inv, a.format)?,
+            a.format == InvoiceFormat::Pdf,
+        )?;
         if a.push == Some(PushTarget::Stripe) {
             push_stripe(ctx, tenants[0], &inv, &ledger)?;
         }

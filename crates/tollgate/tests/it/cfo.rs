@@ -37,7 +37,7 @@ fn months() -> Sandbox {
 
 /// Pages of a PDF: its `/Type /Page` objects (typst writes `/Type/Page`; not `/Pages`),
 /// read from the bytes.
-fn pages(pdf: &[u8]) -> usize {
+pub fn pages(pdf: &[u8]) -> usize {
     let mut n = 0;
     for (i, _) in pdf.windows(5).enumerate().filter(|(_, w)| *w == b"/Type") {
         let rest = &pdf[i + 5..];

@@ -404,3 +404,42 @@ fn bad_tenant_config_names_the_key() {
         .to_string();
     assert!(err.contains("no usage"), "{err}");
 }
+
+#[test]
+fn pdf_invoices_have_the_lines_and_the_appendix() {
+    let sb = acme();
+    sb.run(&[
+        "--config",
+        "tollgate.toml",
+        "invoice",
+        "--tenant",
+        "acme",
+        "--period",
+        "2026-04",
+        "--format",
+        "pdf",
+        "--out",
+        "acme.pdf",
+    ])
+    .ok();
+    let pdf = std::fs::read(sb.path().join("acme.pdf")).unwrap();
+    assert!(pdf.starts_with(b"%PDF-"));
+    // Page 1: the lines and totals; page 2: the appendix by model and by day (13 days).
+    assert_eq!(crate::cfo::pages(&pdf), 2);
+    // A failing run leaves no file: an unknown tenant.
+    sb.run(&[
+        "--config",
+        "tollgate.toml",
+        "invoice",
+        "--tenant",
+        "nobody",
+        "--period",
+        "2026-04",
+        "--format",
+        "pdf",
+        "--out",
+        "no.pdf",
+    ])
+    .fails();
+    assert!(!sb.path().join("no.pdf").exists());
+}
