@@ -6,6 +6,7 @@
 //! workspace compiles without it.
 //!
 //! - [`cfo`]: the CFO's monthly report (`tollgate report cfo`), four A4 pages.
+//! - [`invoice`]: customer usage invoices (`tollgate invoice --format pdf`).
 //! - [`compile`]: typst markup plus named images to PDF bytes, for other documents.
 //! - [`str_lit`]: the only way text reaches generated markup.
 //!
