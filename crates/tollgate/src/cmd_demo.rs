@@ -235,6 +235,8 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
                     .map_err(|e| anyhow::anyhow!("{e}"))?,
                 period: a.month.clone(),
                 tz: Some("UTC".into()),
+                currency: None,
+                fx_rate: None,
                 format: Format::Table,
                 out: Some(p.clone()),
             },

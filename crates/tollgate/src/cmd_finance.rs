@@ -43,6 +43,13 @@ pub struct FinanceArgs {
     /// IANA time zone of the month (default: config reporting.timezone, else UTC).
     #[arg(long)]
     pub tz: Option<String>,
+    /// Report currency, converted from USD at one fixed rate (--fx-rate, or the config's
+    /// [[reporting.fx]] for the month).
+    #[arg(long)]
+    pub currency: Option<String>,
+    /// Units of --currency per USD for the whole month.
+    #[arg(long)]
+    pub fx_rate: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -56,11 +63,22 @@ fn pct(d: Option<Decimal>) -> String {
         .unwrap_or_default()
 }
 
-fn money(d: Decimal) -> Decimal {
-    round_half_away(d, 2)
+/// The report currency: one fixed rate per USD for the whole period.
+#[derive(Clone)]
+struct Fx {
+    rate: Decimal,
+    currency: tollgate_core::Currency,
+    rule: Option<String>,
 }
 
-fn share_table(rows: &[ShareRow], key: &str) -> Result<(Table, Value)> {
+impl Fx {
+    /// Converts an exact USD amount and rounds it for display.
+    fn money(&self, d: Decimal) -> Decimal {
+        round_half_away(d * self.rate, self.currency.minor_units())
+    }
+}
+
+fn share_table(fx: &Fx, rows: &[ShareRow], key: &str) -> Result<(Table, Value)> {
     let mut t = Table {
         columns: [key, "requests", "tokens", "cost", "share", "cost_per_call"]
             .iter()
@@ -72,7 +90,7 @@ fn share_table(rows: &[ShareRow], key: &str) -> Result<(Table, Value)> {
     let mut total = Decimal::ZERO;
     let mut requests = 0u64;
     for r in rows {
-        let cost = money(r.totals.cost()?);
+        let cost = fx.money(r.totals.cost()?);
         total += cost;
         requests += r.totals.requests;
         let tokens = r.totals.input_tokens
@@ -80,7 +98,7 @@ fn share_table(rows: &[ShareRow], key: &str) -> Result<(Table, Value)> {
             + r.totals.cache_write_tokens
             + r.totals.cache_write_1h_tokens
             + r.totals.output_tokens;
-        let exact = r.totals.cost()?;
+        let exact = r.totals.cost()? * fx.rate;
         let per_call = (r.totals.requests > 0)
             .then(|| round_half_away(exact / Decimal::from(r.totals.requests), 6));
         let name = if r.key.is_empty() {
@@ -103,7 +121,7 @@ fn share_table(rows: &[ShareRow], key: &str) -> Result<(Table, Value)> {
         json_rows.push(
             json!({key: if r.key.is_empty() { Value::Null } else { Value::String(r.key.clone()) },
             "requests": r.totals.requests, "tokens": tokens, "cost": cost.to_string(),
-            "cost_exact": r.totals.cost()?.normalize().to_string(),
+            "cost_exact": (r.totals.cost()? * fx.rate).normalize().to_string(),
             "share": r.share.map(|s| round_half_away(s, 4).to_string())}),
         );
     }
@@ -124,6 +142,59 @@ fn share_table(rows: &[ShareRow], key: &str) -> Result<(Table, Value)> {
 pub fn run(ctx: &Ctx, a: &FinanceArgs) -> Result<()> {
     let tz = a.tz.clone().unwrap_or_else(|| ctx.config.timezone.clone());
     let period = Period::parse(&a.period, &tz).map_err(|e| anyhow::anyhow!("--period: {e}"))?;
+    let fx = match (&a.currency, &a.fx_rate) {
+        (Some(c), Some(r)) => {
+            let rule = tollgate_finance::summary::FxRule {
+                from: tollgate_core::Currency::USD,
+                to: tollgate_core::Currency::parse(c)
+                    .map_err(|e| anyhow::anyhow!("--currency: {e}"))?,
+                rate: parse_decimal("--fx-rate", r)?,
+                source: Some("--fx-rate".into()),
+            };
+            if rule.rate <= Decimal::ZERO {
+                bail!("--fx-rate {r:?} must be above zero");
+            }
+            Fx {
+                rate: rule.rate,
+                currency: rule.to,
+                rule: Some(rule.describe()),
+            }
+        }
+        (Some(c), None) => {
+            let to = tollgate_core::Currency::parse(c)
+                .map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
+            match ctx.config.fx_for(&period.label(), to) {
+                Some(f) => Fx {
+                    rate: f.rate,
+                    currency: f.to,
+                    rule: Some(
+                        tollgate_finance::summary::FxRule {
+                            from: f.from,
+                            to: f.to,
+                            rate: f.rate,
+                            source: f.source.clone(),
+                        }
+                        .describe(),
+                    ),
+                },
+                None if to == tollgate_core::Currency::USD => Fx {
+                    rate: Decimal::ONE,
+                    currency: to,
+                    rule: None,
+                },
+                None => bail!(
+                    "no FX rate for {to} in {}: pass --fx-rate or add [[reporting.fx]] to the config",
+                    period.label()
+                ),
+            }
+        }
+        (None, Some(_)) => bail!("--fx-rate needs --currency"),
+        (None, None) => Fx {
+            rate: Decimal::ONE,
+            currency: tollgate_core::Currency::USD,
+            rule: None,
+        },
+    };
     let ledger = SqliteLedger::open_read_only(&ctx.data_dir)?;
     let header = vec![
         format!(
@@ -140,17 +211,29 @@ pub fn run(ctx: &Ctx, a: &FinanceArgs) -> Result<()> {
             format_instant(period.start()),
             format_instant(period.end())
         ),
-        "Currency: USD (as recorded in the ledger); amounts rounded half away from zero to cents; the total is the sum of the rows shown".into(),
+        format!(
+            "Currency: {}{}; amounts rounded half away from zero to the minor unit; the total is the sum of the rows shown",
+            fx.currency,
+            fx.rule
+                .as_ref()
+                .map(|r| format!(", {r}"))
+                .unwrap_or_else(|| " (as recorded in the ledger)".into())
+        ),
     ];
     let (mut table, mut doc) = match a.kind {
         Kind::Features => share_table(
+            &fx,
             &standing::by_dim(&ledger, &period, Dim::Feature)?,
             "feature",
         )?,
-        Kind::Tenants => share_table(&standing::by_dim(&ledger, &period, Dim::Tenant)?, "tenant")?,
+        Kind::Tenants => share_table(
+            &fx,
+            &standing::by_dim(&ledger, &period, Dim::Tenant)?,
+            "tenant",
+        )?,
         Kind::Users => {
             let u = standing::by_user(&ledger, &period)?;
-            let (mut t, mut d) = share_table(&u.rows, "user")?;
+            let (mut t, mut d) = share_table(&fx, &u.rows, "user")?;
             let line = format!(
                 "Pareto: {} users; the top 1 % spent {} of the cost, the top 10 % spent {}",
                 u.users,
@@ -176,7 +259,7 @@ pub fn run(ctx: &Ctx, a: &FinanceArgs) -> Result<()> {
             let mut total = Decimal::ZERO;
             let mut requests = 0;
             for d in &days {
-                let cost = money(d.totals.cost()?);
+                let cost = fx.money(d.totals.cost()?);
                 total += cost;
                 requests += d.totals.requests;
                 t.rows.push(vec![
@@ -221,7 +304,7 @@ pub fn run(ctx: &Ctx, a: &FinanceArgs) -> Result<()> {
             let mut out = Vec::new();
             for r in &rows {
                 let m = |d: Option<Decimal>| {
-                    d.map_or(Cell::Empty, |d| Cell::Money(money(d).to_string()))
+                    d.map_or(Cell::Empty, |d| Cell::Money(fx.money(d).to_string()))
                 };
                 t.rows.push(vec![
                     Cell::Text(if r.team.is_empty() {
@@ -230,14 +313,14 @@ pub fn run(ctx: &Ctx, a: &FinanceArgs) -> Result<()> {
                         r.team.clone()
                     }),
                     m(r.limit),
-                    Cell::Money(money(r.actual).to_string()),
+                    Cell::Money(fx.money(r.actual).to_string()),
                     m(r.variance),
                     Cell::Text(pct(r.variance_pct)),
                     Cell::Text(r.owner.clone().unwrap_or_default()),
                     Cell::Text(r.comment.clone().unwrap_or_default()),
                 ]);
-                out.push(json!({"team": r.team, "limit": r.limit.map(|d| money(d).to_string()),
-                    "actual": money(r.actual).to_string(), "variance": r.variance.map(|d| money(d).to_string()),
+                out.push(json!({"team": r.team, "limit": r.limit.map(|d| fx.money(d).to_string()),
+                    "actual": fx.money(r.actual).to_string(), "variance": r.variance.map(|d| fx.money(d).to_string()),
                     "variance_pct": r.variance_pct.map(|d| round_half_away(d, 4).to_string()),
                     "owner": r.owner, "comment": r.comment}));
             }
@@ -249,7 +332,8 @@ pub fn run(ctx: &Ctx, a: &FinanceArgs) -> Result<()> {
     table.header = h;
     doc["period"] = json!({"label": period.label(), "start": format_instant(period.start()),
         "end": format_instant(period.end()), "timezone": period.tz_name()});
-    doc["currency"] = json!("USD");
+    doc["currency"] = json!(fx.currency.as_str());
+    doc["fx_rule"] = json!(fx.rule);
     match a.format {
         Format::Table => emit(
             a.out.as_deref(),

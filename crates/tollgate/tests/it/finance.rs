@@ -132,3 +132,47 @@ fn budgets_show_limit_actual_variance_and_comment() {
         .to_string();
     assert!(err.contains("no budget"), "{err}");
 }
+
+#[test]
+fn reports_convert_at_one_fixed_rate_stated_in_the_header() {
+    let sb = ledger();
+    let f = sb
+        .run(&[
+            "report",
+            "finance",
+            "features",
+            "--period",
+            "2026-07",
+            "--currency",
+            "KZT",
+            "--fx-rate",
+            "510.25",
+            "--format",
+            "json",
+        ])
+        .json();
+    // f2: 6.00 USD x 510.25 = 3061.50 KZT; f1: 4.50 x 510.25 = 2296.125 -> 2296.13 (half away).
+    assert_eq!(f["currency"], "KZT");
+    assert_eq!(f["rows"][0]["cost"], "3061.50");
+    assert_eq!(f["rows"][1]["cost"], "2296.13");
+    // The total is the sum of the rows shown: 3061.50 + 2296.13 = 5357.63.
+    assert_eq!(f["total"]["cost"], "5357.63");
+    assert!(
+        f["fx_rule"].as_str().unwrap().contains("510.25 KZT/USD"),
+        "{}",
+        f["fx_rule"]
+    );
+    let err = sb
+        .run(&[
+            "report",
+            "finance",
+            "daily",
+            "--period",
+            "2026-07",
+            "--currency",
+            "EUR",
+        ])
+        .fails()
+        .to_string();
+    assert!(err.contains("no FX rate for EUR"), "{err}");
+}
