@@ -41,43 +41,9 @@ pub struct CfoArgs {
     pub target: Option<String>,
 }
 
-/// The FX rule for `period`, from the flags or the config (as `report summary` resolves it).
+/// The FX rule for `period`, from the flags or the config (the rule every report uses).
 fn fx_rule(ctx: &Ctx, a: &CfoArgs, period: &Period) -> Result<(Option<Currency>, Option<FxRule>)> {
-    let currency = match &a.currency {
-        Some(c) => Some(Currency::parse(c).map_err(|e| anyhow::anyhow!("--currency: {e}"))?),
-        None => ctx.config.currency.filter(|c| *c != Currency::USD),
-    };
-    let fx = match (currency, &a.fx_rate) {
-        (None, Some(_)) => bail!("--fx-rate needs --currency (the currency it converts into)"),
-        (None, None) => None,
-        (Some(to), Some(r)) => {
-            let rate = parse_decimal("--fx-rate", r)?;
-            if rate <= Decimal::ZERO {
-                bail!("--fx-rate {r:?} must be above zero");
-            }
-            Some(FxRule {
-                from: Currency::USD,
-                to,
-                rate,
-                source: Some("--fx-rate".into()),
-            })
-        }
-        (Some(to), None) if to == Currency::USD => None,
-        (Some(to), None) => match ctx.config.fx_for(&period.label(), to) {
-            Some(f) => Some(FxRule {
-                from: f.from,
-                to: f.to,
-                rate: f.rate,
-                source: f.source.clone(),
-            }),
-            None => bail!(
-                "no FX rate for {to} in {}: pass --fx-rate, or add [[reporting.fx]] period = \"{}\" to the config",
-                period.label(),
-                period.label()
-            ),
-        },
-    };
-    Ok((currency, fx))
+    crate::fx::resolve(ctx, a.currency.as_deref(), a.fx_rate.as_deref(), period)
 }
 
 /// Builds the report model described by `a`.

@@ -142,54 +142,13 @@ fn share_table(fx: &Fx, rows: &[ShareRow], key: &str) -> Result<(Table, Value)> 
 pub fn run(ctx: &Ctx, a: &FinanceArgs) -> Result<()> {
     let tz = a.tz.clone().unwrap_or_else(|| ctx.config.timezone.clone());
     let period = Period::parse(&a.period, &tz).map_err(|e| anyhow::anyhow!("--period: {e}"))?;
-    let fx = match (&a.currency, &a.fx_rate) {
-        (Some(c), Some(r)) => {
-            let rule = tollgate_finance::summary::FxRule {
-                from: tollgate_core::Currency::USD,
-                to: tollgate_core::Currency::parse(c)
-                    .map_err(|e| anyhow::anyhow!("--currency: {e}"))?,
-                rate: parse_decimal("--fx-rate", r)?,
-                source: Some("--fx-rate".into()),
-            };
-            if rule.rate <= Decimal::ZERO {
-                bail!("--fx-rate {r:?} must be above zero");
-            }
-            Fx {
-                rate: rule.rate,
-                currency: rule.to,
-                rule: Some(rule.describe()),
-            }
-        }
-        (Some(c), None) => {
-            let to = tollgate_core::Currency::parse(c)
-                .map_err(|e| anyhow::anyhow!("--currency: {e}"))?;
-            match ctx.config.fx_for(&period.label(), to) {
-                Some(f) => Fx {
-                    rate: f.rate,
-                    currency: f.to,
-                    rule: Some(
-                        tollgate_finance::summary::FxRule {
-                            from: f.from,
-                            to: f.to,
-                            rate: f.rate,
-                            source: f.source.clone(),
-                        }
-                        .describe(),
-                    ),
-                },
-                None if to == tollgate_core::Currency::USD => Fx {
-                    rate: Decimal::ONE,
-                    currency: to,
-                    rule: None,
-                },
-                None => bail!(
-                    "no FX rate for {to} in {}: pass --fx-rate or add [[reporting.fx]] to the config",
-                    period.label()
-                ),
-            }
-        }
-        (None, Some(_)) => bail!("--fx-rate needs --currency"),
-        (None, None) => Fx {
+    let fx = match crate::fx::resolve(ctx, a.currency.as_deref(), a.fx_rate.as_deref(), &period)? {
+        (_, Some(rule)) => Fx {
+            rate: rule.rate,
+            currency: rule.to,
+            rule: Some(rule.describe()),
+        },
+        (_, None) => Fx {
             rate: Decimal::ONE,
             currency: tollgate_core::Currency::USD,
             rule: None,

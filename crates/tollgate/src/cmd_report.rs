@@ -4,9 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use jiff::Timestamp;
-use tollgate_core::money::parse_decimal;
-use tollgate_core::{Currency, Period};
-use tollgate_finance::summary::{self, FxRule, RowKind, SummaryReport};
+use tollgate_core::Period;
+use tollgate_finance::summary::{self, RowKind, SummaryReport};
 use tollgate_ledger::sqlite::SqliteLedger;
 use tollgate_render::{Cell, Table};
 
@@ -61,40 +60,8 @@ pub fn build_summary(ctx: &Ctx, a: &SummaryArgs, now: Timestamp) -> Result<Summa
     let tz = a.tz.clone().unwrap_or_else(|| ctx.config.timezone.clone());
     let period = Period::parse(&a.period, &tz).map_err(|e| anyhow::anyhow!("--period: {e}"))?;
     let dims = summary::parse_dims(&a.by)?;
-    let currency = match &a.currency {
-        Some(c) => Some(Currency::parse(c).map_err(|e| anyhow::anyhow!("--currency: {e}"))?),
-        None => ctx.config.currency.filter(|c| *c != Currency::USD),
-    };
-    let fx = match (currency, &a.fx_rate) {
-        (None, Some(_)) => bail!("--fx-rate needs --currency (the currency it converts into)"),
-        (None, None) => None,
-        (Some(to), Some(r)) => {
-            let rate = parse_decimal("--fx-rate", r)?;
-            if rate <= rust_decimal::Decimal::ZERO {
-                bail!("--fx-rate {r:?} must be above zero");
-            }
-            Some(FxRule {
-                from: Currency::USD,
-                to,
-                rate,
-                source: Some("--fx-rate".into()),
-            })
-        }
-        (Some(to), None) if to == Currency::USD => None,
-        (Some(to), None) => match ctx.config.fx_for(&period.label(), to) {
-            Some(f) => Some(FxRule {
-                from: f.from,
-                to: f.to,
-                rate: f.rate,
-                source: f.source.clone(),
-            }),
-            None => bail!(
-                "no FX rate for {to} in {}: pass --fx-rate, or add [[reporting.fx]] period = \"{}\" to the config",
-                period.label(),
-                period.label()
-            ),
-        },
-    };
+    let (currency, fx) =
+        crate::fx::resolve(ctx, a.currency.as_deref(), a.fx_rate.as_deref(), &period)?;
     let ledger = SqliteLedger::open_read_only(&ctx.data_dir)?;
     let report = summary::build(
         &ledger,

@@ -22,6 +22,7 @@ mod cmd_report;
 mod cmd_sql;
 mod config;
 mod demo_data;
+mod fx;
 mod output;
 mod stripe;
 
