@@ -256,6 +256,14 @@ CREATE TRIGGER budgets_history_delete BEFORE DELETE ON budgets
 BEGIN SELECT RAISE(ABORT, 'budget rows are history: record a new row instead'); END;
 "#,
     ),
+    (
+        5,
+        "index for distinct sessions per tenant and feature (invoices priced per session)",
+        r#"
+CREATE INDEX events_sessions ON events(tenant_id, feature, environment, occurred_at, session_id)
+WHERE session_id IS NOT NULL;
+"#,
+    ),
 ];
 
 /// The current schema version this build writes.
@@ -1086,11 +1094,19 @@ impl Ledger for SqliteLedger {
             .iter()
             .map(|d| format!("COALESCE({}, ''), ", d.column()))
             .collect();
+        // A filter on a present value compares the column itself, so that the partial
+        // `events_sessions` index (tenant, feature, environment, time, session) serves it.
         let filters: String = q
             .filters
             .iter()
             .enumerate()
-            .map(|(i, (d, _))| format!(" AND COALESCE({}, '') = ?{}", d.column(), i + 3))
+            .map(|(i, (d, v))| {
+                if v.is_empty() {
+                    format!(" AND COALESCE({}, '') = ?{}", d.column(), i + 3)
+                } else {
+                    format!(" AND {} = ?{}", d.column(), i + 3)
+                }
+            })
             .collect();
         let sql = format!(
             "SELECT {sel}COUNT(DISTINCT session_id) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2 AND session_id IS NOT NULL AND session_id <> ''{filters}{}",
