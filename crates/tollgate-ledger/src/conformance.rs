@@ -321,6 +321,12 @@ pub fn summaries_are_exact_on_and_off_the_hour(l: &mut dyn Ledger) {
     );
     // An empty range has no rows.
     assert!(q("2026-08-01T00:00:00Z", "2026-08-02T00:00:00Z", vec![]).is_empty());
+    // Ungrouped, with an empty partial edge hour (20:00-20:30 has no event): events 3 and 4
+    // are in [18:30, 20:30) -> 4 + 8 = 12; the empty edge contributes nothing, not an error.
+    let rows = q("2026-07-01T18:30:00Z", "2026-07-01T19:30:00Z", vec![]);
+    assert_eq!(rows[0].totals.cost().unwrap(), dec("4"));
+    let rows = q("2026-07-01T18:30:00Z", "2026-07-01T20:30:00Z", vec![]);
+    assert_eq!(rows[0].totals.cost().unwrap(), dec("12"));
 }
 
 pub fn unpriced_and_quarantined_stay_visible(l: &mut dyn Ledger) {

@@ -1032,8 +1032,10 @@ impl Ledger for SqliteLedger {
             let filter_vals: Vec<&str> = q.filters.iter().map(|(_, v)| v.as_str()).collect();
             let events_sql = format!(
                 "SELECT {sel}COUNT(*), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), COALESCE(SUM(cost_e12), 0) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2{where_events}{}",
+                // Without GROUP BY an aggregate returns one all-NULL row for an empty range:
+                // HAVING drops it (an empty edge hour is no group at all).
                 if nd == 0 {
-                    String::new()
+                    " HAVING COUNT(*) > 0".to_string()
                 } else {
                     format!(" GROUP BY {}", group_cols.join(", "))
                 }
