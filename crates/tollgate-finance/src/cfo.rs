@@ -411,7 +411,7 @@ pub fn build(ledger: &dyn Ledger, opts: &CfoOptions) -> Result<CfoReport> {
             .sum::<std::result::Result<Decimal, _>>()?;
         if actual > limit {
             budget_overruns.push(BudgetOverrun {
-                budget: format!("team {}", b.team_id),
+                budget: b.team_id.clone(),
                 limit: limit * rate,
                 actual: actual * rate,
             });
@@ -665,7 +665,7 @@ mod tests {
         w.commit().unwrap();
         let r = build(&l, &opts("2026-07", "UTC")).unwrap();
         assert_eq!(r.budget_overruns.len(), 1);
-        assert_eq!(r.budget_overruns[0].budget, "team t");
+        assert_eq!(r.budget_overruns[0].budget, "t");
         assert_eq!(r.budget_overruns[0].limit, d("80"));
         assert_eq!(r.budget_overruns[0].actual, d("90"));
         let mut w = l.writer().unwrap();
