@@ -834,6 +834,30 @@ fn parse_ts(s: &str) -> Result<Timestamp> {
         .map_err(|_| LedgerError::Corrupt(format!("bad stored instant {s:?}")))
 }
 
+/// `COALESCE(col, ''), ` for each grouping dimension: the start of a SELECT list.
+fn group_select(dims: &[Dim]) -> String {
+    dims.iter()
+        .map(|d| format!("COALESCE({}, ''), ", d.column()))
+        .collect()
+}
+
+/// ` AND col = ?n` for each filter on the events table, binding from `?3` on. A filter on a
+/// present value compares the column itself, so indexes serve it (`events_sessions`); an
+/// empty value matches an absent column.
+fn event_filters(filters: &[(Dim, String)]) -> String {
+    filters
+        .iter()
+        .enumerate()
+        .map(|(i, (d, v))| {
+            if v.is_empty() {
+                format!(" AND COALESCE({}, '') = ?{}", d.column(), i + 3)
+            } else {
+                format!(" AND {} = ?{}", d.column(), i + 3)
+            }
+        })
+        .collect()
+}
+
 fn corrupt(what: &str, v: &str) -> LedgerError {
     LedgerError::Corrupt(format!("bad stored {what} {v:?}"))
 }
@@ -1010,11 +1034,7 @@ impl Ledger for SqliteLedger {
         let mut acc: HashMap<Vec<String>, Totals> = HashMap::new();
         let nd = q.group_by.len();
         if q.end > q.start {
-            let sel: String = q
-                .group_by
-                .iter()
-                .map(|d| format!("COALESCE({}, ''), ", d.column()))
-                .collect();
+            let sel = group_select(&q.group_by);
             let group_cols: Vec<String> = (1..=nd).map(|i| i.to_string()).collect();
             // Filters bind as ?3, ?4, ... after the range.
             let where_rollups: String = q
@@ -1023,12 +1043,7 @@ impl Ledger for SqliteLedger {
                 .enumerate()
                 .map(|(i, (d, _))| format!(" AND {} = ?{}", d.column(), i + 3))
                 .collect();
-            let where_events: String = q
-                .filters
-                .iter()
-                .enumerate()
-                .map(|(i, (d, _))| format!(" AND COALESCE({}, '') = ?{}", d.column(), i + 3))
-                .collect();
+            let where_events = event_filters(&q.filters);
             let filter_vals: Vec<&str> = q.filters.iter().map(|(_, v)| v.as_str()).collect();
             let events_sql = format!(
                 "SELECT {sel}COUNT(*), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), COALESCE(SUM(cost_e12), 0) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2{where_events}{}",
@@ -1091,25 +1106,8 @@ impl Ledger for SqliteLedger {
 
     fn distinct_sessions(&self, q: &SummaryQuery) -> Result<Vec<(Vec<String>, u64)>> {
         let nd = q.group_by.len();
-        let sel: String = q
-            .group_by
-            .iter()
-            .map(|d| format!("COALESCE({}, ''), ", d.column()))
-            .collect();
-        // A filter on a present value compares the column itself, so that the partial
-        // `events_sessions` index (tenant, feature, environment, time, session) serves it.
-        let filters: String = q
-            .filters
-            .iter()
-            .enumerate()
-            .map(|(i, (d, v))| {
-                if v.is_empty() {
-                    format!(" AND COALESCE({}, '') = ?{}", d.column(), i + 3)
-                } else {
-                    format!(" AND {} = ?{}", d.column(), i + 3)
-                }
-            })
-            .collect();
+        let sel = group_select(&q.group_by);
+        let filters = event_filters(&q.filters);
         let sql = format!(
             "SELECT {sel}COUNT(DISTINCT session_id) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2 AND session_id IS NOT NULL AND session_id <> ''{filters}{}",
             if nd == 0 {
@@ -1302,17 +1300,8 @@ impl Ledger for SqliteLedger {
             return Ok(Vec::new());
         }
         let nd = q.group_by.len();
-        let sel: String = q
-            .group_by
-            .iter()
-            .map(|d| format!("COALESCE({}, ''), ", d.column()))
-            .collect();
-        let filters: String = q
-            .filters
-            .iter()
-            .enumerate()
-            .map(|(i, (d, _))| format!(" AND COALESCE({}, '') = ?{}", d.column(), i + 3))
-            .collect();
+        let sel = group_select(&q.group_by);
+        let filters = event_filters(&q.filters);
         let (fa, fb) = (format_instant(q.start), format_instant(q.end));
         let mut args: Vec<&dyn rusqlite::ToSql> = vec![&fa, &fb];
         args.extend(q.filters.iter().map(|(_, v)| v as &dyn rusqlite::ToSql));
