@@ -245,3 +245,21 @@ pub fn jsonl(events: &[Map<String, Value>]) -> String {
         .map(|e| format!("{}\n", Value::Object(e.clone())))
         .collect()
 }
+
+/// The Python interpreter of the test virtualenv (official `openai` and `anthropic` SDKs,
+/// `chdb`), created on first use by `scripts/pyenv` from `tests/python/requirements.txt`.
+#[allow(dead_code)] // used by the gateway and ClickHouse suites
+pub fn python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pyenv");
+            let out = Command::new(&script)
+                .stderr(Stdio::inherit())
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+            assert!(out.status.success(), "{} failed", script.display());
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        })
+        .clone()
+}
