@@ -105,7 +105,7 @@ class Engine:
     def normalised(self, sql):
         """The query as ClickHouse's parser formats it; refuses multi-statements like the server."""
         out = self._run(
-            "SELECT formatQuerySingleLine({q:String})", "TabSeparatedRaw", {"q": sql}
+            "SELECT formatQuerySingleLine({q:String})", "TabSeparatedRaw", {"q": tsv_escape(sql)}
         )
         return out.decode("utf-8", "replace").strip()
 
@@ -147,6 +147,11 @@ class Engine:
                     except ClickHouseError:
                         pass
             return out, fmt
+
+
+def tsv_escape(v):
+    """A query parameter value as ClickHouse reads it (escaped like a TabSeparated field)."""
+    return v.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def quote_setting(v):

@@ -1,0 +1,96 @@
+//! Test tooling: starts `tests/clickhouse/adapter.py` (ClickHouse's engine through chDB behind
+//! a loopback HTTP adapter) on a free port in a directory of its own, and stops it on drop.
+//! Used by this crate's tests and the binary's end-to-end tests; not part of the ledger.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running adapter.
+pub struct Adapter {
+    child: Child,
+    pub port: u16,
+    pub url: String,
+}
+
+/// The repository root (this crate lives in `crates/tollgate-clickhouse`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The interpreter of the test virtualenv (`scripts/pyenv`, which installs chdb).
+pub fn python() -> std::io::Result<PathBuf> {
+    let out = Command::new(repo_root().join("scripts/pyenv"))
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other("scripts/pyenv failed"));
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+impl Adapter {
+    /// Starts the adapter with `python` on port 0 over `data_dir`; waits (up to 120 s) for
+    /// its `listening on 127.0.0.1:PORT` line. `password`: require it.
+    pub fn start(
+        python: &Path,
+        data_dir: &Path,
+        password: Option<&str>,
+    ) -> std::io::Result<Adapter> {
+        let mut cmd = Command::new(python);
+        cmd.arg(repo_root().join("tests/clickhouse/adapter.py"))
+            .args(["--port", "0", "--path"])
+            .arg(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(p) = password {
+            cmd.args(["--password", p]);
+        }
+        let mut child = cmd.spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                return Err(std::io::Error::other(
+                    "the adapter did not start within 120 s",
+                ));
+            }
+        };
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|_| line.starts_with("listening on "));
+        let Some(port) = port else {
+            let _ = child.kill();
+            return Err(std::io::Error::other(format!(
+                "the adapter printed {line:?}, not `listening on HOST:PORT`"
+            )));
+        };
+        Ok(Adapter {
+            child,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+}
+
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,171 @@
+//! The ledger test suite (`tollgate_ledger::conformance`) against ClickHouse, through the chDB
+//! adapter started on port 0 in a temporary directory; plus the ClickHouse-specific checks:
+//! unmerged duplicates never show, retries, credentials, leases.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tollgate_clickhouse::testing::{Adapter, python};
+use tollgate_clickhouse::{ClickHouseConfig, ClickHouseLedger};
+use tollgate_ledger::conformance::{self, event};
+use tollgate_ledger::{Dim, Ledger, SqlValue, SummaryQuery};
+
+fn start(password: Option<&str>) -> (tempfile::TempDir, Adapter) {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Adapter::start(&python().unwrap(), dir.path(), password).unwrap();
+    (dir, a)
+}
+
+fn cfg(a: &Adapter, db: &str) -> ClickHouseConfig {
+    let mut c = ClickHouseConfig::new(&a.url, db);
+    c.attempts = 2;
+    c.backoff = Duration::from_millis(10);
+    c
+}
+
+#[test]
+fn conformance_suite_passes_on_clickhouse() {
+    let (_d, a) = start(None);
+    // A fresh database per check: every check starts from an empty ledger.
+    let n = AtomicU32::new(0);
+    conformance::run_all(&mut || {
+        let db = format!("conf{}", n.fetch_add(1, Ordering::Relaxed));
+        Box::new(ClickHouseLedger::open(cfg(&a, &db)).unwrap())
+    });
+    assert!(n.load(Ordering::Relaxed) >= 13);
+}
+
+#[test]
+fn unmerged_duplicates_and_migrations() {
+    let (_d, a) = start(None);
+    let mut l = ClickHouseLedger::open(cfg(&a, "dups")).unwrap();
+    // Migrating again applies nothing.
+    assert_eq!(l.migrate().unwrap(), Vec::<i64>::new());
+    assert_eq!(
+        l.applied_version().unwrap(),
+        tollgate_clickhouse::schema::schema_version()
+    );
+    let e1 = event(1, "2026-07-01T10:00:00Z", Some("a"), 1, Some("1.5"));
+    let e2 = event(2, "2026-07-01T10:30:00Z", Some("a"), 1, Some("2"));
+    l.append(&[e1.clone(), e2]).unwrap();
+    // A second writer that bypassed the duplicate check (a replica racing on the same event):
+    // the row lands twice in `events` until a merge collapses it.
+    let raw = a.url.clone();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let r = agent
+        .post(format!("{raw}/?database=dups"))
+        .send("INSERT INTO events SELECT * FROM events WHERE event_id = '0190a000-0000-7000-8000-000000000001'")
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let plain = l.query_sql("SELECT count() FROM events").unwrap();
+    assert_eq!(plain.rows, vec![vec![SqlValue::Integer(3)]]);
+    // Reads see each event once: 2 events, and the edge-hour summary (10:15 .. 11:00 is read
+    // from events) counts event 2 only: 2.
+    assert_eq!(l.event_count().unwrap(), 2);
+    let q = SummaryQuery::new(
+        "2026-07-01T10:00:00Z".parse().unwrap(),
+        "2026-07-01T10:45:00Z".parse().unwrap(),
+        vec![Dim::Team],
+    );
+    let rows = l.summarize(&q).unwrap();
+    // 1.5 + 2 = 3.5 over two requests, not 5 over three.
+    assert_eq!(rows[0].totals.requests, 2);
+    assert_eq!(rows[0].totals.cost_e12, 3_500_000_000_000);
+    assert_eq!(l.get_event(&e1.event_id).unwrap().unwrap(), e1);
+    let mut n = 0;
+    l.scan_audit(q.start, q.end, None, &mut |_| {
+        n += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn password_is_sent_and_checked() {
+    let (_d, a) = start(Some("s3cret"));
+    let mut bad = cfg(&a, "auth");
+    bad.password = Some("wrong".into());
+    let err = ClickHouseLedger::open(bad).err().unwrap().to_string();
+    assert!(
+        err.contains("516") && err.contains("AUTHENTICATION_FAILED"),
+        "{err}"
+    );
+    // Not retried: a wrong password does not fix itself.
+    assert!(!err.contains("attempts"), "{err}");
+    let mut good = cfg(&a, "auth");
+    good.password = Some("s3cret".into());
+    let l = ClickHouseLedger::open(good).unwrap();
+    assert_eq!(l.event_count().unwrap(), 0);
+}
+
+#[test]
+fn a_server_that_is_down_is_retried_then_reported() {
+    // A port nobody listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut c = ClickHouseConfig::new(&format!("http://127.0.0.1:{port}"), "x");
+    c.attempts = 3;
+    c.backoff = Duration::from_millis(1);
+    let err = ClickHouseLedger::open(c).err().unwrap().to_string();
+    assert!(err.contains("after 3 attempts"), "{err}");
+    assert!(err.contains("cannot reach ClickHouse"), "{err}");
+}
+
+#[test]
+fn leases_run_a_job_once() {
+    use tollgate_clickhouse::lease::{Lease, acquire, release};
+    let (_d, a) = start(None);
+    let l = ClickHouseLedger::open(cfg(&a, "leases")).unwrap();
+    let ttl = Duration::from_secs(600);
+    let settle = Duration::from_millis(50);
+    let first = acquire(&l, "digest", "replica-b", ttl, settle).unwrap();
+    assert!(matches!(first, Lease::Held { term: 1, .. }), "{first:?}");
+    // Another replica is refused while the lease runs; the holder renews it.
+    let other = acquire(&l, "digest", "replica-a", ttl, settle).unwrap();
+    assert!(
+        matches!(other, Lease::Busy { ref holder, .. } if holder == "replica-b"),
+        "{other:?}"
+    );
+    let renew = acquire(&l, "digest", "replica-b", ttl, settle).unwrap();
+    assert!(matches!(renew, Lease::Held { term: 1, .. }), "{renew:?}");
+    // Released: the next replica takes term 2.
+    release(&l, "digest", "replica-b").unwrap();
+    let next = acquire(&l, "digest", "replica-a", ttl, settle).unwrap();
+    assert!(matches!(next, Lease::Held { term: 2, .. }), "{next:?}");
+    // Eight replicas racing for a fresh lease: exactly one holds it.
+    let held = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let (l, held, url) = (&l, &held, a.url.clone());
+            let _ = l;
+            s.spawn(move || {
+                let mine = ClickHouseLedger::connect(cfg_url(&url, "leases"));
+                let got = acquire(
+                    &mine,
+                    "month-end",
+                    &format!("r{i}"),
+                    ttl,
+                    Duration::from_millis(300),
+                )
+                .unwrap();
+                if matches!(got, Lease::Held { .. }) {
+                    held.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    assert_eq!(held.load(Ordering::Relaxed), 1);
+}
+
+fn cfg_url(url: &str, db: &str) -> ClickHouseConfig {
+    ClickHouseConfig::new(url, db)
+}
