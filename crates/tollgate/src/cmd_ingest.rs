@@ -15,7 +15,6 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tollgate_core::event::{FieldError, RawDecimal, RawEvent, parse_json_event};
 use tollgate_core::{Pricer, UsageEvent};
-use tollgate_ledger::sqlite::SqliteLedger;
 use tollgate_ledger::{ImportRecord, Ledger, PriceVersionRecord};
 use tollgate_render::{Cell, Table};
 
@@ -109,7 +108,7 @@ fn ingest_bills(ctx: &Ctx, a: &BillsArgs) -> Result<()> {
         let d = start.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
         format!("{:04}-{:02}", d.year(), d.month())
     };
-    let mut ledger = SqliteLedger::open(&ctx.data_dir)?;
+    let mut ledger = crate::cmd_ledger::open(ctx)?;
     let mut w = ledger.writer()?;
     w.record_bill(
         &tollgate_ledger::BillImport {
@@ -449,7 +448,7 @@ fn csv_event(
 
 /// Imports one source into the ledger, all or nothing.
 pub fn ingest(
-    ledger: &mut SqliteLedger,
+    ledger: &mut dyn Ledger,
     pricer: &Pricer,
     source: &str,
     input: Box<dyn BufRead + Send + '_>,
@@ -592,9 +591,9 @@ pub fn run(ctx: &Ctx, cmd: &IngestCommand) -> Result<()> {
             a.file.clone(),
         )
     };
-    let mut ledger = SqliteLedger::open(&ctx.data_dir)?;
+    let mut ledger = crate::cmd_ledger::open(ctx)?;
     let progress = std::io::stderr().is_terminal();
-    let s = ingest(&mut ledger, &pricer, &source, input, fmt, total, progress)?;
+    let s = ingest(&mut *ledger, &pricer, &source, input, fmt, total, progress)?;
     print_summary(&s, a.format)
 }
 

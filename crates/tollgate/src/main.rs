@@ -17,6 +17,7 @@ mod cmd_finance;
 mod cmd_focus;
 mod cmd_ingest;
 mod cmd_invoice;
+mod cmd_ledger;
 mod cmd_prices;
 mod cmd_report;
 mod cmd_sql;
@@ -89,6 +90,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd_finance::BudgetsCommand,
     },
+    /// The ledger itself: migrate, export, copy between backends, ClickHouse DDL.
+    Ledger {
+        #[command(subcommand)]
+        command: cmd_ledger::LedgerCommand,
+    },
     /// Configuration.
     Config {
         #[command(subcommand)]
@@ -149,6 +155,7 @@ fn run() -> Result<()> {
         Command::Sql(a) => cmd_sql::run(&ctx, &a),
         Command::Annotate(a) => cmd_finance::annotate(&ctx, &a),
         Command::Budgets { command } => cmd_finance::budgets(&ctx, &command),
+        Command::Ledger { command } => cmd_ledger::run(&ctx, &command),
         Command::Config {
             command: ConfigCommand::Check,
         } => {

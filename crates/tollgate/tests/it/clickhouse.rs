@@ -1,0 +1,363 @@
+//! The ClickHouse backend end to end: the demo month in SQLite and in ClickHouse (the real
+//! engine through chDB behind `tests/clickhouse/adapter.py`, started on port 0 by the test)
+//! gives byte-identical reports, invoices, exports; `ledger copy` is idempotent; `ledger
+//! export` round-trips; the config's backend keys are checked.
+
+use std::path::Path;
+
+use tollgate_clickhouse::testing::Adapter;
+
+use crate::support::{Sandbox, path_str, python};
+
+fn start_adapter(sb: &Sandbox) -> Adapter {
+    Adapter::start(&python(), &sb.path().join("chdata"), None).expect("start the adapter")
+}
+
+/// Runs the binary with `--config CONFIG ARGS`, returns stdout (asserting success).
+fn run(sb: &Sandbox, config: &Path, args: &[&str]) -> Vec<u8> {
+    let mut c = sb.bare_command();
+    c.arg("--config").arg(config).args(args);
+    let out = c.output().expect("run tollgate");
+    assert!(
+        out.status.success(),
+        "tollgate --config {} {} failed:\n{}",
+        config.display(),
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Reads a file the binary wrote.
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Drops the lines that carry the export's wall-clock instant (`exported_at`, `# Exported:`),
+/// the one thing two runs of the same report may not share.
+fn without_clock(b: &[u8]) -> String {
+    String::from_utf8_lossy(b)
+        .lines()
+        .filter(|l| {
+            !l.contains("\"exported_at\"")
+                && !l.starts_with("# Exported: ")
+                && !l.starts_with("Exported: ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn demo_month_gives_the_same_answers_on_sqlite_and_clickhouse() {
+    let sb = Sandbox::new();
+    let demo = sb.path().join("demo");
+    sb.run(&["demo", "--dir", path_str(&demo), "--events", "3000"])
+        .ok();
+    let ch = start_adapter(&sb);
+    // The demo's tenants with each ledger.
+    let tenants = std::fs::read_to_string(demo.join("tollgate.toml")).unwrap();
+    let sq_cfg = sb.write(
+        "sqlite.toml",
+        format!("{tenants}\n[ledger]\ndata_dir = \"demo\"\n"),
+    );
+    let ch_cfg = sb.write(
+        "clickhouse.toml",
+        format!(
+            "{tenants}\n[ledger]\nbackend = \"clickhouse\"\nurl = \"{}\"\ndatabase = \"demo\"\n",
+            ch.url
+        ),
+    );
+    // Copy the whole ledger; a second copy finds everything there.
+    let first = String::from_utf8(run(
+        &sb,
+        &sq_cfg,
+        &["ledger", "copy", "--to", path_str(&ch_cfg)],
+    ))
+    .unwrap();
+    assert!(
+        first.starts_with("copied 3000 events (0 already there)"),
+        "{first}"
+    );
+    // The demo records one annotation and five budget rows.
+    assert!(first.contains("1 annotations, 5 budget rows"), "{first}");
+    let again = String::from_utf8(run(
+        &sb,
+        &sq_cfg,
+        &["ledger", "copy", "--to", path_str(&ch_cfg)],
+    ))
+    .unwrap();
+    assert!(
+        again.starts_with("copied 0 events (3000 already there)")
+            && again.contains("0 invoices, 0 bills, 0 annotations, 0 budget rows"),
+        "{again}"
+    );
+
+    // Byte-identical outputs (stdout), command by command.
+    let same: &[&[&str]] = &[
+        &[
+            "report",
+            "summary",
+            "--period",
+            "2026-10",
+            "--by",
+            "team,service,model,provider",
+            "--format",
+            "table",
+        ],
+        &[
+            "report",
+            "summary",
+            "--period",
+            "2026-10",
+            "--by",
+            "tenant,feature",
+            "--format",
+            "csv",
+        ],
+        &[
+            "report", "summary", "--period", "2026-10", "--by", "team", "--format", "json",
+        ],
+        &[
+            "invoice", "--all", "--period", "2026-10", "--format", "json",
+        ],
+        &[
+            "invoice", "--all", "--period", "2026-10", "--format", "text",
+        ],
+        &[
+            "invoice", "--tenant", "acme", "--period", "2026-10", "--format", "csv",
+        ],
+        &[
+            "report",
+            "audit",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-11-01",
+        ],
+        &[
+            "report",
+            "audit",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-11-01",
+            "--tenant",
+            "acme",
+        ],
+        &["report", "focus", "--period", "2026-10"],
+        &["report", "digest", "--week", "2026-W42"],
+        &["report", "finance", "daily", "--period", "2026-10"],
+        &["report", "finance", "features", "--period", "2026-10"],
+        &["report", "finance", "tenants", "--period", "2026-10"],
+        &["report", "finance", "users", "--period", "2026-10"],
+        &["report", "finance", "budgets", "--period", "2026-10"],
+        &["ledger", "export", "--format", "jsonl"],
+        &["ledger", "export", "--format", "csv"],
+    ];
+    for args in same {
+        let a = run(&sb, &sq_cfg, args);
+        let b = run(&sb, &ch_cfg, args);
+        assert!(
+            a.len() > 200,
+            "{args:?} printed almost nothing: {}",
+            String::from_utf8_lossy(&a)
+        );
+        if a != b {
+            // The same report apart from the instant it was made at (one line).
+            let (x, y) = (without_clock(&a), without_clock(&b));
+            assert_eq!(
+                x.lines().count() + 1,
+                String::from_utf8_lossy(&a).lines().count()
+            );
+            assert_eq!(x, y, "{args:?} differs between SQLite and ClickHouse");
+        }
+    }
+    // The CFO's PDF and the invoice PDF, byte for byte.
+    for (args, name) in [
+        (vec!["report", "cfo", "--period", "2026-10", "--out"], "cfo"),
+        (
+            vec![
+                "invoice", "--tenant", "acme", "--period", "2026-10", "--format", "pdf", "--out",
+            ],
+            "inv",
+        ),
+    ] {
+        let (p, q) = (
+            sb.path().join(format!("{name}-sqlite.pdf")),
+            sb.path().join(format!("{name}-clickhouse.pdf")),
+        );
+        let mut a = args.clone();
+        a.push(path_str(&p));
+        run(&sb, &sq_cfg, &a);
+        let mut b = args.clone();
+        b.push(path_str(&q));
+        run(&sb, &ch_cfg, &b);
+        assert!(read(&p).starts_with(b"%PDF"));
+        assert!(read(&p) == read(&q), "{name} PDF differs");
+    }
+
+    // Ingesting the demo's event file straight into ClickHouse stores the same events as the
+    // demo's SQLite import: the same export, the same audit CSV.
+    let ing_cfg = sb.write(
+        "ingest.toml",
+        format!(
+            "[ledger]\nbackend = \"clickhouse\"\nurl = \"{}\"\ndatabase = \"ingested\"\n",
+            ch.url
+        ),
+    );
+    let prices = demo.join("demo-prices.toml");
+    let events = demo.join("events.jsonl");
+    let ingest = |cfg: &Path| {
+        let out = run(
+            &sb,
+            cfg,
+            &[
+                "--prices",
+                path_str(&prices),
+                "ingest",
+                "events",
+                path_str(&events),
+                "--format",
+                "json",
+            ],
+        );
+        serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+    };
+    let s1 = ingest(&ing_cfg);
+    assert_eq!(
+        (s1["read"].as_u64(), s1["ingested"].as_u64()),
+        (Some(3000), Some(3000)),
+        "{s1}"
+    );
+    // A replay stores nothing.
+    let s2 = ingest(&ing_cfg);
+    assert_eq!(
+        (s2["ingested"].as_u64(), s2["duplicates"].as_u64()),
+        (Some(0), Some(3000)),
+        "{s2}"
+    );
+    for args in [
+        &["ledger", "export", "--format", "jsonl"][..],
+        &[
+            "report",
+            "audit",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-11-01",
+        ][..],
+    ] {
+        assert!(
+            run(&sb, &sq_cfg, args) == run(&sb, &ing_cfg, args),
+            "{args:?} differs after ingesting into ClickHouse"
+        );
+    }
+}
+
+#[test]
+fn export_round_trips_and_config_is_checked() {
+    let sb = Sandbox::new();
+    let demo = sb.path().join("demo");
+    sb.run(&["demo", "--dir", path_str(&demo), "--events", "500"])
+        .ok();
+    let cfg = sb.write("a.toml", "[ledger]\ndata_dir = \"demo\"\n");
+    let out = sb.path().join("out/events.csv");
+    let msg = run(
+        &sb,
+        &cfg,
+        &[
+            "ledger",
+            "export",
+            "--format",
+            "csv",
+            "--out",
+            path_str(&out),
+        ],
+    );
+    assert_eq!(String::from_utf8(msg).unwrap(), "exported 500 events\n");
+    // The CSV imports into an empty ledger as the same 500 events (with their stored costs).
+    let b = sb.write("b.toml", "[ledger]\ndata_dir = \"copy\"\n");
+    run(&sb, &b, &["ingest", "events", path_str(&out)]);
+    let j1 = run(&sb, &cfg, &["ledger", "export", "--format", "jsonl"]);
+    let j2 = run(&sb, &b, &["ledger", "export", "--format", "jsonl"]);
+    assert_eq!(
+        j1.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count(),
+        500
+    );
+    assert!(
+        j1 == j2,
+        "CSV export -> import -> export changed the events"
+    );
+    // `ledger migrate` on SQLite: already current.
+    let m = String::from_utf8(run(&sb, &cfg, &["ledger", "migrate"])).unwrap();
+    assert!(m.contains("up to date"), "{m}");
+
+    // Bad backend settings name the key and the fix.
+    for (toml, want) in [
+        (
+            "[ledger]\nbackend = \"postgres\"\n",
+            "ledger.backend: \"postgres\" is not a ledger backend",
+        ),
+        (
+            "[ledger]\nbackend = \"clickhouse\"\nurl = \"127.0.0.1:8123\"\n",
+            "ledger.url: \"127.0.0.1:8123\" is not an http:// or https:// URL",
+        ),
+        (
+            "[ledger]\nbackend = \"clickhouse\"\ndatabase = \"a-b\"\n",
+            "ledger.database: \"a-b\": use letters, digits and underscores",
+        ),
+        (
+            "[ledger]\nurl = \"http://x\"\n",
+            "ledger.url: only used with backend = \"clickhouse\"",
+        ),
+    ] {
+        let p = sb.write("bad.toml", toml);
+        let mut c = sb.bare_command();
+        c.arg("--config").arg(&p).args(["config", "check"]);
+        let o = c.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{toml}: {err}");
+    }
+}
+
+#[test]
+fn clickhouse_password_comes_from_the_environment() {
+    let sb = Sandbox::new();
+    let dir = sb.path().join("chdata");
+    let ch = Adapter::start(&python(), &dir, Some("pw-from-env")).expect("start the adapter");
+    let cfg = sb.write(
+        "c.toml",
+        format!(
+            "[ledger]\nbackend = \"clickhouse\"\nurl = \"{}\"\ndatabase = \"pw\"\npassword_env = \"MY_CH_PASSWORD\"\n",
+            ch.url
+        ),
+    );
+    let migrate = |pw: Option<&str>| {
+        let mut c = sb.bare_command();
+        c.arg("--config").arg(&cfg).args(["ledger", "migrate"]);
+        if let Some(p) = pw {
+            c.env("MY_CH_PASSWORD", p);
+        }
+        c.output().unwrap()
+    };
+    let bad = migrate(None);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("AUTHENTICATION_FAILED"),
+        "{err}"
+    );
+    // The password never appears in an error message.
+    let wrong = migrate(Some("not-it"));
+    assert!(!String::from_utf8_lossy(&wrong.stderr).contains("not-it"));
+    let ok = migrate(Some("pw-from-env"));
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        out.contains("database pw: migrated from version 0 to 2 (applied 1, 2)"),
+        "{out}"
+    );
+}
