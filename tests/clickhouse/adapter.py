@@ -68,6 +68,7 @@ HTTP_STATUS = {
 
 CODE_RE = re.compile(r"Code: (\d+)\.")
 FORMAT_RE = re.compile(r"\bFORMAT\s+([A-Za-z0-9]+)\s*;?\s*$", re.IGNORECASE)
+INSERT_FORMAT_RE = re.compile(r"^\s*(INSERT\s+INTO\s+.*?)\s+FORMAT\s+([A-Za-z0-9]+)\s*$", re.IGNORECASE | re.DOTALL)
 SETTING_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -111,22 +112,7 @@ class Engine:
 
     def execute(self, query, data, database, settings, params, default_format):
         with self.lock:
-            head = query.lstrip()[:16].upper()
-            is_insert = head.startswith("INSERT")
-            if not is_insert:
-                norm = self.normalised(query)
-                first = norm.split(None, 1)[0].upper() if norm else ""
-                if settings.get("readonly", "0") not in ("0", "") and first not in READ_ONLY_KEYWORDS:
-                    raise ClickHouseError(
-                        164,
-                        "Code: 164. DB::Exception: default: Cannot execute query in readonly mode. (READONLY)",
-                    )
-            elif settings.get("readonly", "0") not in ("0", ""):
-                raise ClickHouseError(
-                    164,
-                    "Code: 164. DB::Exception: default: Cannot execute query in readonly mode. (READONLY)",
-                )
-            sql = query if data is None else query + "\n" + data.decode("utf-8")
+            is_insert = query.lstrip()[:16].upper().startswith("INSERT")
             fmt = default_format or "TabSeparated"
             m = FORMAT_RE.search(query) if not is_insert else None
             if m:
@@ -139,7 +125,35 @@ class Engine:
                         continue
                     self._run("SET %s = %s" % (k, quote_setting(v)))
                     applied.append(k)
-                out = self._run(sql, fmt, params)
+                # Statement kind and multi-statement check, under this request's settings
+                # (max_query_size applies to the parser here as on a server).
+                if not is_insert:
+                    norm = self.normalised(query)
+                    first = norm.split(None, 1)[0].upper() if norm else ""
+                    if settings.get("readonly", "0") not in ("0", "") and first not in READ_ONLY_KEYWORDS:
+                        raise ClickHouseError(
+                            164,
+                            "Code: 164. DB::Exception: default: Cannot execute query in readonly mode. (READONLY)",
+                        )
+                elif settings.get("readonly", "0") not in ("0", ""):
+                    raise ClickHouseError(
+                        164,
+                        "Code: 164. DB::Exception: default: Cannot execute query in readonly mode. (READONLY)",
+                    )
+                m = INSERT_FORMAT_RE.match(query) if data is not None else None
+                if m:
+                    # Stream the body into the insert (chDB's inserter), as a server reads
+                    # the POST body: no copy of the data into the query text.
+                    try:
+                        ins = self.conn.send_insert(m.group(1), m.group(2))
+                        ins.append(data)
+                        ins.finish()
+                    except Exception as e:
+                        raise chdb_error(e)
+                    out = b""
+                else:
+                    sql = query if data is None else query + "\n" + data.decode("utf-8")
+                    out = self._run(sql, fmt, params)
             finally:
                 for k in applied:
                     try:

@@ -14,7 +14,7 @@
 //! everything in memory and sends it on `commit` (a writer dropped without commit sends
 //! nothing). Events already stored (or appended earlier in the same writer) are counted as
 //! duplicates and not sent, so the rollups never count an event twice. Events go in
-//! `JSONEachRow` batches of `batch_rows`, each with an `insert_deduplication_token`, so a
+//! `Native` blocks of `batch_rows` ([`crate::native`]), each with an `insert_deduplication_token`, so a
 //! retried batch that did land is not stored again.
 
 use std::collections::{HashMap, HashSet};
@@ -477,17 +477,24 @@ impl ClickHouseLedger {
     /// Event ids among `ids` that are stored already.
     fn stored_ids(&self, ids: &[&str]) -> Result<HashSet<String>> {
         let mut out = HashSet::new();
-        for chunk in ids.chunks(50_000) {
-            let mut sql = String::with_capacity(chunk.len() * 40 + 64);
-            sql.push_str("SELECT event_id FROM events WHERE event_id IN (");
-            for (i, id) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&quote(id));
+        // The ids are inlined (query parameters ride in the URL, too short for a batch), so
+        // the request raises the parser's max_query_size for this one query.
+        let settings: Params = vec![("max_query_size", "67108864".into())];
+        for chunk in ids.chunks(100_000) {
+            // One string literal holding the ids as TabSeparated rows, read by the format()
+            // table function: far cheaper to parse than a literal per id.
+            let mut sql = String::with_capacity(chunk.len() * 40 + 160);
+            sql.push_str(
+                "SELECT event_id FROM events WHERE event_id IN (SELECT id FROM format(TabSeparated, 'id String', ",
+            );
+            let mut rows = String::with_capacity(chunk.len() * 38);
+            for id in chunk {
+                push_tsv_str(&mut rows, id);
+                rows.push('\n');
             }
-            sql.push_str(") GROUP BY event_id");
-            for r in self.client.rows(&Request::new(&sql))? {
+            sql.push_str(&quote(&rows));
+            sql.push_str(")) GROUP BY event_id");
+            for r in self.client.rows(&Request::new(&sql).settings(&settings))? {
                 if let Some(Some(id)) = r.into_iter().next() {
                     out.insert(id);
                 }
@@ -974,20 +981,6 @@ fn json_compact_table(body: &[u8]) -> Result<SqlTable> {
     Ok(SqlTable { columns, rows })
 }
 
-/// A JSON value in an event row.
-fn push_map_str<'a>(out: &mut String, it: impl Iterator<Item = (&'a str, String)>) {
-    out.push('{');
-    for (i, (k, v)) in it.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_json_str(out, k);
-        out.push(':');
-        push_json_str(out, &v);
-    }
-    out.push('}');
-}
-
 fn push_opt(out: &mut String, key: &str, v: Option<&str>) {
     push_json_str(out, key);
     out.push(':');
@@ -1010,136 +1003,21 @@ fn push_num(out: &mut String, key: &str, v: Option<i128>) {
     out.push(',');
 }
 
-/// One event as a `JSONEachRow` line.
-fn encode_event(out: &mut String, e: &UsageEvent, ingested_at: &str, seq: u64) -> Result<()> {
-    let a = &e.attribution;
-    let p = &e.pricing;
-    let e12 = |c: Decimal| -> Result<i128> {
-        let v = to_scaled_e12(c)?;
-        if i64::try_from(v).is_err() {
-            return Err(LedgerError::Refused(format!(
-                "cost {c} of event {} is too large",
-                e.event_id
-            )));
-        }
-        Ok(v)
-    };
-    out.push('{');
-    push_opt(out, "event_id", Some(&e.event_id));
-    push_opt(out, "request_id", e.request_id.as_deref());
-    push_num(out, "attempt", Some(i128::from(e.attempt)));
-    push_opt(out, "parent_request_id", e.parent_request_id.as_deref());
-    push_opt(out, "occurred_at", Some(&ch_instant(e.occurred_at)));
-    push_opt(
-        out,
-        "completed_at",
-        e.completed_at.map(ch_instant).as_deref(),
-    );
-    push_opt(out, "trace_id", e.trace_id.as_deref());
-    push_opt(out, "span_id", e.span_id.as_deref());
-    push_opt(out, "session_id", e.session_id.as_deref());
-    push_opt(out, "team_id", a.team_id.as_deref());
-    push_opt(out, "cost_center", a.cost_center.as_deref());
-    push_opt(out, "service", a.service.as_deref());
-    push_opt(out, "feature", a.feature.as_deref());
-    push_opt(out, "environment", a.environment.map(|x| x.as_str()));
-    push_opt(out, "tenant_id", a.tenant_id.as_deref());
-    push_opt(out, "user_id", a.user_id.as_deref());
-    push_opt(out, "api_key_id", a.api_key_id.as_deref());
-    push_opt(out, "region", a.region.as_deref());
-    out.push_str("\"tags\":");
-    push_map_str(out, a.tags.iter().map(|(k, v)| (k.as_str(), v.clone())));
-    out.push(',');
-    push_opt(
-        out,
-        "attribution_status",
-        Some(e.attribution_status.as_str()),
-    );
-    push_opt(out, "provider", Some(&e.provider));
-    push_opt(out, "model_requested", e.model_requested.as_deref());
-    push_opt(out, "model", Some(&e.model));
-    push_opt(out, "operation", Some(e.operation.as_str()));
-    push_opt(out, "service_tier", e.service_tier.as_deref());
-    push_opt(out, "status", Some(e.status.as_str()));
-    push_num(out, "http_status", e.http_status.map(i128::from));
-    out.push_str(if e.streamed {
-        "\"streamed\":true,"
-    } else {
-        "\"streamed\":false,"
-    });
-    push_num(out, "latency_ms", e.latency_ms.map(i128::from));
-    push_num(out, "ttft_ms", e.ttft_ms.map(i128::from));
-    let u = &e.usage;
-    push_num(out, "input_tokens", Some(i128::from(u.input_tokens)));
-    push_num(
-        out,
-        "cache_read_tokens",
-        Some(i128::from(u.cache_read_tokens)),
-    );
-    push_num(
-        out,
-        "cache_write_tokens",
-        Some(i128::from(u.cache_write_tokens)),
-    );
-    push_num(
-        out,
-        "cache_write_1h_tokens",
-        Some(i128::from(u.cache_write_1h_tokens)),
-    );
-    push_num(out, "output_tokens", Some(i128::from(u.output_tokens)));
-    push_num(
-        out,
-        "reasoning_tokens",
-        Some(i128::from(u.reasoning_tokens)),
-    );
-    out.push_str("\"units\":");
-    push_map_str(
-        out,
-        u.units
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.normalize().to_string())),
-    );
-    out.push(',');
-    push_opt(out, "currency", Some(p.currency.as_str()));
-    match p.cost {
-        Some(c) => {
-            let b = &p.cost_breakdown;
-            push_opt(out, "cost", Some(&c.normalize().to_string()));
-            push_num(out, "cost_e12", Some(e12(c)?));
-            push_num(out, "cost_input_e12", Some(e12(b.input)?));
-            push_num(out, "cost_cache_read_e12", Some(e12(b.cache_read)?));
-            push_num(out, "cost_cache_write_e12", Some(e12(b.cache_write)?));
-            push_num(out, "cost_cache_write_1h_e12", Some(e12(b.cache_write_1h)?));
-            push_num(out, "cost_output_e12", Some(e12(b.output)?));
-            out.push_str("\"cost_units\":");
-            push_map_str(
-                out,
-                b.units
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.normalize().to_string())),
-            );
-            out.push(',');
-        }
-        None => {
-            push_opt(out, "cost", None);
-            for k in [
-                "cost_e12",
-                "cost_input_e12",
-                "cost_cache_read_e12",
-                "cost_cache_write_e12",
-                "cost_cache_write_1h_e12",
-                "cost_output_e12",
-            ] {
-                push_num(out, k, None);
-            }
-            out.push_str("\"cost_units\":{},");
+/// A string as a `TabSeparated` field.
+fn push_tsv_str(out: &mut String, s: &str) {
+    if !s.contains(['\\', '\t', '\n', '\r']) {
+        out.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
         }
     }
-    push_opt(out, "price_version", p.price_version.as_deref());
-    push_opt(out, "pricing_status", Some(p.pricing_status.as_str()));
-    push_opt(out, "ingested_at", Some(ingested_at));
-    let _ = writeln!(out, "\"seq\":{seq}}}");
-    Ok(())
 }
 
 /// The writer: buffers everything, sends on commit.
@@ -1151,8 +1029,9 @@ pub struct ClickHouseWriter<'l> {
     seq: u64,
     /// A token unique to this writer, the stem of each batch's deduplication token.
     token: String,
-    /// Encoded events, in batches of at most `batch_rows`.
-    batches: Vec<(usize, String)>,
+    now_ts: Timestamp,
+    /// Events in `Native` blocks of at most `batch_rows`.
+    batches: Vec<crate::native::EventBlock>,
     ids: HashSet<String>,
     price_versions: String,
     side: Vec<(&'static str, String)>,
@@ -1168,6 +1047,7 @@ impl<'l> ClickHouseWriter<'l> {
             now: ch_instant(now),
             seq: secs << 32,
             token: format!("tollgate-{}-{}", std::process::id(), next_id()),
+            now_ts: now,
             batches: Vec::new(),
             ids: HashSet::new(),
             price_versions: String::new(),
@@ -1184,11 +1064,23 @@ impl<'l> ClickHouseWriter<'l> {
     }
 
     fn insert(&self, table: &str, rows: &str, token: Option<String>) -> Result<()> {
+        self.insert_as(table, "JSONEachRow", rows.as_bytes(), token, &[])
+    }
+
+    fn insert_as(
+        &self,
+        table: &str,
+        format: &str,
+        rows: &[u8],
+        token: Option<String>,
+        extra: &[(&'static str, String)],
+    ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        let sql = format!("INSERT INTO {table} FORMAT JSONEachRow");
+        let sql = format!("INSERT INTO {table} FORMAT {format}");
         let mut settings: Params = vec![("input_format_skip_unknown_fields", "0".into())];
+        settings.extend(extra.iter().cloned());
         if let Some(t) = token {
             settings.push(("insert_deduplication_token", t));
             settings.push((
@@ -1198,7 +1090,7 @@ impl<'l> ClickHouseWriter<'l> {
         }
         self.ledger
             .client
-            .run(&Request::new(&sql).settings(&settings).data(rows.as_bytes()))?;
+            .run(&Request::new(&sql).settings(&settings).data(rows))?;
         Ok(())
     }
 }
@@ -1214,15 +1106,18 @@ impl LedgerWriter for ClickHouseWriter<'_> {
                 out.duplicates += 1;
                 continue;
             }
-            if self.batches.last().is_none_or(|(n, _)| *n >= batch_rows) {
-                self.batches.push((0, String::new()));
+            if self
+                .batches
+                .last()
+                .is_none_or(|b| b.rows() >= batch_rows as u64)
+            {
+                self.batches.push(crate::native::EventBlock::new());
             }
             let seq = self.seq;
             self.seq += 1;
-            let now = self.now.clone();
-            if let Some((n, buf)) = self.batches.last_mut() {
-                encode_event(buf, e, &now, seq)?;
-                *n += 1;
+            let now = self.now_ts;
+            if let Some(b) = self.batches.last_mut() {
+                b.push(e, now, seq)?;
             }
             self.ids.insert(e.event_id.clone());
             out.inserted += 1;
@@ -1397,8 +1292,15 @@ impl LedgerWriter for ClickHouseWriter<'_> {
             &self.price_versions,
             Some(format!("{}-pv", self.token)),
         )?;
-        for (i, (_, rows)) in self.batches.iter().enumerate() {
-            self.insert("events", rows, Some(format!("{}-ev{i}", self.token)))?;
+        let columns = crate::native::column_list();
+        for (i, b) in self.batches.iter().enumerate() {
+            self.insert_as(
+                &format!("events ({columns})"),
+                "Native",
+                &b.encode(),
+                Some(format!("{}-ev{i}", self.token)),
+                &[("low_cardinality_allow_in_native_format", "0".into())],
+            )?;
         }
         let mut inv = String::new();
         for i in &self.invoices {

@@ -16,6 +16,7 @@
 pub mod client;
 pub mod lease;
 pub mod ledger;
+pub mod native;
 pub mod schema;
 #[doc(hidden)]
 pub mod testing;

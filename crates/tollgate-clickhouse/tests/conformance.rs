@@ -169,3 +169,28 @@ fn leases_run_a_job_once() {
 fn cfg_url(url: &str, db: &str) -> ClickHouseConfig {
     ClickHouseConfig::new(url, db)
 }
+
+#[test]
+fn awkward_text_round_trips() {
+    let (_d, a) = start(None);
+    let mut l = ClickHouseLedger::open(cfg(&a, "text")).unwrap();
+    // Tabs, newlines, backslashes and quotes in a dimension, a tag key and value, and an id.
+    let odd = "a\tb\\c\nd'e\"f\r{}:,";
+    let mut e = event(1, "2026-07-01T10:00:00Z", Some(odd), 1, Some("0.5"));
+    e.attribution.tags.insert(odd.to_string(), odd.to_string());
+    e.request_id = Some(odd.to_string());
+    l.append(std::slice::from_ref(&e)).unwrap();
+    assert_eq!(l.get_event(&e.event_id).unwrap().unwrap(), e);
+    let q = SummaryQuery::new(
+        "2026-07-01T00:00:00Z".parse().unwrap(),
+        "2026-07-02T00:00:00Z".parse().unwrap(),
+        vec![Dim::Team],
+    )
+    .filter(Dim::Team, odd);
+    let rows = l.summarize(&q).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].keys, vec![odd.to_string()]);
+    // Appending it again is a duplicate, found by id.
+    let again = l.append(std::slice::from_ref(&e)).unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, 1));
+}
