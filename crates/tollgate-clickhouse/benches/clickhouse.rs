@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use tollgate_clickhouse::testing::{Adapter, python};
+use tollgate_clickhouse::testing::{Adapter, cpu_seconds, python};
 use tollgate_clickhouse::{ClickHouseConfig, ClickHouseLedger};
 use tollgate_ledger::conformance::event;
 use tollgate_ledger::{Dim, Ledger, SummaryQuery};
@@ -56,6 +56,7 @@ fn main() {
     let mut write_time = Duration::ZERO;
     let mut append_time = Duration::ZERO;
     let mut done: u64 = 0;
+    let (mut server_cpu, mut client_cpu) = (0.0f64, 0.0f64);
     let mut i: u64 = 0;
     while done < n {
         let t0 = Instant::now();
@@ -87,6 +88,7 @@ fn main() {
             })
             .collect();
         gen_time += t0.elapsed();
+        let cpu0 = (cpu_seconds(adapter.pid()), cpu_seconds(std::process::id()));
         let t1 = Instant::now();
         let mut w = l.writer().unwrap();
         let out = w.append(&evs).unwrap();
@@ -94,6 +96,11 @@ fn main() {
         w.commit().unwrap();
         write_time += t1.elapsed();
         append_time += t2 - t1;
+        let cpu1 = (cpu_seconds(adapter.pid()), cpu_seconds(std::process::id()));
+        if let (Some(a0), Some(a1), Some(b0), Some(b1)) = (cpu0.0, cpu1.0, cpu0.1, cpu1.1) {
+            server_cpu += a1 - a0;
+            client_cpu += b1 - b0;
+        }
         assert_eq!(out.inserted, k);
         done += k;
         if done.is_multiple_of(batch * 10) || done == n {
@@ -113,6 +120,11 @@ fn main() {
         write_time.as_secs_f64(),
         n as f64 / write_time.as_secs_f64(),
         gen_time.as_secs_f64()
+    );
+    println!(
+        "  CPU time while writing: adapter (chDB + HTTP server) {server_cpu:.1} s = {:.0} events per CPU-second; client (encoding, HTTP) {client_cpu:.1} s = {:.0} events per CPU-second",
+        n as f64 / server_cpu.max(0.01),
+        n as f64 / client_cpu.max(0.01)
     );
     let month_end: Timestamp = "2026-08-01T00:00:00Z".parse().unwrap();
     let queries = [
@@ -160,5 +172,22 @@ fn main() {
         "event_count (FINAL over all events): {c} in {:.3} s",
         t.elapsed().as_secs_f64()
     );
+    let parts = l
+        .query_sql(
+            "SELECT table, sum(rows), sum(bytes_on_disk), sum(data_uncompressed_bytes) FROM system.parts
+             WHERE database = 'bench' AND active AND table IN ('events', 'rollups') GROUP BY table ORDER BY table",
+        )
+        .unwrap();
+    for r in parts.rows {
+        let cell = |i: usize| r[i].to_string().parse::<f64>().unwrap_or(0.0);
+        println!(
+            "storage: {}: {} rows, {:.1} MB on disk ({:.0} bytes/row compressed, {:.0} uncompressed)",
+            r[0],
+            r[1],
+            cell(2) / 1e6,
+            cell(2) / cell(1).max(1.0),
+            cell(3) / cell(1).max(1.0)
+        );
+    }
     drop(adapter);
 }

@@ -643,8 +643,9 @@ impl Ledger for ClickHouseLedger {
     }
 
     fn query_sql(&self, sql: &str) -> Result<SqlTable> {
+        // readonly = 2: only reads, while the output settings below may still be set.
         let settings = [
-            ("readonly", "1".to_string()),
+            ("readonly", "2".to_string()),
             ("default_format", "JSONCompact".to_string()),
             ("output_format_json_quote_64bit_integers", "1".to_string()),
             ("output_format_json_quote_decimals", "1".to_string()),

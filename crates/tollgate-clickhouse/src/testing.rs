@@ -88,6 +88,24 @@ impl Adapter {
     }
 }
 
+impl Adapter {
+    /// The adapter's process id (benchmarks read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// CPU seconds (user + system) used so far by process `pid` (`/proc/PID/stat`; Linux), or
+/// `None` where unavailable.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 impl Drop for Adapter {
     fn drop(&mut self) {
         let _ = self.child.kill();
