@@ -127,15 +127,17 @@ class Engine:
                     applied.append(k)
                 # Statement kind and multi-statement check, under this request's settings
                 # (max_query_size applies to the parser here as on a server).
-                if not is_insert:
+                read_only = settings.get("readonly", "0") not in ("0", "")
+                # Without a ';' a query cannot hold two statements: parse only when it matters.
+                if not is_insert and (read_only or ";" in query):
                     norm = self.normalised(query)
                     first = norm.split(None, 1)[0].upper() if norm else ""
-                    if settings.get("readonly", "0") not in ("0", "") and first not in READ_ONLY_KEYWORDS:
+                    if read_only and first not in READ_ONLY_KEYWORDS:
                         raise ClickHouseError(
                             164,
                             "Code: 164. DB::Exception: default: Cannot execute query in readonly mode. (READONLY)",
                         )
-                elif settings.get("readonly", "0") not in ("0", ""):
+                elif is_insert and read_only:
                     raise ClickHouseError(
                         164,
                         "Code: 164. DB::Exception: default: Cannot execute query in readonly mode. (READONLY)",

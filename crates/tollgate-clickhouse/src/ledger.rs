@@ -493,7 +493,15 @@ impl ClickHouseLedger {
                 rows.push('\n');
             }
             sql.push_str(&quote(&rows));
-            sql.push_str(")) GROUP BY event_id");
+            // The batch's id range too, which the primary key (`ORDER BY event_id`) prunes by
+            // directly: gateway ids are UUIDv7, so a batch spans few granules.
+            let lo = chunk.iter().min().copied().unwrap_or("");
+            let hi = chunk.iter().max().copied().unwrap_or("");
+            sql.push_str(&format!(
+                ")) AND event_id >= {} AND event_id <= {} GROUP BY event_id",
+                quote(lo),
+                quote(hi)
+            ));
             for r in self.client.rows(&Request::new(&sql).settings(&settings))? {
                 if let Some(Some(id)) = r.into_iter().next() {
                     out.insert(id);

@@ -194,3 +194,85 @@ fn awkward_text_round_trips() {
     let again = l.append(std::slice::from_ref(&e)).unwrap();
     assert_eq!((again.inserted, again.duplicates), (0, 1));
 }
+
+/// The adapter speaks the documented subset of ClickHouse's HTTP interface
+/// (tests/clickhouse/README.md), checked over raw HTTP.
+#[test]
+fn adapter_speaks_the_documented_http_subset() {
+    let (_d, a) = start(None);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let get = |q: &str| {
+        let mut r = agent.get(format!("{}/{q}", a.url)).call().unwrap();
+        let code = r
+            .headers()
+            .get("X-ClickHouse-Exception-Code")
+            .map(|v| v.to_str().unwrap().to_string());
+        (
+            r.status().as_u16(),
+            code,
+            r.body_mut().read_to_string().unwrap(),
+        )
+    };
+    let post = |q: &str, body: &str| {
+        let mut r = agent.post(format!("{}/{q}", a.url)).send(body).unwrap();
+        let code = r
+            .headers()
+            .get("X-ClickHouse-Exception-Code")
+            .map(|v| v.to_str().unwrap().to_string());
+        (
+            r.status().as_u16(),
+            code,
+            r.body_mut().read_to_string().unwrap(),
+        )
+    };
+    assert_eq!(get("ping").2, "Ok.\n");
+    // Query in the URL, a typed parameter, FORMAT in the query.
+    let (s, _, body) = get(
+        "?query=SELECT%20%7Bx:UInt8%7D%20%2B%201%20AS%20y%20FORMAT%20TabSeparatedWithNames&param_x=41",
+    );
+    assert_eq!((s, body.as_str()), (200, "y\n42\n"));
+    // A default format, and a setting as a URL parameter (applied to this request only).
+    let (_, _, body) = post(
+        "?default_format=JSONEachRow&max_threads=3",
+        "SELECT getSetting('max_threads') AS t",
+    );
+    assert_eq!(body, "{\"t\":3}\n");
+    let (_, _, body) = post(
+        "?default_format=JSONEachRow",
+        "SELECT getSetting('max_threads') = 3 AS t",
+    );
+    assert_eq!(body, "{\"t\":0}\n");
+    // database=, an insert with its data in the body, an unknown table.
+    assert_eq!(post("", "CREATE DATABASE d").0, 200);
+    assert_eq!(
+        post(
+            "?database=d",
+            "CREATE TABLE t (a UInt64) ENGINE = MergeTree ORDER BY a"
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        post(
+            "?database=d&query=INSERT%20INTO%20t%20FORMAT%20TabSeparated",
+            "1\n2\n"
+        )
+        .0,
+        200
+    );
+    assert_eq!(post("?database=d", "SELECT sum(a) FROM t").2, "3\n");
+    let (s, code, body) = post("?database=d", "SELECT * FROM nope");
+    assert_eq!((s, code.as_deref()), (404, Some("60")));
+    assert!(body.starts_with("Code: 60. DB::Exception:"), "{body}");
+    // GET is read-only, as on a server; so is readonly=2; multi-statements are refused.
+    let (s, code, _) = get("?database=d&query=DROP%20TABLE%20t");
+    assert_eq!((s, code.as_deref()), (403, Some("164")));
+    let (s, code, _) = post("?database=d&readonly=2", "INSERT INTO t VALUES (5)");
+    assert_eq!((s, code.as_deref()), (403, Some("164")));
+    let (s, code, _) = post("?database=d", "SELECT 1; DROP TABLE t");
+    assert_eq!((s, code.as_deref()), (400, Some("62")));
+    assert_eq!(post("?database=d", "SELECT count() FROM t").2, "2\n");
+}
