@@ -276,3 +276,20 @@ fn adapter_speaks_the_documented_http_subset() {
     assert_eq!((s, code.as_deref()), (400, Some("62")));
     assert_eq!(post("?database=d", "SELECT count() FROM t").2, "2\n");
 }
+
+#[test]
+fn duplicates_are_found_below_and_above_the_largest_stored_id() {
+    let (_d, a) = start(None);
+    let mut l = ClickHouseLedger::open(cfg(&a, "ids")).unwrap();
+    let ev = |n: u32| event(n, "2026-07-01T10:00:00Z", Some("a"), 1, Some("1"));
+    // Ids 2 and 3 first; then 4 and 5 sort after everything stored (no lookup needed).
+    assert_eq!(l.append(&[ev(2), ev(3)]).unwrap().inserted, 2);
+    assert_eq!(l.append(&[ev(4), ev(5)]).unwrap().inserted, 2);
+    // 1 sorts below, 3 and 5 are stored, 6 is new: 2 inserted, 2 duplicates.
+    let out = l.append(&[ev(1), ev(3), ev(5), ev(6)]).unwrap();
+    assert_eq!((out.inserted, out.duplicates), (2, 2));
+    // Within one writer: the same id twice counts once.
+    let out = l.append(&[ev(7), ev(7)]).unwrap();
+    assert_eq!((out.inserted, out.duplicates), (1, 1));
+    assert_eq!(l.event_count().unwrap(), 7);
+}
