@@ -169,7 +169,15 @@ fn run() -> Result<()> {
                         .display()
                         .to_string())
             );
-            outln!("  data dir: {}", ctx.data_dir.display());
+            match &ctx.config.clickhouse {
+                Some(c) => outln!(
+                    "  ledger: ClickHouse {} database {} (password from ${})",
+                    c.url,
+                    c.database,
+                    c.password_env
+                ),
+                None => outln!("  data dir: {}", ctx.data_dir.display()),
+            }
             outln!("  reporting time zone: {}", ctx.config.timezone);
             for b in pricer.books() {
                 outln!("  rates: {} ({} entries)", b.name(), b.rates().len());
