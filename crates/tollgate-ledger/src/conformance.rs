@@ -107,6 +107,64 @@ pub fn run_all(make: &mut dyn FnMut() -> Box<dyn Ledger>) {
     annotations_budgets_and_users(make().as_mut());
     audit_scan_is_ordered_filtered_and_exact(make().as_mut());
     class_costs_add_up_to_the_cost(make().as_mut());
+    large_sums_and_tenant_filters(make().as_mut());
+}
+
+/// Month totals beyond what a 64-bit count of 10^-12 dollars holds, and summaries filtered by
+/// tenant and environment (the invoice's queries).
+pub fn large_sums_and_tenant_filters(l: &mut dyn Ledger) {
+    // Three events of $4,000,000 each in three different hours of tenant "big" (prod), one of
+    // $1 of tenant "small" (prod) and one of $2 of "big" in staging.
+    let mut evs = Vec::new();
+    for (n, at) in [
+        (1, "2026-07-01T01:00:00Z"),
+        (2, "2026-07-02T02:00:00Z"),
+        (3, "2026-07-03T03:00:00Z"),
+    ] {
+        let mut e = event(n, at, Some("a"), 1, Some("4000000"));
+        e.attribution.tenant_id = Some("big".into());
+        e.attribution.environment = Some(Environment::Prod);
+        evs.push(e);
+    }
+    let mut small = event(4, "2026-07-01T01:30:00Z", Some("a"), 1, Some("1"));
+    small.attribution.tenant_id = Some("small".into());
+    small.attribution.environment = Some(Environment::Prod);
+    let mut staging = event(5, "2026-07-01T01:40:00Z", Some("a"), 1, Some("2"));
+    staging.attribution.tenant_id = Some("big".into());
+    staging.attribution.environment = Some(Environment::Staging);
+    evs.extend([small, staging]);
+    l.append(&evs).unwrap();
+    let month = |filters: &[(Dim, &str)], by: Vec<Dim>| {
+        let mut q = SummaryQuery::new(
+            ts("2026-07-01T00:00:00Z"),
+            ts("2026-08-01T00:00:00Z"),
+            by,
+        );
+        for (d, v) in filters {
+            q = q.filter(*d, v);
+        }
+        l.summarize(&q).unwrap()
+    };
+    // big, prod: 3 x 4,000,000 = 12,000,000 (1.2e19 in 10^-12 dollars: more than i64's 9.2e18).
+    let rows = month(&[(Dim::Tenant, "big"), (Dim::Environment, "prod")], vec![]);
+    assert_eq!(rows[0].totals.cost().unwrap(), dec("12000000"));
+    assert_eq!(rows[0].totals.requests, 3);
+    // big, any environment: 12,000,000 + 2.
+    let rows = month(&[(Dim::Tenant, "big")], vec![Dim::Environment]);
+    let got: Vec<(String, Decimal)> = rows
+        .iter()
+        .map(|r| (r.keys[0].clone(), r.totals.cost().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("prod".into(), dec("12000000")),
+            ("staging".into(), dec("2"))
+        ]
+    );
+    // Everything: 12,000,000 + 1 + 2.
+    let rows = month(&[], vec![]);
+    assert_eq!(rows[0].totals.cost().unwrap(), dec("12000003"));
 }
 
 pub fn filters_and_sessions(l: &mut dyn Ledger) {

@@ -5,7 +5,7 @@
 //! integer in units of 1e-12 (what rollups sum). Unpriced events have both NULL, never 0.
 //! Events are guarded by triggers that refuse UPDATE and DELETE.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -262,6 +262,15 @@ BEGIN SELECT RAISE(ABORT, 'budget rows are history: record a new row instead'); 
         r#"
 CREATE INDEX events_sessions ON events(tenant_id, feature, environment, occurred_at, session_id)
 WHERE session_id IS NOT NULL;
+"#,
+    ),
+    (
+        6,
+        "covering index of the rollups per tenant and environment (invoices, tenant reports)",
+        r#"
+CREATE INDEX rollups_tenant ON rollups(tenant_id, environment, hour, feature, model,
+    attribution_status, pricing_status, requests, input_tokens, cache_read_tokens,
+    cache_write_tokens, cache_write_1h_tokens, output_tokens, reasoning_tokens, cost_e12);
 "#,
     ),
 ];
@@ -1021,6 +1030,58 @@ fn read_grouped(
     Ok(())
 }
 
+/// Reads ungrouped rollup rows (`ndims` key columns, then the eight totals) and sums them per
+/// key in Rust: no SQL sort, and i128 money sums that cannot overflow. Keys are looked up by a
+/// length-prefixed byte encoding in a reused buffer, so a row of a known group allocates nothing.
+fn read_summed(
+    conn: &Connection,
+    sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+    ndims: usize,
+    acc: &mut HashMap<Vec<String>, Totals>,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    let mut groups: HashMap<Vec<u8>, (Vec<String>, Totals)> = HashMap::new();
+    let mut key: Vec<u8> = Vec::with_capacity(64);
+    while let Some(r) = rows.next()? {
+        key.clear();
+        for i in 0..ndims {
+            let v = r.get_ref(i)?.as_bytes().map_err(rusqlite::Error::from)?;
+            key.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            key.extend_from_slice(v);
+        }
+        let n = |i: usize| -> Result<u64> {
+            let v: i64 = r.get(ndims + i)?;
+            u64::try_from(v).map_err(|_| corrupt("total", &v.to_string()))
+        };
+        let t = Totals {
+            requests: n(0)?,
+            input_tokens: n(1)?,
+            cache_read_tokens: n(2)?,
+            cache_write_tokens: n(3)?,
+            cache_write_1h_tokens: n(4)?,
+            output_tokens: n(5)?,
+            reasoning_tokens: n(6)?,
+            cost_e12: i128::from(r.get::<_, i64>(ndims + 7)?),
+        };
+        match groups.get_mut(key.as_slice()) {
+            Some((_, sum)) => sum.add(&t),
+            None => {
+                let mut keys = Vec::with_capacity(ndims);
+                for i in 0..ndims {
+                    keys.push(r.get::<_, String>(i)?);
+                }
+                groups.insert(key.clone(), (keys, t));
+            }
+        }
+    }
+    for (keys, t) in groups.into_values() {
+        acc.entry(keys).or_default().add(&t);
+    }
+    Ok(())
+}
+
 impl Ledger for SqliteLedger {
     fn writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>> {
         let now = format_instant((self.now)());
@@ -1070,17 +1131,14 @@ impl Ledger for SqliteLedger {
             let h0 = s0.div_euclid(3600) * 3600 + if on_hour { 0 } else { 3600 };
             let h1 = q.end.as_second().div_euclid(3600) * 3600;
             if h0 < h1 {
-                // Whole hours from rollups, grouped per day too so that no SQL sum overflows.
+                // Whole hours from the rollup rows themselves, summed in Rust (see
+                // `read_summed`); a tenant filter is served by the covering `rollups_tenant`.
                 let sql = format!(
-                    "SELECT {sel}SUM(requests), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_e12) FROM rollups WHERE hour >= ?1 AND hour < ?2{where_rollups} GROUP BY hour / 86400{}",
-                    group_cols
-                        .iter()
-                        .map(|c| format!(", {c}"))
-                        .collect::<String>()
+                    "SELECT {sel}requests, input_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens, reasoning_tokens, cost_e12 FROM rollups WHERE hour >= ?1 AND hour < ?2{where_rollups}"
                 );
                 let mut args: Vec<&dyn rusqlite::ToSql> = vec![&h0, &h1];
                 args.extend(filter_vals.iter().map(|v| v as &dyn rusqlite::ToSql));
-                read_grouped(&self.conn, &sql, &args, nd, &mut acc)?;
+                read_summed(&self.conn, &sql, &args, nd, &mut acc)?;
                 let t = |secs: i64| {
                     Timestamp::from_second(secs).map_err(|e| LedgerError::Corrupt(e.to_string()))
                 };
@@ -1105,39 +1163,42 @@ impl Ledger for SqliteLedger {
     }
 
     fn distinct_sessions(&self, q: &SummaryQuery) -> Result<Vec<(Vec<String>, u64)>> {
+        // Distinct values are counted here with hash sets, not by SQLite's COUNT(DISTINCT),
+        // whose temporary B-tree costs about six times the index scan (measured on the demo:
+        // 60 ms against 10 ms for 44k calls of one invoice line).
         let nd = q.group_by.len();
         let sel = group_select(&q.group_by);
         let filters = event_filters(&q.filters);
         let sql = format!(
-            "SELECT {sel}COUNT(DISTINCT session_id) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2 AND session_id IS NOT NULL AND session_id <> ''{filters}{}",
-            if nd == 0 {
-                String::new()
-            } else {
-                format!(
-                    " GROUP BY {}",
-                    (1..=nd)
-                        .map(|i| i.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
+            "SELECT {sel}session_id FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2 AND session_id IS NOT NULL AND session_id <> ''{filters}"
         );
         let (fa, fb) = (format_instant(q.start), format_instant(q.end));
         let mut args: Vec<&dyn rusqlite::ToSql> = vec![&fa, &fb];
         args.extend(q.filters.iter().map(|(_, v)| v as &dyn rusqlite::ToSql));
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(args.as_slice())?;
-        let mut out = Vec::new();
+        // Session ids come from requests, so the sets keep std's keyed (DoS-resistant) hasher.
+        let mut groups: HashMap<Vec<String>, HashSet<Box<[u8]>>> = HashMap::new();
+        let mut keys: Vec<String> = Vec::with_capacity(nd);
         while let Some(r) = rows.next()? {
-            let mut keys = Vec::with_capacity(nd);
+            keys.clear();
             for i in 0..nd {
                 keys.push(r.get::<_, String>(i)?);
             }
-            let n: i64 = r.get(nd)?;
-            if n > 0 {
-                out.push((keys, u64::try_from(n).unwrap_or(0)));
+            let session = r.get_ref(nd)?.as_bytes().map_err(rusqlite::Error::from)?;
+            let set = match groups.get_mut(&keys) {
+                Some(set) => set,
+                None => groups.entry(keys.clone()).or_default(),
+            };
+            if !set.contains(session) {
+                set.insert(session.into());
             }
         }
+        let mut out: Vec<(Vec<String>, u64)> = groups
+            .into_iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(k, s)| (k, s.len() as u64))
+            .collect();
         out.sort();
         Ok(out)
     }
