@@ -135,11 +135,7 @@ pub fn large_sums_and_tenant_filters(l: &mut dyn Ledger) {
     evs.extend([small, staging]);
     l.append(&evs).unwrap();
     let month = |filters: &[(Dim, &str)], by: Vec<Dim>| {
-        let mut q = SummaryQuery::new(
-            ts("2026-07-01T00:00:00Z"),
-            ts("2026-08-01T00:00:00Z"),
-            by,
-        );
+        let mut q = SummaryQuery::new(ts("2026-07-01T00:00:00Z"), ts("2026-08-01T00:00:00Z"), by);
         for (d, v) in filters {
             q = q.filter(*d, v);
         }
