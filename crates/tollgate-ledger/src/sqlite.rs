@@ -26,6 +26,9 @@ use crate::{
     SummaryRow, Totals,
 };
 
+#[path = "sqlite_books.rs"]
+mod books_impl;
+
 /// File name of the ledger inside the data directory.
 pub const LEDGER_FILE: &str = "ledger.sqlite";
 
@@ -262,6 +265,31 @@ BEGIN SELECT RAISE(ABORT, 'budget rows are history: record a new row instead'); 
         r#"
 CREATE INDEX events_sessions ON events(tenant_id, feature, environment, occurred_at, session_id)
 WHERE session_id IS NOT NULL;
+"#,
+    ),
+    (
+        6,
+        "reference data: owners of keys, projects, workspaces, principals and tags; the model dictionary; approvers",
+        r#"
+CREATE TABLE refdata (
+    id INTEGER PRIMARY KEY,
+    changed_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    team_id TEXT,
+    cost_center TEXT,
+    canonical_model TEXT,
+    provider TEXT,
+    role TEXT,
+    removed INTEGER NOT NULL,
+    changed_by TEXT NOT NULL,
+    note TEXT
+);
+CREATE INDEX refdata_kind_key ON refdata(kind, key, id);
+CREATE TRIGGER refdata_history_update BEFORE UPDATE ON refdata
+BEGIN SELECT RAISE(ABORT, 'reference data is history: record a new change instead'); END;
+CREATE TRIGGER refdata_history_delete BEFORE DELETE ON refdata
+BEGIN SELECT RAISE(ABORT, 'reference data is history: record a new change instead'); END;
 "#,
     ),
 ];
@@ -817,6 +845,10 @@ impl LedgerWriter for SqliteWriter<'_> {
             ],
         )?;
         Ok(())
+    }
+
+    fn record_refdata(&mut self, e: &crate::RefDataEntry) -> Result<i64> {
+        books_impl::record_refdata(&self.tx, &self.now, e)
     }
 
     fn commit(self: Box<Self>) -> Result<()> {
@@ -1413,6 +1445,35 @@ impl Ledger for SqliteLedger {
         }
         out.sort_by(|a, b| a.keys.cmp(&b.keys));
         Ok(out)
+    }
+
+    fn refdata(&self, as_of: Option<i64>) -> Result<Vec<crate::RefDataRecord>> {
+        books_impl::refdata(&self.conn, as_of)
+    }
+
+    fn refdata_history(
+        &self,
+        kind: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Vec<crate::RefDataRecord>> {
+        books_impl::refdata_history(&self.conn, kind, key)
+    }
+
+    fn bill_lines_in_force(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<Vec<crate::StoredBillLine>> {
+        books_impl::bill_lines_in_force(&self.conn, start, end)
+    }
+
+    fn usage_by_key(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        minute: bool,
+    ) -> Result<Vec<crate::KeyUsage>> {
+        books_impl::usage_by_key(&self.conn, start, end, minute)
     }
 
     fn price_versions(&self, ids: &[String]) -> Result<Vec<PriceVersionRecord>> {

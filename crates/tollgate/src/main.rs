@@ -18,6 +18,7 @@ mod cmd_focus;
 mod cmd_ingest;
 mod cmd_invoice;
 mod cmd_prices;
+mod cmd_refdata;
 mod cmd_report;
 mod cmd_sql;
 mod config;
@@ -89,6 +90,12 @@ enum Command {
         #[command(subcommand)]
         command: cmd_finance::BudgetsCommand,
     },
+    /// Reference data: owners of keys, projects, workspaces, principals and tags; the model
+    /// dictionary; approvers. Versioned, every change logged with who and when.
+    Refdata {
+        #[command(subcommand)]
+        command: cmd_refdata::RefdataCommand,
+    },
     /// Configuration.
     Config {
         #[command(subcommand)]
@@ -149,6 +156,7 @@ fn run() -> Result<()> {
         Command::Sql(a) => cmd_sql::run(&ctx, &a),
         Command::Annotate(a) => cmd_finance::annotate(&ctx, &a),
         Command::Budgets { command } => cmd_finance::budgets(&ctx, &command),
+        Command::Refdata { command } => cmd_refdata::run(&ctx, &command),
         Command::Config {
             command: ConfigCommand::Check,
         } => {

@@ -1,0 +1,179 @@
+//! The SQLite side of [`crate::books`]: reference data (migration 6), bill lines in force and
+//! usage per API key for reconciliation.
+
+use jiff::Timestamp;
+use rusqlite::{Connection, params};
+use tollgate_core::event::format_instant;
+
+use super::{corrupt, opt_str};
+use crate::{
+    BillLineRecord, KeyUsage, RefDataEntry, RefDataRecord, Result, StoredBillLine, Totals,
+};
+
+const REFDATA_COLUMNS: &str = "id, changed_at, kind, key, team_id, cost_center, canonical_model,
+    provider, role, removed, changed_by, note";
+
+fn refdata_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RefDataRecord> {
+    Ok(RefDataRecord {
+        version: r.get(0)?,
+        changed_at: r.get(1)?,
+        entry: RefDataEntry {
+            kind: r.get(2)?,
+            key: r.get(3)?,
+            team_id: opt_str(r, 4)?,
+            cost_center: opt_str(r, 5)?,
+            canonical_model: opt_str(r, 6)?,
+            provider: opt_str(r, 7)?,
+            role: opt_str(r, 8)?,
+            removed: r.get::<_, i64>(9)? != 0,
+            changed_by: r.get(10)?,
+            note: opt_str(r, 11)?,
+        },
+    })
+}
+
+pub(super) fn record_refdata(tx: &Connection, now: &str, e: &RefDataEntry) -> Result<i64> {
+    tx.execute(
+        "INSERT INTO refdata (changed_at, kind, key, team_id, cost_center, canonical_model,
+         provider, role, removed, changed_by, note)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            now,
+            e.kind,
+            e.key,
+            e.team_id,
+            e.cost_center,
+            e.canonical_model,
+            e.provider,
+            e.role,
+            i64::from(e.removed),
+            e.changed_by,
+            e.note
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub(super) fn refdata(conn: &Connection, as_of: Option<i64>) -> Result<Vec<RefDataRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {REFDATA_COLUMNS} FROM refdata r WHERE id = (
+             SELECT MAX(id) FROM refdata c WHERE c.kind = r.kind AND c.key = r.key AND c.id <= ?1)
+         AND removed = 0 ORDER BY kind, key"
+    ))?;
+    let rows = stmt.query_map([as_of.unwrap_or(i64::MAX)], refdata_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(super) fn refdata_history(
+    conn: &Connection,
+    kind: Option<&str>,
+    key: Option<&str>,
+) -> Result<Vec<RefDataRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {REFDATA_COLUMNS} FROM refdata
+         WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR key = ?2) ORDER BY id"
+    ))?;
+    let rows = stmt.query_map(params![kind, key], refdata_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(super) fn bill_lines_in_force(
+    conn: &Connection,
+    start: Timestamp,
+    end: Timestamp,
+) -> Result<Vec<StoredBillLine>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT i.bill_type, l.import_id, l.provider, l.line_kind, l.period_start, l.period_end,
+         l.model, l.token_class, l.tokens, l.quantity, l.unit, l.cost, l.currency, l.account,
+         l.project, l.workspace, l.api_key, l.principal, l.sku, l.service_tier, l.region, l.tags,
+         l.source_line
+         FROM current_bill_lines l JOIN bill_imports i ON i.id = l.import_id
+         WHERE l.period_start >= ?1 AND l.period_start < ?2 ORDER BY l.import_id, l.id",
+    )?;
+    let rows = stmt.query_map(params![format_instant(start), format_instant(end)], |r| {
+        let tokens: Option<i64> = r.get(8)?;
+        let line: i64 = r.get(22)?;
+        Ok(StoredBillLine {
+            bill_type: r.get(0)?,
+            import_id: r.get(1)?,
+            line: BillLineRecord {
+                provider: r.get(2)?,
+                line_kind: r.get(3)?,
+                period_start: r.get(4)?,
+                period_end: r.get(5)?,
+                model: opt_str(r, 6)?,
+                token_class: opt_str(r, 7)?,
+                tokens: tokens.map(|t| u64::try_from(t).unwrap_or(0)),
+                quantity: opt_str(r, 9)?,
+                unit: opt_str(r, 10)?,
+                cost: opt_str(r, 11)?,
+                currency: r.get(12)?,
+                account: opt_str(r, 13)?,
+                project: opt_str(r, 14)?,
+                workspace: opt_str(r, 15)?,
+                api_key: opt_str(r, 16)?,
+                principal: opt_str(r, 17)?,
+                sku: opt_str(r, 18)?,
+                service_tier: opt_str(r, 19)?,
+                region: opt_str(r, 20)?,
+                tags: opt_str(r, 21)?,
+                source_line: u64::try_from(line).unwrap_or(0),
+            },
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(super) fn usage_by_key(
+    conn: &Connection,
+    start: Timestamp,
+    end: Timestamp,
+    minute: bool,
+) -> Result<Vec<KeyUsage>> {
+    // occurred_at is `YYYY-MM-DDTHH:MM:SS.ffffffZ`: its first 13 (16) characters name the hour
+    // (minute).
+    let width = if minute { 16 } else { 13 };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT provider, model, substr(occurred_at, 1, {width}), COALESCE(api_key_id, ''),
+         COALESCE(team_id, ''), COALESCE(cost_center, ''), COUNT(*), SUM(input_tokens),
+         SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens),
+         SUM(output_tokens), SUM(reasoning_tokens), COALESCE(SUM(cost_e12), 0),
+         SUM(cost_e12 IS NULL)
+         FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2
+         GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6"
+    ))?;
+    let mut rows = stmt.query(params![format_instant(start), format_instant(end)])?;
+    let mut out = Vec::new();
+    let suffix = if minute {
+        ":00.000000Z"
+    } else {
+        ":00:00.000000Z"
+    };
+    while let Some(r) = rows.next()? {
+        let n = |i: usize| -> Result<u64> {
+            let v: i64 = r.get(i)?;
+            u64::try_from(v).map_err(|_| corrupt("total", &v.to_string()))
+        };
+        let bucket: String = r.get(2)?;
+        out.push(KeyUsage {
+            provider: r.get(0)?,
+            model: r.get(1)?,
+            bucket: format!("{bucket}{suffix}"),
+            api_key_id: r.get(3)?,
+            team_id: r.get(4)?,
+            cost_center: r.get(5)?,
+            totals: Totals {
+                requests: n(6)?,
+                input_tokens: n(7)?,
+                cache_read_tokens: n(8)?,
+                cache_write_tokens: n(9)?,
+                cache_write_1h_tokens: n(10)?,
+                output_tokens: n(11)?,
+                reasoning_tokens: n(12)?,
+                cost_e12: i128::from(r.get::<_, i64>(13)?),
+            },
+            unpriced: n(14)?,
+        });
+    }
+    Ok(out)
+}
