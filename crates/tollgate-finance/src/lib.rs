@@ -16,6 +16,7 @@ pub mod cfo;
 pub mod digest;
 pub mod focus;
 pub mod invoice;
+pub mod reconcile;
 pub mod standing;
 pub mod summary;
 

@@ -18,6 +18,7 @@ mod cmd_focus;
 mod cmd_ingest;
 mod cmd_invoice;
 mod cmd_prices;
+mod cmd_reconcile;
 mod cmd_refdata;
 mod cmd_report;
 mod cmd_sql;
@@ -90,6 +91,9 @@ enum Command {
         #[command(subcommand)]
         command: cmd_finance::BudgetsCommand,
     },
+    /// Compare the ledger with the imported provider bills: variance per row and team, each
+    /// flagged difference classified.
+    Reconcile(cmd_reconcile::ReconcileArgs),
     /// Reference data: owners of keys, projects, workspaces, principals and tags; the model
     /// dictionary; approvers. Versioned, every change logged with who and when.
     Refdata {
@@ -156,6 +160,7 @@ fn run() -> Result<()> {
         Command::Sql(a) => cmd_sql::run(&ctx, &a),
         Command::Annotate(a) => cmd_finance::annotate(&ctx, &a),
         Command::Budgets { command } => cmd_finance::budgets(&ctx, &command),
+        Command::Reconcile(a) => cmd_reconcile::run(&ctx, &a),
         Command::Refdata { command } => cmd_refdata::run(&ctx, &command),
         Command::Config {
             command: ConfigCommand::Check,

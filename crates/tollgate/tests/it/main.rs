@@ -25,6 +25,7 @@ mod ingest;
 mod ingest_errors;
 mod invoice;
 mod price;
+mod reconcile;
 mod refdata;
 mod report;
 mod sql;
