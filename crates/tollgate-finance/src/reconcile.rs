@@ -26,7 +26,8 @@
 //!
 //! **Classes** (first that applies, in this order; docs/reconcile.md):
 //! 1. `timezone_cutoff`: the row's variance is within the threshold when the ledger's day
-//!    boundary moves to the company's time zone;
+//!    boundary moves to the company's time zone (unless re-pricing, step 5, leaves a smaller
+//!    residual: then `stale_rate`);
 //! 2. `unknown_model_alias`: the bill's model name is neither in the model dictionary nor a
 //!    model the ledger knows for that provider (and, for the ledger-side row of the same
 //!    provider, day and key, those unknown-name bill rows bring it within the threshold);
@@ -448,9 +449,16 @@ impl Draft {
         for r in self.rec.rows.iter_mut().filter(|r| r.flagged) {
             let k = r.key.clone();
             let within = |ledger: Decimal, bill: Decimal| !t.exceeded(ledger, bill);
+            // When both the company-time-zone days and today's rates explain the row, the
+            // one leaving the smaller residual wins.
+            let stale_residual = repriced
+                .get(&k)
+                .filter(|_| r.ledger.present && r.bill.present && tokens_agree(r, &t))
+                .map(|c| (r.bill.cost - *c).abs());
             if tz_differs {
                 let lc = self.ledger_company.get(&k).cloned().unwrap_or_default();
-                if within(lc.cost, r.bill.cost) {
+                let tz_residual = (r.bill.cost - lc.cost).abs();
+                if within(lc.cost, r.bill.cost) && stale_residual.is_none_or(|s| tz_residual <= s) {
                     r.class = Some(Class::TimezoneCutoff);
                     r.note = format!(
                         "ledger by {} days: {}",

@@ -23,6 +23,7 @@ mod cmd_refdata;
 mod cmd_report;
 mod cmd_sql;
 mod config;
+mod demo_bills;
 mod demo_data;
 mod fx;
 mod output;

@@ -220,3 +220,65 @@ fn defaults_flag_only_above_500_dollars_and_no_bill_is_an_error() {
         .to_string();
     assert!(err.contains("no bill in the ledger for 2026-08"), "{err}");
 }
+
+/// The demo plants four discrepancies in the bills of its own traffic; its reconciliation names
+/// each one, and only those classes appear.
+#[test]
+fn the_demo_finds_and_names_its_planted_discrepancies() {
+    let sb = Sandbox::new();
+    let dir = sb.path().join("demo");
+    let out = sb
+        .run(&["demo", "--dir", path_str(&dir), "--events", "20000"])
+        .ok()
+        .to_string();
+    let rec: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("reports/reconcile-2026-10.json")).unwrap(),
+    )
+    .unwrap();
+    let rows = rec["rows"].as_array().unwrap();
+    let class_of = |key: &str, day: &str| -> Vec<Value> {
+        rows.iter()
+            .filter(|r| r["key"] == key && r["day"] == day && r["flagged"] == true)
+            .map(|r| r["class"].clone())
+            .collect()
+    };
+    // key_legacy_etl: 2M gpt-4o input tokens at 2.50/M = 5.00 on each of the 7th-9th.
+    for d in ["07", "08", "09"] {
+        assert_eq!(
+            class_of("key_legacy_etl", &format!("2026-10-{d}")),
+            vec!["unmapped_key"]
+        );
+    }
+    let legacy = rows.iter().find(|r| r["key"] == "key_legacy_etl").unwrap();
+    assert_eq!(legacy["bill"]["cost"], "5");
+    // The notebook's gpt-5 calls on the 21st-22nd, owned by team-analytics.
+    for d in ["21", "22"] {
+        assert_eq!(
+            class_of("key_analytics_notebook", &format!("2026-10-{d}")),
+            vec!["missing_in_ledger"]
+        );
+    }
+    // Sonnet from the 25th: some rows flagged, every flagged one a stale rate.
+    let sonnet: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["model"] == "claude-sonnet-4-5" && r["flagged"] == true)
+        .collect();
+    assert!(!sonnet.is_empty());
+    assert!(
+        sonnet
+            .iter()
+            .all(|r| r["class"] == "stale_rate" && r["day"].as_str().unwrap() >= "2026-10-25")
+    );
+    // The Tokyo-cut OpenAI days: some flagged rows, all timezone_cutoff.
+    assert!(rec["classes"]["timezone_cutoff"].as_u64().unwrap() > 0);
+    for c in [
+        "unknown_model_alias",
+        "missing_in_bill",
+        "tagging_failure",
+        "provider_delta",
+    ] {
+        assert_eq!(rec["classes"][c], 0, "{c}");
+    }
+    assert!(out.contains("-> unmapped_key (3 rows)"), "{out}");
+    assert!(out.contains("reports/variance-2026-10.txt"), "{out}");
+}
