@@ -75,3 +75,65 @@ pub struct KeyUsage {
     /// Events without a cost.
     pub unpriced: u64,
 }
+
+/// A close or reopen of a period (`tollgate close` / `tollgate reopen`), as logged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeriodAction {
+    /// `YYYY-MM`.
+    pub period: String,
+    /// `close` or `reopen`.
+    pub action: String,
+    pub reason: Option<String>,
+    pub by: String,
+    /// At a close: the booked figures frozen (JSON), for the record.
+    pub snapshot: Option<String>,
+}
+
+/// A logged period action with its id and instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeriodActionRecord {
+    pub id: i64,
+    /// Ledger instant text (UTC).
+    pub at: String,
+    pub action: PeriodAction,
+}
+
+/// A booked amount that is not an event: an approved adjustment, a re-pricing correction, a
+/// shared-cost allocation. Never edited; a reversal is another row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Adjustment {
+    /// The period it is booked in (`YYYY-MM`).
+    pub period: String,
+    /// `adjustment`, `reprice` or `allocation`.
+    pub kind: String,
+    pub team_id: String,
+    pub cost_center: Option<String>,
+    /// Exact decimal text; negative for a credit.
+    pub amount: String,
+    pub currency: String,
+    pub reason: String,
+    /// The approver's key (adjustments).
+    pub approver: Option<String>,
+    pub requested_by: String,
+    /// What it refers to: the period it corrects when booked later (a late correction), the
+    /// rate file of a re-pricing, ...
+    pub source: Option<String>,
+    /// Details (JSON), e.g. the re-priced rows.
+    pub detail: Option<String>,
+}
+
+/// A stored adjustment with its id and instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdjustmentRecord {
+    pub id: i64,
+    pub recorded_at: String,
+    pub adjustment: Adjustment,
+}
+
+/// Usage per team and cost center (for booking late events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamUsage {
+    pub team_id: String,
+    pub cost_center: String,
+    pub totals: Totals,
+}

@@ -109,6 +109,7 @@ pub fn run_all(make: &mut dyn FnMut() -> Box<dyn Ledger>) {
     class_costs_add_up_to_the_cost(make().as_mut());
     refdata_is_versioned_history(make().as_mut());
     usage_by_key_and_bill_lines_in_force(make().as_mut());
+    close_log_adjustments_and_late_usage(make().as_mut());
 }
 
 pub fn filters_and_sessions(l: &mut dyn Ledger) {
@@ -900,4 +901,72 @@ pub fn usage_by_key_and_bill_lines_in_force(l: &mut dyn Ledger) {
     assert_eq!(b[0].bill_type, "openai-usage");
     assert_eq!(b[0].line.tokens, Some(150));
     assert_eq!(b[0].line.api_key.as_deref(), Some("k1"));
+}
+
+pub fn close_log_adjustments_and_late_usage(l: &mut dyn Ledger) {
+    let mut w = l.writer().unwrap();
+    let close = crate::PeriodAction {
+        period: "2026-07".into(),
+        action: "close".into(),
+        reason: None,
+        by: "ana".into(),
+        snapshot: Some("{}".into()),
+    };
+    w.record_period_action(&close).unwrap();
+    w.record_period_action(&crate::PeriodAction {
+        action: "reopen".into(),
+        reason: Some("late bill".into()),
+        snapshot: None,
+        ..close.clone()
+    })
+    .unwrap();
+    w.record_period_action(&crate::PeriodAction {
+        period: "2026-08".into(),
+        ..close.clone()
+    })
+    .unwrap();
+    let adj = crate::Adjustment {
+        period: "2026-07".into(),
+        kind: "adjustment".into(),
+        team_id: "a".into(),
+        amount: "-12.50".into(),
+        currency: "USD".into(),
+        reason: "credit".into(),
+        approver: Some("key_cfo".into()),
+        requested_by: "ana".into(),
+        ..Default::default()
+    };
+    w.record_adjustment(&adj).unwrap();
+    w.commit().unwrap();
+    let log = l.period_actions(Some("2026-07")).unwrap();
+    let actions: Vec<&str> = log.iter().map(|r| r.action.action.as_str()).collect();
+    assert_eq!(actions, vec!["close", "reopen"]);
+    assert_eq!(log[1].action.reason.as_deref(), Some("late bill"));
+    assert_eq!(l.period_actions(None).unwrap().len(), 3);
+    let adjs = l.adjustments(Some("2026-07")).unwrap();
+    assert_eq!(adjs.len(), 1);
+    assert_eq!(adjs[0].adjustment, adj);
+    assert!(l.adjustments(Some("2026-08")).unwrap().is_empty());
+    assert!(l.query_sql("DELETE FROM adjustments").is_err());
+    assert!(l.query_sql("DELETE FROM period_log").is_err());
+    // Late usage: events ingested after an instant, per team; 1.5 + 2 = 3.5 for team a.
+    l.append(&[
+        event(1, "2026-07-01T10:00:00Z", Some("a"), 10, Some("1.5")),
+        event(2, "2026-07-02T10:00:00Z", Some("a"), 20, Some("2")),
+        event(3, "2026-08-01T00:00:00Z", Some("a"), 40, Some("4")),
+    ])
+    .unwrap();
+    let (s, e) = (ts("2026-07-01T00:00:00Z"), ts("2026-08-01T00:00:00Z"));
+    let late = l
+        .usage_ingested_after(s, e, "2000-01-01T00:00:00.000000Z")
+        .unwrap();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].team_id, "a");
+    assert_eq!(late[0].totals.input_tokens, 30);
+    assert_eq!(late[0].totals.cost().unwrap(), dec("3.5"));
+    assert!(
+        l.usage_ingested_after(s, e, "9999-01-01T00:00:00.000000Z")
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -19,7 +19,10 @@ pub mod books;
 pub mod conformance;
 pub mod sqlite;
 
-pub use books::{KeyUsage, REFDATA_KINDS, RefDataEntry, RefDataRecord, StoredBillLine};
+pub use books::{
+    Adjustment, AdjustmentRecord, KeyUsage, PeriodAction, PeriodActionRecord, REFDATA_KINDS,
+    RefDataEntry, RefDataRecord, StoredBillLine, TeamUsage,
+};
 
 use jiff::Timestamp;
 use rust_decimal::Decimal;
@@ -486,6 +489,10 @@ pub trait LedgerWriter {
     /// Records one change of reference data (a new row; the newest per kind and key is in
     /// force); returns its version.
     fn record_refdata(&mut self, e: &RefDataEntry) -> Result<i64>;
+    /// Logs a close or reopen of a period; returns its id.
+    fn record_period_action(&mut self, a: &PeriodAction) -> Result<i64>;
+    /// Records an adjustment, correction or allocation (a new row); returns its id.
+    fn record_adjustment(&mut self, a: &Adjustment) -> Result<i64>;
     /// Makes everything written so far durable and visible.
     fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -581,6 +588,20 @@ pub trait Ledger {
     /// (`minute`: per minute), read from the raw events; sorted by its keys.
     fn usage_by_key(&self, start: Timestamp, end: Timestamp, minute: bool)
     -> Result<Vec<KeyUsage>>;
+
+    /// The close/reopen log (of one period, or all), oldest first.
+    fn period_actions(&self, period: Option<&str>) -> Result<Vec<PeriodActionRecord>>;
+    /// Adjustments booked in a period (all when None), oldest first.
+    fn adjustments(&self, period: Option<&str>) -> Result<Vec<AdjustmentRecord>>;
+    /// Usage per team and cost center of the events with `start <= occurred_at < end` that
+    /// were ingested after the instant `after` (ledger instant text): the late events of a
+    /// period closed at `after`. Sorted by team and cost center.
+    fn usage_ingested_after(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        after: &str,
+    ) -> Result<Vec<TeamUsage>>;
 
     /// Appends and commits in one go.
     fn append(&mut self, events: &[UsageEvent]) -> Result<AppendOutcome> {

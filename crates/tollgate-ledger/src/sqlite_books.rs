@@ -177,3 +177,132 @@ pub(super) fn usage_by_key(
     }
     Ok(out)
 }
+
+pub(super) fn record_period_action(
+    tx: &Connection,
+    now: &str,
+    a: &crate::PeriodAction,
+) -> Result<i64> {
+    tx.execute(
+        "INSERT INTO period_log (period, action, reason, by, at, snapshot)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![a.period, a.action, a.reason, a.by, now, a.snapshot],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub(super) fn record_adjustment(tx: &Connection, now: &str, a: &crate::Adjustment) -> Result<i64> {
+    tx.execute(
+        "INSERT INTO adjustments (period, kind, team_id, cost_center, amount, currency, reason,
+         approver, requested_by, source, detail, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            a.period,
+            a.kind,
+            a.team_id,
+            a.cost_center,
+            a.amount,
+            a.currency,
+            a.reason,
+            a.approver,
+            a.requested_by,
+            a.source,
+            a.detail,
+            now
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub(super) fn period_actions(
+    conn: &Connection,
+    period: Option<&str>,
+) -> Result<Vec<crate::PeriodActionRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, period, action, reason, by, snapshot FROM period_log
+         WHERE ?1 IS NULL OR period = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![period], |r| {
+        Ok(crate::PeriodActionRecord {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            action: crate::PeriodAction {
+                period: r.get(2)?,
+                action: r.get(3)?,
+                reason: opt_str(r, 4)?,
+                by: r.get(5)?,
+                snapshot: opt_str(r, 6)?,
+            },
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(super) fn adjustments(
+    conn: &Connection,
+    period: Option<&str>,
+) -> Result<Vec<crate::AdjustmentRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, recorded_at, period, kind, team_id, cost_center, amount, currency, reason,
+         approver, requested_by, source, detail FROM adjustments
+         WHERE ?1 IS NULL OR period = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![period], |r| {
+        Ok(crate::AdjustmentRecord {
+            id: r.get(0)?,
+            recorded_at: r.get(1)?,
+            adjustment: crate::Adjustment {
+                period: r.get(2)?,
+                kind: r.get(3)?,
+                team_id: r.get(4)?,
+                cost_center: opt_str(r, 5)?,
+                amount: r.get(6)?,
+                currency: r.get(7)?,
+                reason: r.get(8)?,
+                approver: opt_str(r, 9)?,
+                requested_by: r.get(10)?,
+                source: opt_str(r, 11)?,
+                detail: opt_str(r, 12)?,
+            },
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(super) fn usage_ingested_after(
+    conn: &Connection,
+    start: Timestamp,
+    end: Timestamp,
+    after: &str,
+) -> Result<Vec<crate::TeamUsage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT COALESCE(team_id, ''), COALESCE(cost_center, ''), COUNT(*), SUM(input_tokens),
+         SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens),
+         SUM(output_tokens), SUM(reasoning_tokens), COALESCE(SUM(cost_e12), 0)
+         FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2 AND ingested_at > ?3
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )?;
+    let mut rows = stmt.query(params![format_instant(start), format_instant(end), after])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let n = |i: usize| -> Result<u64> {
+            let v: i64 = r.get(i)?;
+            u64::try_from(v).map_err(|_| corrupt("total", &v.to_string()))
+        };
+        out.push(crate::TeamUsage {
+            team_id: r.get(0)?,
+            cost_center: r.get(1)?,
+            totals: Totals {
+                requests: n(2)?,
+                input_tokens: n(3)?,
+                cache_read_tokens: n(4)?,
+                cache_write_tokens: n(5)?,
+                cache_write_1h_tokens: n(6)?,
+                output_tokens: n(7)?,
+                reasoning_tokens: n(8)?,
+                cost_e12: i128::from(r.get::<_, i64>(9)?),
+            },
+        });
+    }
+    Ok(out)
+}

@@ -11,6 +11,7 @@
 
 mod cmd_audit;
 mod cmd_cfo;
+mod cmd_close;
 mod cmd_demo;
 mod cmd_digest;
 mod cmd_finance;
@@ -95,6 +96,14 @@ enum Command {
     /// Compare the ledger with the imported provider bills: variance per row and team, each
     /// flagged difference classified.
     Reconcile(cmd_reconcile::ReconcileArgs),
+    /// Month-end close: freeze a period's booked figures (late events go to the next open one).
+    Close(cmd_close::CloseArgs),
+    /// Reopen a closed period (logged with the reason).
+    Reopen(cmd_close::ReopenArgs),
+    /// Record an approved adjustment for a team in an open period.
+    Adjust(cmd_close::AdjustArgs),
+    /// What is booked in a period: usage, late events, adjustments, corrections; the close log.
+    Books(cmd_close::BooksArgs),
     /// Reference data: owners of keys, projects, workspaces, principals and tags; the model
     /// dictionary; approvers. Versioned, every change logged with who and when.
     Refdata {
@@ -162,6 +171,10 @@ fn run() -> Result<()> {
         Command::Annotate(a) => cmd_finance::annotate(&ctx, &a),
         Command::Budgets { command } => cmd_finance::budgets(&ctx, &command),
         Command::Reconcile(a) => cmd_reconcile::run(&ctx, &a),
+        Command::Close(a) => cmd_close::close(&ctx, &a),
+        Command::Reopen(a) => cmd_close::reopen(&ctx, &a),
+        Command::Adjust(a) => cmd_close::adjust(&ctx, &a),
+        Command::Books(a) => cmd_close::books(&ctx, &a),
         Command::Refdata { command } => cmd_refdata::run(&ctx, &command),
         Command::Config {
             command: ConfigCommand::Check,

@@ -16,6 +16,7 @@ mod bills;
 mod broken_pipe;
 mod catalog;
 mod cfo;
+mod close;
 mod demo;
 mod digest;
 mod finance;

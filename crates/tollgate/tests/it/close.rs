@@ -1,0 +1,172 @@
+//! Month-end close: `close` freezes a period's booked figures, late events go to the next open
+//! period flagged late, `adjust` needs an approver and an open period, `reopen` is logged;
+//! nothing is edited in place.
+
+use serde_json::{Value, json};
+
+use crate::support::{Sandbox, event, jsonl};
+
+/// Calls of 200,000 input tokens of seed-model: 0.15 each before the 16th (0.75/M), 0.20 from
+/// the 16th (1/M); never above the 200,000 tier.
+fn calls(sb: &Sandbox, file: &str, first: u32, spec: &[(&str, &str)]) {
+    let evs: Vec<_> = spec
+        .iter()
+        .enumerate()
+        .map(|(i, (at, team))| {
+            event(
+                first + i as u32,
+                json!({"occurred_at": at, "team_id": team, "cost_center": format!("CC-{team}"),
+                       "input_tokens": 200_000}),
+            )
+        })
+        .collect();
+    sb.write(file, jsonl(&evs));
+    sb.ingest(file);
+}
+
+fn books(sb: &Sandbox, period: &str) -> Value {
+    sb.run(&["books", "--period", period, "--format", "json"])
+        .json()
+}
+
+#[test]
+fn close_freezes_late_events_move_on_and_reopen_is_logged() {
+    let sb = Sandbox::new();
+    calls(
+        &sb,
+        "july.jsonl",
+        1,
+        &[
+            ("2026-07-10T10:00:00Z", "a"),
+            ("2026-07-10T11:00:00Z", "a"),
+            ("2026-07-11T10:00:00Z", "b"),
+        ],
+    );
+    sb.run(&["refdata", "set", "approver", "key_cfo", "--by", "cfo"])
+        .ok();
+    // Not an approver: refused, nothing recorded.
+    let err = sb
+        .run(&[
+            "adjust",
+            "--period",
+            "2026-07",
+            "--team",
+            "a",
+            "--amount",
+            "-0.05",
+            "--reason",
+            "outage credit",
+            "--approver",
+            "key_intern",
+        ])
+        .fails()
+        .to_string();
+    assert!(err.contains("not a key with the approver role"), "{err}");
+    sb.run(&[
+        "adjust",
+        "--period",
+        "2026-07",
+        "--team",
+        "a",
+        "--amount",
+        "-0.05",
+        "--reason",
+        "outage credit",
+        "--approver",
+        "key_cfo",
+        "--by",
+        "ana",
+    ])
+    .ok();
+    // Booked: a 0.15 + 0.15 = 0.30, b 0.15, adjustment -0.05: 0.40.
+    let b = books(&sb, "2026-07");
+    assert_eq!(b["closed"], false);
+    assert_eq!(b["total"], "0.4");
+    let out = sb
+        .run(&["close", "--period", "2026-07", "--by", "ana"])
+        .ok()
+        .to_string();
+    assert!(out.contains("2026-07 closed by ana"), "{out}");
+    assert!(
+        sb.run(&["close", "--period", "2026-07"])
+            .fails()
+            .contains("already closed")
+    );
+    // A late event of July (0.20 on the 20th) arrives after the close.
+    calls(&sb, "late.jsonl", 10, &[("2026-07-20T10:00:00Z", "a")]);
+    let july = books(&sb, "2026-07");
+    assert_eq!(july["closed"], true);
+    assert_eq!(july["total"], "0.4");
+    let aug = books(&sb, "2026-08");
+    assert_eq!(aug["total"], "0.2");
+    assert_eq!(aug["lines"][0]["kind"], "late");
+    assert_eq!(aug["lines"][0]["source_period"], "2026-07");
+    assert_eq!(aug["lines"][0]["team"], "a");
+    // No adjustment lands in a closed period.
+    let err = sb
+        .run(&[
+            "adjust",
+            "--period",
+            "2026-07",
+            "--team",
+            "b",
+            "--amount",
+            "1",
+            "--reason",
+            "x",
+            "--approver",
+            "key_cfo",
+        ])
+        .fails()
+        .to_string();
+    assert!(
+        err.contains("2026-07 is closed") && err.contains("2026-08"),
+        "{err}"
+    );
+    // Reopen (logged with its reason): July is live again, 0.40 + 0.20 = 0.60; August has no
+    // late line any more.
+    assert!(
+        sb.run(&["reopen", "--period", "2026-08", "--reason", "x"])
+            .fails()
+            .contains("not closed")
+    );
+    sb.run(&[
+        "reopen",
+        "--period",
+        "2026-07",
+        "--reason",
+        "late bill",
+        "--by",
+        "cfo",
+    ])
+    .ok();
+    assert_eq!(books(&sb, "2026-07")["total"], "0.6");
+    assert_eq!(books(&sb, "2026-08")["total"], "0");
+    sb.run(&["close", "--period", "2026-07", "--by", "ana"])
+        .ok();
+    let july = books(&sb, "2026-07");
+    assert_eq!(july["total"], "0.6");
+    let log: Vec<(String, String)> = july["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap().into(),
+                r["by"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        log,
+        vec![
+            ("close".into(), "ana".into()),
+            ("reopen".into(), "cfo".into()),
+            ("close".into(), "ana".into())
+        ]
+    );
+    // Nothing was edited: 4 events, 1 adjustment, 3 log rows; the tables refuse edits.
+    assert_eq!(sb.event_count(), 4);
+    assert_eq!(sb.sql("SELECT COUNT(*) AS n FROM adjustments")[0]["n"], 1);
+    assert!(sb.run(&["sql", "DELETE FROM period_log"]).code != Some(0));
+}
