@@ -22,6 +22,7 @@ mod cmd_prices;
 mod cmd_reconcile;
 mod cmd_refdata;
 mod cmd_report;
+mod cmd_reprice;
 mod cmd_sql;
 mod config;
 mod demo_bills;
@@ -104,6 +105,8 @@ enum Command {
     Adjust(cmd_close::AdjustArgs),
     /// What is booked in a period: usage, late events, adjustments, corrections; the close log.
     Books(cmd_close::BooksArgs),
+    /// Re-price a period under the rates given with --prices: corrections recorded, events untouched.
+    Reprice(cmd_reprice::RepriceArgs),
     /// Reference data: owners of keys, projects, workspaces, principals and tags; the model
     /// dictionary; approvers. Versioned, every change logged with who and when.
     Refdata {
@@ -175,6 +178,7 @@ fn run() -> Result<()> {
         Command::Reopen(a) => cmd_close::reopen(&ctx, &a),
         Command::Adjust(a) => cmd_close::adjust(&ctx, &a),
         Command::Books(a) => cmd_close::books(&ctx, &a),
+        Command::Reprice(a) => cmd_reprice::run(&ctx, &a),
         Command::Refdata { command } => cmd_refdata::run(&ctx, &command),
         Command::Config {
             command: ConfigCommand::Check,

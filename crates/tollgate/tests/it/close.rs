@@ -170,3 +170,75 @@ fn close_freezes_late_events_move_on_and_reopen_is_logged() {
     assert_eq!(sb.sql("SELECT COUNT(*) AS n FROM adjustments")[0]["n"], 1);
     assert!(sb.run(&["sql", "DELETE FROM period_log"]).code != Some(0));
 }
+
+#[test]
+fn reprice_records_corrections_once_and_books_a_closed_period_forward() {
+    let sb = Sandbox::new();
+    calls(
+        &sb,
+        "july.jsonl",
+        1,
+        &[
+            ("2026-07-20T10:00:00Z", "a"),
+            ("2026-07-21T10:00:00Z", "a"),
+            ("2026-07-10T10:00:00Z", "b"),
+        ],
+    );
+    let v2 = crate::support::SEED_RATES.replacen(
+        "input_per_mtok = \"1\"",
+        "input_per_mtok = \"2.5\"",
+        1,
+    );
+    let v2 = sb.write("v2.toml", v2);
+    let v2 = v2.to_str().unwrap();
+    let r = sb
+        .run(&[
+            "--prices", v2, "reprice", "--period", "2026-07", "--format", "json", "--by", "ana",
+        ])
+        .json();
+    // a: 2 calls x 200,000 tokens x 2.5/M = 1.00 instead of 2 x 0.20 = 0.40: +0.60. b's call on
+    // the 10th keeps 0.75/M.
+    assert_eq!(r["total"]["difference"], "0.6");
+    assert_eq!(r["corrections_recorded"], 1);
+    assert_eq!(r["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(r["rows"][0]["team"], "a");
+    // Again: already corrected, nothing recorded.
+    let again = sb
+        .run(&[
+            "--prices", v2, "reprice", "--period", "2026-07", "--format", "json",
+        ])
+        .json();
+    assert_eq!(again["corrections_recorded"], 0);
+    // Booked: 0.40 + 0.15 + 0.60 = 1.15; the events keep their 0.55.
+    assert_eq!(books(&sb, "2026-07")["total"], "1.15");
+    assert_eq!(
+        sb.sql("SELECT SUM(cost_e12) AS c FROM events")[0]["c"],
+        550_000_000_000i64
+    );
+    // Closed July, re-priced at 3.5/M: 2 x 0.70 = 1.40 - 0.40 = 1.00 in all, 0.60 already
+    // booked: 0.40 more, booked in August (the next open period) as a correction of July.
+    sb.run(&["close", "--period", "2026-07"]).ok();
+    let v3 = crate::support::SEED_RATES.replacen(
+        "input_per_mtok = \"1\"",
+        "input_per_mtok = \"3.5\"",
+        1,
+    );
+    let v3 = sb.write("v3.toml", v3);
+    let r = sb
+        .run(&[
+            "--prices",
+            v3.to_str().unwrap(),
+            "reprice",
+            "--period",
+            "2026-07",
+            "--format",
+            "json",
+        ])
+        .json();
+    assert_eq!(r["booked_in"], "2026-08");
+    assert_eq!(books(&sb, "2026-07")["total"], "1.15");
+    let aug = books(&sb, "2026-08");
+    assert_eq!(aug["total"], "0.4");
+    assert_eq!(aug["lines"][0]["kind"], "reprice");
+    assert_eq!(aug["lines"][0]["source_period"], "2026-07");
+}
