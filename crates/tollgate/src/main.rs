@@ -11,6 +11,7 @@
 
 mod cmd_audit;
 mod cmd_cfo;
+mod cmd_chargeback;
 mod cmd_close;
 mod cmd_demo;
 mod cmd_digest;
@@ -107,6 +108,10 @@ enum Command {
     Books(cmd_close::BooksArgs),
     /// Re-price a period under the rates given with --prices: corrections recorded, events untouched.
     Reprice(cmd_reprice::RepriceArgs),
+    /// Allocate shared costs (usage without an owner, a pool team) to teams, to the cent.
+    Allocate(cmd_chargeback::AllocateArgs),
+    /// The chargeback journal: debit and credit lines per cost center, CSV for an ERP import.
+    Journal(cmd_chargeback::JournalArgs),
     /// Reference data: owners of keys, projects, workspaces, principals and tags; the model
     /// dictionary; approvers. Versioned, every change logged with who and when.
     Refdata {
@@ -179,6 +184,8 @@ fn run() -> Result<()> {
         Command::Adjust(a) => cmd_close::adjust(&ctx, &a),
         Command::Books(a) => cmd_close::books(&ctx, &a),
         Command::Reprice(a) => cmd_reprice::run(&ctx, &a),
+        Command::Allocate(a) => cmd_chargeback::allocate_cmd(&ctx, &a),
+        Command::Journal(a) => cmd_chargeback::journal(&ctx, &a),
         Command::Refdata { command } => cmd_refdata::run(&ctx, &command),
         Command::Config {
             command: ConfigCommand::Check,

@@ -242,3 +242,95 @@ fn reprice_records_corrections_once_and_books_a_closed_period_forward() {
     assert_eq!(aug["lines"][0]["kind"], "reprice");
     assert_eq!(aug["lines"][0]["source_period"], "2026-07");
 }
+
+#[test]
+fn shared_costs_are_allocated_to_the_cent_and_the_journal_balances() {
+    let sb = Sandbox::new();
+    // a: 2 calls (0.30, CC-a), b: 1 call (0.15, CC-b), one call without a team (0.15).
+    calls(
+        &sb,
+        "july.jsonl",
+        1,
+        &[
+            ("2026-07-10T10:00:00Z", "a"),
+            ("2026-07-10T11:00:00Z", "a"),
+            ("2026-07-11T10:00:00Z", "b"),
+        ],
+    );
+    let unowned = event(
+        9,
+        json!({"occurred_at": "2026-07-12T10:00:00Z", "team_id": null,
+                                 "input_tokens": 200_000}),
+    );
+    sb.write("unowned.jsonl", jsonl(&[unowned]));
+    sb.ingest("unowned.jsonl");
+    // 0.15 evenly between a and b: 15 cents / 2 = 7 each, remainder 1 each; the tie goes to a:
+    // a 0.08, b 0.07.
+    let out = sb
+        .run(&["allocate", "--period", "2026-07", "--method", "even"])
+        .ok()
+        .to_string();
+    assert!(
+        out.contains("0.15 of usage without a team allocated by even"),
+        "{out}"
+    );
+    let again = sb
+        .run(&["allocate", "--period", "2026-07", "--method", "even"])
+        .ok()
+        .to_string();
+    assert!(again.contains("nothing left to allocate"), "{again}");
+    let b = books(&sb, "2026-07");
+    assert_eq!(b["total"], "0.6");
+    let alloc: Vec<(String, String)> = b["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == "allocation")
+        .map(|l| {
+            (
+                l["team"].as_str().unwrap().into(),
+                l["amount"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        alloc,
+        vec![
+            ("".into(), "-0.15".into()),
+            ("a".into(), "0.08".into()),
+            ("b".into(), "0.07".into())
+        ]
+    );
+    // Journal in EUR at 0.9: CC-a (0.30 + 0.08) x 0.9 = 0.342, CC-b (0.15 + 0.07) x 0.9 = 0.198;
+    // total 0.54 = 54 cents; 34 r.2 and 19 r.8: the leftover cent to CC-b: 0.34 and 0.20.
+    let csv = sb
+        .run(&[
+            "journal",
+            "--period",
+            "2026-07",
+            "--currency",
+            "EUR",
+            "--fx-rate",
+            "0.9",
+        ])
+        .ok()
+        .to_string();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "journal_id,date,period,line,cost_center,account,debit,credit,currency,memo"
+    );
+    assert_eq!(
+        lines[1],
+        "LLM-2026-07,2026-07-31,2026-07,1,CC-a,LLM-USAGE,0.34,0.00,EUR,LLM usage chargeback 2026-07"
+    );
+    assert_eq!(
+        lines[2],
+        "LLM-2026-07,2026-07-31,2026-07,2,CC-b,LLM-USAGE,0.20,0.00,EUR,LLM usage chargeback 2026-07"
+    );
+    assert_eq!(
+        lines[3],
+        "LLM-2026-07,2026-07-31,2026-07,3,CLEARING,LLM-CLEARING,0.00,0.54,EUR,LLM providers 2026-07"
+    );
+    assert_eq!(lines.len(), 4);
+}
