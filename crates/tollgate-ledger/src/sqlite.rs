@@ -1521,7 +1521,7 @@ impl Ledger for SqliteLedger {
         end: Timestamp,
         minute: bool,
     ) -> Result<Vec<crate::KeyUsage>> {
-        books_impl::usage_by_key(&self.conn, start, end, minute)
+        books_impl::usage_by_key_ledger(self, start, end, minute)
     }
 
     fn period_actions(&self, period: Option<&str>) -> Result<Vec<crate::PeriodActionRecord>> {

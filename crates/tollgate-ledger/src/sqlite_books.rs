@@ -124,12 +124,101 @@ pub(super) fn bill_lines_in_force(
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-pub(super) fn usage_by_key(
-    conn: &Connection,
+/// [`crate::Ledger::usage_by_key`]: over 200k events, the range is cut into time slices read by
+/// two (or more) snapshot readers at once (as the audit export does), and the groups of the
+/// slices are summed; otherwise one query on the ledger's connection.
+pub(super) fn usage_by_key_ledger(
+    l: &super::SqliteLedger,
     start: Timestamp,
     end: Timestamp,
     minute: bool,
 ) -> Result<Vec<KeyUsage>> {
+    let plan = super::AuditScanPlan {
+        readers: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+        slice_rows: 1 << 20,
+        parallel_min_rows: 200_000,
+    };
+    usage_by_key_with(l, start, end, minute, plan)
+}
+
+pub(super) fn usage_by_key_with(
+    l: &super::SqliteLedger,
+    start: Timestamp,
+    end: Timestamp,
+    minute: bool,
+    plan: super::AuditScanPlan,
+) -> Result<Vec<KeyUsage>> {
+    if end <= start {
+        return Ok(Vec::new());
+    }
+    let (a, b) = (format_instant(start), format_instant(end));
+    if plan.readers >= 2
+        && let Some(slices) = super::audit_slices(&l.conn, (start, end), &a, &b, plan)?
+        && let Some(readers) = super::snapshot_readers(&l.path, plan.readers)?
+    {
+        let n = readers.len();
+        let parts: Vec<Result<Vec<KeyUsage>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = readers
+                .into_iter()
+                .enumerate()
+                .map(|(i, conn)| {
+                    let slices = &slices;
+                    s.spawn(move || -> Result<Vec<KeyUsage>> {
+                        let mut out = Vec::new();
+                        for (sa, sb) in slices.iter().skip(i).step_by(n) {
+                            out.extend(usage_by_key(&conn, sa, sb, minute)?);
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(crate::LedgerError::Corrupt("a reader thread failed".into()))
+                    })
+                })
+                .collect()
+        });
+        let mut merged: std::collections::BTreeMap<
+            (String, String, String, String, String, String),
+            (Totals, u64),
+        > = std::collections::BTreeMap::new();
+        for part in parts {
+            for u in part? {
+                let e = merged
+                    .entry((
+                        u.provider,
+                        u.model,
+                        u.bucket,
+                        u.api_key_id,
+                        u.team_id,
+                        u.cost_center,
+                    ))
+                    .or_default();
+                e.0.add(&u.totals);
+                e.1 += u.unpriced;
+            }
+        }
+        return Ok(merged
+            .into_iter()
+            .map(|(k, (totals, unpriced))| KeyUsage {
+                provider: k.0,
+                model: k.1,
+                bucket: k.2,
+                api_key_id: k.3,
+                team_id: k.4,
+                cost_center: k.5,
+                totals,
+                unpriced,
+            })
+            .collect());
+    }
+    usage_by_key(&l.conn, &a, &b, minute)
+}
+
+fn usage_by_key(conn: &Connection, a: &str, b: &str, minute: bool) -> Result<Vec<KeyUsage>> {
     // occurred_at is `YYYY-MM-DDTHH:MM:SS.ffffffZ`: its first 13 (16) characters name the hour
     // (minute).
     let width = if minute { 16 } else { 13 };
@@ -142,7 +231,7 @@ pub(super) fn usage_by_key(
          FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2
          GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6"
     ))?;
-    let mut rows = stmt.query(params![format_instant(start), format_instant(end)])?;
+    let mut rows = stmt.query(params![a, b])?;
     let mut out = Vec::new();
     let suffix = if minute {
         ":00.000000Z"
@@ -305,4 +394,46 @@ pub(super) fn usage_ingested_after(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::Ledger;
+    use crate::conformance::event;
+
+    #[test]
+    fn parallel_slices_sum_to_the_single_query() {
+        let d = tempfile::tempdir().unwrap();
+        let mut l = super::super::SqliteLedger::open(d.path()).unwrap();
+        let evs: Vec<_> = (0..60u32)
+            .map(|n| {
+                let at = format!("2026-07-01T{:02}:{:02}:00Z", n % 24, n % 60);
+                event(
+                    n + 1,
+                    &at,
+                    Some(if n % 3 == 0 { "a" } else { "b" }),
+                    u64::from(n),
+                    Some("0.5"),
+                )
+            })
+            .collect();
+        l.append(&evs).unwrap();
+        let (s, e): (Timestamp, Timestamp) = (
+            "2026-07-01T00:00:00Z".parse().unwrap(),
+            "2026-07-02T00:00:00Z".parse().unwrap(),
+        );
+        let one = usage_by_key(&l.conn, &format_instant(s), &format_instant(e), false).unwrap();
+        let plan = super::super::AuditScanPlan {
+            readers: 2,
+            slice_rows: 7,
+            parallel_min_rows: 2,
+        };
+        let many = usage_by_key_with(&l, s, e, false, plan).unwrap();
+        assert_eq!(one, many);
+        // 60 events of 0.5: 30 in all.
+        let total: i128 = many.iter().map(|u| u.totals.cost_e12).sum();
+        assert_eq!(total, 30_000_000_000_000);
+    }
 }
