@@ -259,6 +259,9 @@ impl Reconciliation {
     }
 }
 
+/// Values tokens per class of (provider, canonical model) at an instant.
+pub type ValueTokens<'a> = dyn Fn(&str, &str, Timestamp, &[u64; 5]) -> Option<Decimal> + 'a;
+
 /// What the comparison reads.
 pub struct Inputs<'a> {
     pub period: String,
@@ -277,7 +280,7 @@ pub struct Inputs<'a> {
     pub thresholds: Thresholds,
     /// Values tokens per class of (provider, canonical model) at an instant, for usage-only
     /// bills; None when no rate covers them.
-    pub value_tokens: &'a dyn Fn(&str, &str, Timestamp, &[u64; 5]) -> Option<Decimal>,
+    pub value_tokens: &'a ValueTokens<'a>,
 }
 
 /// Reference data resolved for lookups.
@@ -473,28 +476,27 @@ impl Draft {
                 r.note = format!("model {:?} is not in the model dictionary", k.model);
                 continue;
             }
-            if !r.bill.present || r.ledger.cost > r.bill.cost {
-                if let Some(a) = alias_sum.get(&(k.provider.clone(), k.day, k.key.clone()))
-                    && within(r.ledger.cost, r.bill.cost + a.cost)
-                {
-                    r.class = Some(Class::UnknownModelAlias);
-                    r.note = "billed under a model name the dictionary lacks".into();
-                    continue;
-                }
+            let ledger_side = !r.bill.present || r.ledger.cost > r.bill.cost;
+            if ledger_side
+                && let Some(a) = alias_sum.get(&(k.provider.clone(), k.day, k.key.clone()))
+                && within(r.ledger.cost, r.bill.cost + a.cost)
+            {
+                r.class = Some(Class::UnknownModelAlias);
+                r.note = "billed under a model name the dictionary lacks".into();
+                continue;
             }
             if self.unmapped.contains(&k) {
                 r.class = Some(Class::UnmappedKey);
                 r.note = format!("{} has no owner in the reference data", k.key);
                 continue;
             }
-            if !r.bill.present || r.ledger.cost > r.bill.cost {
-                if let Some(u) = unmapped_sum.get(&(k.provider.clone(), k.model.clone(), k.day))
-                    && within(r.ledger.cost, r.bill.cost + u.cost)
-                {
-                    r.class = Some(Class::UnmappedKey);
-                    r.note = "billed under a key with no owner in the reference data".into();
-                    continue;
-                }
+            if ledger_side
+                && let Some(u) = unmapped_sum.get(&(k.provider.clone(), k.model.clone(), k.day))
+                && within(r.ledger.cost, r.bill.cost + u.cost)
+            {
+                r.class = Some(Class::UnmappedKey);
+                r.note = "billed under a key with no owner in the reference data".into();
+                continue;
             }
             // The opposite-signed variances of the other keys offset this one.
             let v = r.variance();

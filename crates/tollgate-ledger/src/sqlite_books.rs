@@ -181,10 +181,8 @@ pub(super) fn usage_by_key_with(
                 })
                 .collect()
         });
-        let mut merged: std::collections::BTreeMap<
-            (String, String, String, String, String, String),
-            (Totals, u64),
-        > = std::collections::BTreeMap::new();
+        let mut merged: std::collections::BTreeMap<KeyOf, (Totals, u64)> =
+            std::collections::BTreeMap::new();
         for part in parts {
             for u in part? {
                 let e = merged
@@ -217,6 +215,9 @@ pub(super) fn usage_by_key_with(
     }
     usage_by_key(&l.conn, &a, &b, minute)
 }
+
+/// (provider, model, bucket, API key, team, cost center).
+type KeyOf = (String, String, String, String, String, String);
 
 fn usage_by_key(conn: &Connection, a: &str, b: &str, minute: bool) -> Result<Vec<KeyUsage>> {
     // occurred_at is `YYYY-MM-DDTHH:MM:SS.ffffffZ`: its first 13 (16) characters name the hour

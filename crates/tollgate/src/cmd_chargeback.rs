@@ -181,13 +181,16 @@ pub fn allocate_cmd(ctx: &Ctx, a: &AllocateArgs) -> Result<()> {
     Ok(())
 }
 
-/// The journal lines: (cost center, account, debit, credit, memo), in the reporting currency.
+/// One journal line: (cost center, account, debit, credit, memo).
+pub type JournalLine = (String, String, Decimal, Decimal, String);
+
+/// The journal lines, in the reporting currency.
 pub fn journal_lines(
     per_cc: &BTreeMap<String, Decimal>,
     rate: Decimal,
     dp: u32,
     a: &JournalArgs,
-) -> Result<Vec<(String, String, Decimal, Decimal, String)>> {
+) -> Result<Vec<JournalLine>> {
     let converted: Vec<(String, Decimal)> = per_cc
         .iter()
         .map(|(cc, v)| (cc.clone(), *v * rate))
@@ -197,9 +200,8 @@ pub fn journal_lines(
     // once. Otherwise each line is rounded and the clearing line balances them.
     let rounded: Vec<(String, Decimal)> =
         if converted.iter().all(|c| c.1 >= Decimal::ZERO) && !total.is_zero() {
-            let parts = allocate(total, &Method::UsageShare(converted.clone()), dp)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            parts
+            allocate(total, &Method::UsageShare(converted.clone()), dp)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
         } else {
             converted
                 .iter()

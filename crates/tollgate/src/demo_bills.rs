@@ -263,7 +263,10 @@ pub fn write(
     Ok(vec![("openai-costs", oa), ("anthropic-cost", an)])
 }
 
-fn by_day(lines: &Lines) -> BTreeMap<Date, Vec<(&String, &String, usize, u64, Decimal)>> {
+/// (key or workspace, billed model, class index, tokens, cost).
+type DayLine<'a> = (&'a String, &'a String, usize, u64, Decimal);
+
+fn by_day(lines: &Lines) -> BTreeMap<Date, Vec<DayLine<'_>>> {
     let mut m: BTreeMap<Date, Vec<_>> = BTreeMap::new();
     for ((d, who, model, c), (n, cost)) in lines {
         m.entry(*d).or_default().push((who, model, *c, *n, *cost));
