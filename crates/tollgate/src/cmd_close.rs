@@ -273,6 +273,24 @@ pub fn adjust(ctx: &Ctx, a: &AdjustArgs) -> Result<()> {
         Some(c) => Some(c.clone()),
         None => team_cost_center(ctx, &l, &a.period, &a.team)?,
     };
+    // The same adjustment again (period, team, amount, currency, reason, approver) is not
+    // recorded twice: re-running the command changes nothing.
+    if let Some(r) = l.adjustments(Some(&a.period))?.iter().find(|r| {
+        let x = &r.adjustment;
+        x.kind == "adjustment"
+            && x.team_id == a.team
+            && x.amount == amount.normalize().to_string()
+            && x.currency == currency.as_str()
+            && x.reason == a.reason
+            && x.approver.as_deref() == Some(a.approver.as_str())
+    }) {
+        outln!(
+            "adjustment #{}: already recorded (at {}); nothing changed (use another --reason for a second one)",
+            r.id,
+            r.recorded_at
+        );
+        return Ok(());
+    }
     let by = who(a.by.as_deref());
     let mut w = l.writer()?;
     let id = w.record_adjustment(&Adjustment {

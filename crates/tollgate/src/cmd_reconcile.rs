@@ -47,7 +47,8 @@ pub struct ReconcileArgs {
     /// ... and above this amount (default: reconcile.threshold_amount, else 500).
     #[arg(long)]
     pub threshold_amount: Option<String>,
-    /// Also write the one-page variance report (text) to this file.
+    /// Also write the one-page variance report to this file: PDF when it ends in .pdf, else
+    /// text.
     #[arg(long)]
     pub report: Option<PathBuf>,
 }
@@ -544,13 +545,25 @@ pub fn variance_report(rec: &Reconciliation) -> String {
     s
 }
 
+/// The variance report for `path`: a one-page PDF for `.pdf`, else text.
+pub fn report_bytes(rec: &Reconciliation, path: &std::path::Path) -> Result<Vec<u8>> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("pdf"))
+    {
+        Ok(tollgate_pdf::variance::render(rec)?)
+    } else {
+        Ok(variance_report(rec).into_bytes())
+    }
+}
+
 pub fn run(ctx: &Ctx, a: &ReconcileArgs) -> Result<()> {
     if a.format == Format::Xlsx {
         bail!("--format xlsx: reconciliation is offered as table, csv or json");
     }
     let rec = build(ctx, a)?;
     if let Some(p) = &a.report {
-        write_atomic(p, variance_report(&rec).as_bytes())?;
+        write_atomic(p, &report_bytes(&rec, p)?)?;
     }
     let bytes = match a.format {
         Format::Csv => csv_bytes(&rec)?,

@@ -421,6 +421,9 @@ pub fn run_step(
         write_atomic(&p, &bytes)?;
         written.push(p);
     }
+    let pdf = reports.join(format!("variance-{label}.pdf"));
+    write_atomic(&pdf, &crate::cmd_reconcile::report_bytes(&rec, &pdf)?)?;
+    written.push(pdf);
     let _ = writeln!(
         out,
         "\n== Reconciliation {label}: ledger {} vs bills {} USD, {} of {} rows flagged (max(3 %, {THRESHOLD_AMOUNT} USD); days cut in {COMPANY_TZ} tested) ==",

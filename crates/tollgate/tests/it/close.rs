@@ -62,7 +62,7 @@ fn close_freezes_late_events_move_on_and_reopen_is_logged() {
         .fails()
         .to_string();
     assert!(err.contains("not a key with the approver role"), "{err}");
-    sb.run(&[
+    let adjust = [
         "adjust",
         "--period",
         "2026-07",
@@ -76,8 +76,10 @@ fn close_freezes_late_events_move_on_and_reopen_is_logged() {
         "key_cfo",
         "--by",
         "ana",
-    ])
-    .ok();
+    ];
+    sb.run(&adjust).ok();
+    // The same adjustment again records nothing.
+    assert!(sb.run(&adjust).ok().contains("already recorded"));
     // Booked: a 0.15 + 0.15 = 0.30, b 0.15, adjustment -0.05: 0.40.
     let b = books(&sb, "2026-07");
     assert_eq!(b["closed"], false);

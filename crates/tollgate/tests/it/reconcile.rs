@@ -187,6 +187,23 @@ fn reruns_are_identical_and_formats_agree() {
         path_str(&report),
     ])
     .ok();
+    // The PDF variance report is one page.
+    let pdf = sb.path().join("variance.pdf");
+    sb.run(&[
+        "--prices",
+        path_str(&v2),
+        "reconcile",
+        "--period",
+        "2026-07",
+        "--threshold-amount",
+        "1",
+        "--report",
+        path_str(&pdf),
+    ])
+    .ok();
+    let bytes = std::fs::read(&pdf).unwrap();
+    assert!(bytes.starts_with(b"%PDF"));
+    assert_eq!(crate::cfo::pages(&bytes), 1);
     let text = std::fs::read_to_string(&report).unwrap();
     assert!(text.contains("VARIANCE REPORT 2026-07"), "{text}");
     assert!(
