@@ -26,6 +26,9 @@ use crate::{
     SummaryRow, Totals,
 };
 
+#[path = "sqlite_books.rs"]
+mod books_impl;
+
 /// File name of the ledger inside the data directory.
 pub const LEDGER_FILE: &str = "ledger.sqlite";
 
@@ -266,6 +269,71 @@ WHERE session_id IS NOT NULL;
     ),
     (
         6,
+        "reference data: owners of keys, projects, workspaces, principals and tags; the model dictionary; approvers",
+        r#"
+CREATE TABLE refdata (
+    id INTEGER PRIMARY KEY,
+    changed_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    team_id TEXT,
+    cost_center TEXT,
+    canonical_model TEXT,
+    provider TEXT,
+    role TEXT,
+    removed INTEGER NOT NULL,
+    changed_by TEXT NOT NULL,
+    note TEXT
+);
+CREATE INDEX refdata_kind_key ON refdata(kind, key, id);
+CREATE TRIGGER refdata_history_update BEFORE UPDATE ON refdata
+BEGIN SELECT RAISE(ABORT, 'reference data is history: record a new change instead'); END;
+CREATE TRIGGER refdata_history_delete BEFORE DELETE ON refdata
+BEGIN SELECT RAISE(ABORT, 'reference data is history: record a new change instead'); END;
+"#,
+    ),
+    (
+        7,
+        "month-end close: period log, adjustments and corrections",
+        r#"
+CREATE TABLE period_log (
+    id INTEGER PRIMARY KEY,
+    period TEXT NOT NULL,
+    action TEXT NOT NULL,
+    reason TEXT,
+    by TEXT NOT NULL,
+    at TEXT NOT NULL,
+    snapshot TEXT
+);
+CREATE INDEX period_log_period ON period_log(period, id);
+CREATE TABLE adjustments (
+    id INTEGER PRIMARY KEY,
+    period TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    team_id TEXT NOT NULL,
+    cost_center TEXT,
+    amount TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    approver TEXT,
+    requested_by TEXT NOT NULL,
+    source TEXT,
+    detail TEXT,
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX adjustments_period ON adjustments(period, id);
+CREATE TRIGGER period_log_immutable_update BEFORE UPDATE ON period_log
+BEGIN SELECT RAISE(ABORT, 'the period log is history: close or reopen again instead'); END;
+CREATE TRIGGER period_log_immutable_delete BEFORE DELETE ON period_log
+BEGIN SELECT RAISE(ABORT, 'the period log is history: close or reopen again instead'); END;
+CREATE TRIGGER adjustments_immutable_update BEFORE UPDATE ON adjustments
+BEGIN SELECT RAISE(ABORT, 'adjustments are never edited: record a reversing adjustment'); END;
+CREATE TRIGGER adjustments_immutable_delete BEFORE DELETE ON adjustments
+BEGIN SELECT RAISE(ABORT, 'adjustments are never edited: record a reversing adjustment'); END;
+"#,
+    ),
+    (
+        8,
         "covering index of the rollups per tenant and environment (invoices, tenant reports)",
         r#"
 CREATE INDEX rollups_tenant ON rollups(tenant_id, environment, hour, feature, model,
@@ -826,6 +894,18 @@ impl LedgerWriter for SqliteWriter<'_> {
             ],
         )?;
         Ok(())
+    }
+
+    fn record_refdata(&mut self, e: &crate::RefDataEntry) -> Result<i64> {
+        books_impl::record_refdata(&self.tx, &self.now, e)
+    }
+
+    fn record_period_action(&mut self, a: &crate::PeriodAction) -> Result<i64> {
+        books_impl::record_period_action(&self.tx, &self.now, a)
+    }
+
+    fn record_adjustment(&mut self, a: &crate::Adjustment) -> Result<i64> {
+        books_impl::record_adjustment(&self.tx, &self.now, a)
     }
 
     fn commit(self: Box<Self>) -> Result<()> {
@@ -1474,6 +1554,52 @@ impl Ledger for SqliteLedger {
         }
         out.sort_by(|a, b| a.keys.cmp(&b.keys));
         Ok(out)
+    }
+
+    fn refdata(&self, as_of: Option<i64>) -> Result<Vec<crate::RefDataRecord>> {
+        books_impl::refdata(&self.conn, as_of)
+    }
+
+    fn refdata_history(
+        &self,
+        kind: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Vec<crate::RefDataRecord>> {
+        books_impl::refdata_history(&self.conn, kind, key)
+    }
+
+    fn bill_lines_in_force(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<Vec<crate::StoredBillLine>> {
+        books_impl::bill_lines_in_force(&self.conn, start, end)
+    }
+
+    fn usage_by_key(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        minute: bool,
+    ) -> Result<Vec<crate::KeyUsage>> {
+        books_impl::usage_by_key_ledger(self, start, end, minute)
+    }
+
+    fn period_actions(&self, period: Option<&str>) -> Result<Vec<crate::PeriodActionRecord>> {
+        books_impl::period_actions(&self.conn, period)
+    }
+
+    fn adjustments(&self, period: Option<&str>) -> Result<Vec<crate::AdjustmentRecord>> {
+        books_impl::adjustments(&self.conn, period)
+    }
+
+    fn usage_ingested_after(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        after: &str,
+    ) -> Result<Vec<crate::TeamUsage>> {
+        books_impl::usage_ingested_after(&self.conn, start, end, after)
     }
 
     fn price_versions(&self, ids: &[String]) -> Result<Vec<PriceVersionRecord>> {
