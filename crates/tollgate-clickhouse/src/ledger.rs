@@ -37,6 +37,9 @@ use tollgate_ledger::{
 use crate::client::{ClickHouseConfig, Client, Request, quote};
 use crate::schema::{self, Layout};
 
+#[path = "ledger_books.rs"]
+mod books;
+
 /// The ClickHouse ledger.
 pub struct ClickHouseLedger {
     client: Client,
@@ -542,6 +545,52 @@ const RANGE: &str =
 impl Ledger for ClickHouseLedger {
     fn writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>> {
         Ok(Box::new(ClickHouseWriter::new(self)))
+    }
+
+    fn refdata(&self, as_of: Option<i64>) -> Result<Vec<tollgate_ledger::RefDataRecord>> {
+        self.books_refdata(as_of)
+    }
+
+    fn refdata_history(
+        &self,
+        kind: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Vec<tollgate_ledger::RefDataRecord>> {
+        self.books_refdata_history(kind, key)
+    }
+
+    fn bill_lines_in_force(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<Vec<tollgate_ledger::StoredBillLine>> {
+        self.books_bill_lines_in_force(start, end)
+    }
+
+    fn usage_by_key(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        minute: bool,
+    ) -> Result<Vec<tollgate_ledger::KeyUsage>> {
+        self.books_usage_by_key(start, end, minute)
+    }
+
+    fn period_actions(&self, period: Option<&str>) -> Result<Vec<tollgate_ledger::PeriodActionRecord>> {
+        self.books_period_actions(period)
+    }
+
+    fn adjustments(&self, period: Option<&str>) -> Result<Vec<tollgate_ledger::AdjustmentRecord>> {
+        self.books_adjustments(period)
+    }
+
+    fn usage_ingested_after(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        after: &str,
+    ) -> Result<Vec<tollgate_ledger::TeamUsage>> {
+        self.books_usage_ingested_after(start, end, after)
     }
 
     fn summarize(&self, q: &SummaryQuery) -> Result<Vec<SummaryRow>> {
@@ -1306,6 +1355,30 @@ impl LedgerWriter for ClickHouseWriter<'_> {
         r.push_str("}\n");
         self.push_side("budgets", r);
         Ok(())
+    }
+
+    fn record_refdata(&mut self, e: &tollgate_ledger::RefDataEntry) -> Result<i64> {
+        self.books_record_refdata(e)
+    }
+
+    fn record_period_action(&mut self, a: &tollgate_ledger::PeriodAction) -> Result<i64> {
+        self.books_record_period_action(a)
+    }
+
+    fn record_adjustment(&mut self, a: &tollgate_ledger::Adjustment) -> Result<i64> {
+        self.books_record_adjustment(a)
+    }
+
+    fn copy_refdata(&mut self, r: &tollgate_ledger::RefDataRecord) -> Result<()> {
+        self.books_copy_refdata(r)
+    }
+
+    fn copy_period_action(&mut self, r: &tollgate_ledger::PeriodActionRecord) -> Result<()> {
+        self.books_copy_period_action(r)
+    }
+
+    fn copy_adjustment(&mut self, r: &tollgate_ledger::AdjustmentRecord) -> Result<()> {
+        self.books_copy_adjustment(r)
     }
 
     fn commit(self: Box<Self>) -> Result<()> {

@@ -337,6 +337,73 @@ const LEASES: Table = Table {
     shard_by: "cityHash64(name)",
 };
 
+// The back-office history tables (issue #5): append-only `MergeTree`s keyed by the row id,
+// which is the version (reference data) or the entry's id; nothing is ever updated. A row
+// stored twice (a retried or repeated copy) has the same id and content, and every read takes
+// one row per id (`LIMIT 1 BY id`), so unmerged or kept duplicates never show.
+
+const REFDATA: Table = Table {
+    name: "refdata",
+    columns: "
+    id Int64,
+    changed_at DateTime64(6, 'UTC'),
+    kind LowCardinality(String),
+    key String,
+    team_id Nullable(String),
+    cost_center Nullable(String),
+    canonical_model Nullable(String),
+    provider Nullable(String),
+    role Nullable(String),
+    removed Bool,
+    changed_by String,
+    note Nullable(String)",
+    engine: Engine::MergeTree,
+    partition_by: None,
+    order_by: "id",
+    settings: Some("non_replicated_deduplication_window = 1000"),
+    shard_by: "0",
+};
+
+const PERIOD_LOG: Table = Table {
+    name: "period_log",
+    columns: "
+    id Int64,
+    period String,
+    action LowCardinality(String),
+    reason Nullable(String),
+    by String,
+    at DateTime64(6, 'UTC'),
+    snapshot Nullable(String)",
+    engine: Engine::MergeTree,
+    partition_by: None,
+    order_by: "id",
+    settings: Some("non_replicated_deduplication_window = 1000"),
+    shard_by: "0",
+};
+
+const ADJUSTMENTS: Table = Table {
+    name: "adjustments",
+    columns: "
+    id Int64,
+    period String,
+    kind LowCardinality(String),
+    team_id String,
+    cost_center Nullable(String),
+    amount String,
+    currency LowCardinality(String),
+    reason String,
+    approver Nullable(String),
+    requested_by String,
+    source Nullable(String),
+    detail Nullable(String),
+    recorded_at DateTime64(6, 'UTC')",
+    engine: Engine::MergeTree,
+    partition_by: None,
+    order_by: "id",
+    settings: Some("non_replicated_deduplication_window = 1000"),
+    shard_by: "0",
+};
+
 /// The migrations, in order: (version, description, statements).
 pub const MIGRATIONS: &[(i64, &str, &[Stmt])] = &[
     (
@@ -375,6 +442,15 @@ WHERE import_id IN (SELECT id FROM {db}.current_bill_imports)",
         2,
         "leases for once-per-schedule batch jobs",
         &[Stmt::Table(LEASES)],
+    ),
+    (
+        3,
+        "reference data, period log (close/reopen), adjustments and corrections",
+        &[
+            Stmt::Table(REFDATA),
+            Stmt::Table(PERIOD_LOG),
+            Stmt::Table(ADJUSTMENTS),
+        ],
     ),
 ];
 

@@ -11,11 +11,14 @@
 //! Invariants: money stays exact until a cell is shown; each shown amount is rounded half away
 //! from zero to the currency's minor unit; a shown total is the sum of the shown amounts.
 
+pub mod allocation;
 pub mod audit;
 pub mod cfo;
+pub mod close;
 pub mod digest;
 pub mod focus;
 pub mod invoice;
+pub mod reconcile;
 pub mod standing;
 pub mod summary;
 

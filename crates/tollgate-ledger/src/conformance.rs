@@ -107,6 +107,63 @@ pub fn run_all(make: &mut dyn FnMut() -> Box<dyn Ledger>) {
     annotations_budgets_and_users(make().as_mut());
     audit_scan_is_ordered_filtered_and_exact(make().as_mut());
     class_costs_add_up_to_the_cost(make().as_mut());
+    large_sums_and_tenant_filters(make().as_mut());
+    refdata_is_versioned_history(make().as_mut());
+    usage_by_key_and_bill_lines_in_force(make().as_mut());
+    close_log_adjustments_and_late_usage(make().as_mut());
+}
+
+/// Month totals beyond what a 64-bit count of 10^-12 dollars holds, and summaries filtered by
+/// tenant and environment (the invoice's queries).
+pub fn large_sums_and_tenant_filters(l: &mut dyn Ledger) {
+    // Three events of $4,000,000 each in three different hours of tenant "big" (prod), one of
+    // $1 of tenant "small" (prod) and one of $2 of "big" in staging.
+    let mut evs = Vec::new();
+    for (n, at) in [
+        (1, "2026-07-01T01:00:00Z"),
+        (2, "2026-07-02T02:00:00Z"),
+        (3, "2026-07-03T03:00:00Z"),
+    ] {
+        let mut e = event(n, at, Some("a"), 1, Some("4000000"));
+        e.attribution.tenant_id = Some("big".into());
+        e.attribution.environment = Some(Environment::Prod);
+        evs.push(e);
+    }
+    let mut small = event(4, "2026-07-01T01:30:00Z", Some("a"), 1, Some("1"));
+    small.attribution.tenant_id = Some("small".into());
+    small.attribution.environment = Some(Environment::Prod);
+    let mut staging = event(5, "2026-07-01T01:40:00Z", Some("a"), 1, Some("2"));
+    staging.attribution.tenant_id = Some("big".into());
+    staging.attribution.environment = Some(Environment::Staging);
+    evs.extend([small, staging]);
+    l.append(&evs).unwrap();
+    let month = |filters: &[(Dim, &str)], by: Vec<Dim>| {
+        let mut q = SummaryQuery::new(ts("2026-07-01T00:00:00Z"), ts("2026-08-01T00:00:00Z"), by);
+        for (d, v) in filters {
+            q = q.filter(*d, v);
+        }
+        l.summarize(&q).unwrap()
+    };
+    // big, prod: 3 x 4,000,000 = 12,000,000 (1.2e19 in 10^-12 dollars: more than i64's 9.2e18).
+    let rows = month(&[(Dim::Tenant, "big"), (Dim::Environment, "prod")], vec![]);
+    assert_eq!(rows[0].totals.cost().unwrap(), dec("12000000"));
+    assert_eq!(rows[0].totals.requests, 3);
+    // big, any environment: 12,000,000 + 2.
+    let rows = month(&[(Dim::Tenant, "big")], vec![Dim::Environment]);
+    let got: Vec<(String, Decimal)> = rows
+        .iter()
+        .map(|r| (r.keys[0].clone(), r.totals.cost().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("prod".into(), dec("12000000")),
+            ("staging".into(), dec("2"))
+        ]
+    );
+    // Everything: 12,000,000 + 1 + 2.
+    let rows = month(&[], vec![]);
+    assert_eq!(rows[0].totals.cost().unwrap(), dec("12000003"));
 }
 
 pub fn filters_and_sessions(l: &mut dyn Ledger) {
@@ -791,4 +848,179 @@ pub fn annotations_budgets_and_users(l: &mut dyn Ledger) {
         vec![budget("12", Some("raised"))]
     );
     assert!(l.query_sql("DELETE FROM budgets").is_err());
+}
+
+pub fn refdata_is_versioned_history(l: &mut dyn Ledger) {
+    let owner = |key: &str, team: &str, removed: bool| crate::RefDataEntry {
+        kind: "api_key".into(),
+        key: key.into(),
+        team_id: Some(team.into()),
+        cost_center: Some("CC-1".into()),
+        removed,
+        changed_by: "ana".into(),
+        ..Default::default()
+    };
+    let mut w = l.writer().unwrap();
+    let v1 = w.record_refdata(&owner("k1", "search", false)).unwrap();
+    let v2 = w.record_refdata(&owner("k2", "support", false)).unwrap();
+    let v3 = w.record_refdata(&owner("k1", "growth", false)).unwrap();
+    let v4 = w.record_refdata(&owner("k2", "support", true)).unwrap();
+    w.commit().unwrap();
+    assert!(v1 < v2 && v2 < v3 && v3 < v4);
+    // In force now: k1 -> growth (the newer row); k2 removed.
+    let now = l.refdata(None).unwrap();
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].entry.key, "k1");
+    assert_eq!(now[0].entry.team_id.as_deref(), Some("growth"));
+    // As of version 2: k1 -> search, k2 -> support.
+    let then = l.refdata(Some(v2)).unwrap();
+    let teams: Vec<(&str, &str)> = then
+        .iter()
+        .map(|r| (r.entry.key.as_str(), r.entry.team_id.as_deref().unwrap()))
+        .collect();
+    assert_eq!(teams, vec![("k1", "search"), ("k2", "support")]);
+    // History keeps all four changes, who made them, oldest first.
+    let h = l.refdata_history(Some("api_key"), Some("k1")).unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!(h[0].entry.changed_by, "ana");
+    assert_eq!(l.refdata_history(None, None).unwrap().len(), 4);
+    assert!(l.query_sql("DELETE FROM refdata").is_err());
+}
+
+pub fn usage_by_key_and_bill_lines_in_force(l: &mut dyn Ledger) {
+    let mut evs = vec![
+        event(1, "2026-07-01T10:05:00Z", Some("a"), 100, Some("1.5")),
+        event(2, "2026-07-01T10:55:00Z", Some("a"), 50, Some("0.25")),
+        event(3, "2026-07-01T11:00:00Z", Some("a"), 7, None),
+        event(4, "2026-07-02T00:00:00Z", Some("a"), 9, Some("9")),
+    ];
+    evs[0].attribution.api_key_id = Some("k1".into());
+    evs[1].attribution.api_key_id = Some("k1".into());
+    evs[2].attribution.api_key_id = None;
+    l.append(&evs).unwrap();
+    let u = l
+        .usage_by_key(
+            ts("2026-07-01T00:00:00Z"),
+            ts("2026-07-02T00:00:00Z"),
+            false,
+        )
+        .unwrap();
+    // Hour 10 on k1: 100 + 50 input tokens, 1.5 + 0.25 = 1.75; hour 11 without a key: one
+    // unpriced event of 7 tokens. Event 4 is at the end instant: outside.
+    assert_eq!(u.len(), 2);
+    assert_eq!(u[0].api_key_id, "k1");
+    assert_eq!(u[0].bucket, "2026-07-01T10:00:00.000000Z");
+    assert_eq!(u[0].totals.input_tokens, 150);
+    assert_eq!(u[0].totals.cost().unwrap(), dec("1.75"));
+    assert_eq!(u[1].api_key_id, "");
+    assert_eq!(u[1].bucket, "2026-07-01T11:00:00.000000Z");
+    assert_eq!((u[1].totals.input_tokens, u[1].unpriced), (7, 1));
+    let by_minute = l
+        .usage_by_key(ts("2026-07-01T00:00:00Z"), ts("2026-07-02T00:00:00Z"), true)
+        .unwrap();
+    assert_eq!(by_minute.len(), 3);
+    // Bill lines: only the newest import of the month is in force, filtered by start.
+    let imp = crate::BillImport {
+        bill_type: "openai-usage".into(),
+        provider: "openai".into(),
+        source: "u.json".into(),
+        month: "2026-07".into(),
+        period_start: "2026-07-01T00:00:00.000000Z".into(),
+        period_end: "2026-07-03T00:00:00.000000Z".into(),
+        currency: "USD".into(),
+        lines: 2,
+        cost: None,
+    };
+    let line = |day: &str, tokens: u64| crate::BillLineRecord {
+        provider: "openai".into(),
+        line_kind: "usage".into(),
+        period_start: format!("2026-07-{day}T00:00:00.000000Z"),
+        period_end: "2026-07-03T00:00:00.000000Z".into(),
+        token_class: Some("input".into()),
+        tokens: Some(tokens),
+        currency: "USD".into(),
+        api_key: Some("k1".into()),
+        source_line: 1,
+        ..Default::default()
+    };
+    let mut w = l.writer().unwrap();
+    w.record_bill(&imp, &[line("01", 1)]).unwrap();
+    w.record_bill(&imp, &[line("01", 150), line("02", 9)])
+        .unwrap();
+    w.commit().unwrap();
+    let b = l
+        .bill_lines_in_force(ts("2026-07-01T00:00:00Z"), ts("2026-07-02T00:00:00Z"))
+        .unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].bill_type, "openai-usage");
+    assert_eq!(b[0].line.tokens, Some(150));
+    assert_eq!(b[0].line.api_key.as_deref(), Some("k1"));
+}
+
+pub fn close_log_adjustments_and_late_usage(l: &mut dyn Ledger) {
+    let mut w = l.writer().unwrap();
+    let close = crate::PeriodAction {
+        period: "2026-07".into(),
+        action: "close".into(),
+        reason: None,
+        by: "ana".into(),
+        snapshot: Some("{}".into()),
+    };
+    w.record_period_action(&close).unwrap();
+    w.record_period_action(&crate::PeriodAction {
+        action: "reopen".into(),
+        reason: Some("late bill".into()),
+        snapshot: None,
+        ..close.clone()
+    })
+    .unwrap();
+    w.record_period_action(&crate::PeriodAction {
+        period: "2026-08".into(),
+        ..close.clone()
+    })
+    .unwrap();
+    let adj = crate::Adjustment {
+        period: "2026-07".into(),
+        kind: "adjustment".into(),
+        team_id: "a".into(),
+        amount: "-12.50".into(),
+        currency: "USD".into(),
+        reason: "credit".into(),
+        approver: Some("key_cfo".into()),
+        requested_by: "ana".into(),
+        ..Default::default()
+    };
+    w.record_adjustment(&adj).unwrap();
+    w.commit().unwrap();
+    let log = l.period_actions(Some("2026-07")).unwrap();
+    let actions: Vec<&str> = log.iter().map(|r| r.action.action.as_str()).collect();
+    assert_eq!(actions, vec!["close", "reopen"]);
+    assert_eq!(log[1].action.reason.as_deref(), Some("late bill"));
+    assert_eq!(l.period_actions(None).unwrap().len(), 3);
+    let adjs = l.adjustments(Some("2026-07")).unwrap();
+    assert_eq!(adjs.len(), 1);
+    assert_eq!(adjs[0].adjustment, adj);
+    assert!(l.adjustments(Some("2026-08")).unwrap().is_empty());
+    assert!(l.query_sql("DELETE FROM adjustments").is_err());
+    assert!(l.query_sql("DELETE FROM period_log").is_err());
+    // Late usage: events ingested after an instant, per team; 1.5 + 2 = 3.5 for team a.
+    l.append(&[
+        event(1, "2026-07-01T10:00:00Z", Some("a"), 10, Some("1.5")),
+        event(2, "2026-07-02T10:00:00Z", Some("a"), 20, Some("2")),
+        event(3, "2026-08-01T00:00:00Z", Some("a"), 40, Some("4")),
+    ])
+    .unwrap();
+    let (s, e) = (ts("2026-07-01T00:00:00Z"), ts("2026-08-01T00:00:00Z"));
+    let late = l
+        .usage_ingested_after(s, e, "2000-01-01T00:00:00.000000Z")
+        .unwrap();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].team_id, "a");
+    assert_eq!(late[0].totals.input_tokens, 30);
+    assert_eq!(late[0].totals.cost().unwrap(), dec("3.5"));
+    assert!(
+        l.usage_ingested_after(s, e, "9999-01-01T00:00:00.000000Z")
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -15,8 +15,14 @@
 //! - money is kept exactly (scaled integers of 1e-12 plus the exact decimal text);
 //! - a writer that is dropped without `commit` leaves nothing behind.
 
+pub mod books;
 pub mod conformance;
 pub mod sqlite;
+
+pub use books::{
+    Adjustment, AdjustmentRecord, KeyUsage, PeriodAction, PeriodActionRecord, REFDATA_KINDS,
+    RefDataEntry, RefDataRecord, StoredBillLine, TeamUsage,
+};
 
 use jiff::Timestamp;
 use rust_decimal::Decimal;
@@ -480,6 +486,36 @@ pub trait LedgerWriter {
     fn record_annotation(&mut self, a: &Annotation) -> Result<()>;
     /// Records a budget row; the latest row per (team, period) is the one in force.
     fn record_budget(&mut self, b: &BudgetEntry) -> Result<()>;
+    /// Records one change of reference data (a new row; the newest per kind and key is in
+    /// force); returns its version.
+    fn record_refdata(&mut self, e: &RefDataEntry) -> Result<i64>;
+    /// Logs a close or reopen of a period; returns its id.
+    fn record_period_action(&mut self, a: &PeriodAction) -> Result<i64>;
+    /// Records an adjustment, correction or allocation (a new row); returns its id.
+    fn record_adjustment(&mut self, a: &Adjustment) -> Result<i64>;
+    /// `tollgate ledger copy`: stores a change of reference data recorded in another ledger
+    /// with its version and instant, so history (who, when, "as of version N") survives a
+    /// move between backends. Refused when that version holds a different change.
+    fn copy_refdata(&mut self, r: &RefDataRecord) -> Result<()> {
+        Err(LedgerError::Refused(format!(
+            "this backend cannot copy reference data version {}",
+            r.version
+        )))
+    }
+    /// `tollgate ledger copy`: stores a logged close or reopen with its id and instant.
+    fn copy_period_action(&mut self, r: &PeriodActionRecord) -> Result<()> {
+        Err(LedgerError::Refused(format!(
+            "this backend cannot copy period log entry {}",
+            r.id
+        )))
+    }
+    /// `tollgate ledger copy`: stores an adjustment with its id and instant.
+    fn copy_adjustment(&mut self, r: &AdjustmentRecord) -> Result<()> {
+        Err(LedgerError::Refused(format!(
+            "this backend cannot copy adjustment {}",
+            r.id
+        )))
+    }
     /// Makes everything written so far durable and visible.
     fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -562,6 +598,33 @@ pub trait Ledger {
     /// dimensions, read from the raw events (exact for any bounds). Per group, the token class
     /// costs plus the unit class costs equal `totals.cost_e12`. Sorted by keys.
     fn class_costs(&self, q: &SummaryQuery) -> Result<Vec<ClassTotals>>;
+
+    /// Reference data in force as of `version` (all changes when None): the newest row per
+    /// (kind, key), removals left out; sorted by kind and key.
+    fn refdata(&self, as_of: Option<i64>) -> Result<Vec<RefDataRecord>>;
+    /// Every change of reference data (optionally of one kind, and one key), oldest first.
+    fn refdata_history(&self, kind: Option<&str>, key: Option<&str>) -> Result<Vec<RefDataRecord>>;
+    /// The bill lines in force (newest import of each bill type, provider and month) whose
+    /// charge period starts in `[start, end)`, in import and line order.
+    fn bill_lines_in_force(&self, start: Timestamp, end: Timestamp) -> Result<Vec<StoredBillLine>>;
+    /// Usage over `[start, end)` per provider, model, API key, team, cost center and hour
+    /// (`minute`: per minute), read from the raw events; sorted by its keys.
+    fn usage_by_key(&self, start: Timestamp, end: Timestamp, minute: bool)
+    -> Result<Vec<KeyUsage>>;
+
+    /// The close/reopen log (of one period, or all), oldest first.
+    fn period_actions(&self, period: Option<&str>) -> Result<Vec<PeriodActionRecord>>;
+    /// Adjustments booked in a period (all when None), oldest first.
+    fn adjustments(&self, period: Option<&str>) -> Result<Vec<AdjustmentRecord>>;
+    /// Usage per team and cost center of the events with `start <= occurred_at < end` that
+    /// were ingested after the instant `after` (ledger instant text): the late events of a
+    /// period closed at `after`. Sorted by team and cost center.
+    fn usage_ingested_after(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        after: &str,
+    ) -> Result<Vec<TeamUsage>>;
 
     /// Appends and commits in one go.
     fn append(&mut self, events: &[UsageEvent]) -> Result<AppendOutcome> {

@@ -5,7 +5,7 @@
 //! integer in units of 1e-12 (what rollups sum). Unpriced events have both NULL, never 0.
 //! Events are guarded by triggers that refuse UPDATE and DELETE.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -25,6 +25,9 @@ use crate::{
     LedgerWriter, PriceVersionRecord, Result, SqlTable, SqlValue, StoredInvoice, SummaryQuery,
     SummaryRow, Totals,
 };
+
+#[path = "sqlite_books.rs"]
+mod books_impl;
 
 /// File name of the ledger inside the data directory.
 pub const LEDGER_FILE: &str = "ledger.sqlite";
@@ -262,6 +265,80 @@ BEGIN SELECT RAISE(ABORT, 'budget rows are history: record a new row instead'); 
         r#"
 CREATE INDEX events_sessions ON events(tenant_id, feature, environment, occurred_at, session_id)
 WHERE session_id IS NOT NULL;
+"#,
+    ),
+    (
+        6,
+        "reference data: owners of keys, projects, workspaces, principals and tags; the model dictionary; approvers",
+        r#"
+CREATE TABLE refdata (
+    id INTEGER PRIMARY KEY,
+    changed_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    team_id TEXT,
+    cost_center TEXT,
+    canonical_model TEXT,
+    provider TEXT,
+    role TEXT,
+    removed INTEGER NOT NULL,
+    changed_by TEXT NOT NULL,
+    note TEXT
+);
+CREATE INDEX refdata_kind_key ON refdata(kind, key, id);
+CREATE TRIGGER refdata_history_update BEFORE UPDATE ON refdata
+BEGIN SELECT RAISE(ABORT, 'reference data is history: record a new change instead'); END;
+CREATE TRIGGER refdata_history_delete BEFORE DELETE ON refdata
+BEGIN SELECT RAISE(ABORT, 'reference data is history: record a new change instead'); END;
+"#,
+    ),
+    (
+        7,
+        "month-end close: period log, adjustments and corrections",
+        r#"
+CREATE TABLE period_log (
+    id INTEGER PRIMARY KEY,
+    period TEXT NOT NULL,
+    action TEXT NOT NULL,
+    reason TEXT,
+    by TEXT NOT NULL,
+    at TEXT NOT NULL,
+    snapshot TEXT
+);
+CREATE INDEX period_log_period ON period_log(period, id);
+CREATE TABLE adjustments (
+    id INTEGER PRIMARY KEY,
+    period TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    team_id TEXT NOT NULL,
+    cost_center TEXT,
+    amount TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    approver TEXT,
+    requested_by TEXT NOT NULL,
+    source TEXT,
+    detail TEXT,
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX adjustments_period ON adjustments(period, id);
+CREATE TRIGGER period_log_immutable_update BEFORE UPDATE ON period_log
+BEGIN SELECT RAISE(ABORT, 'the period log is history: close or reopen again instead'); END;
+CREATE TRIGGER period_log_immutable_delete BEFORE DELETE ON period_log
+BEGIN SELECT RAISE(ABORT, 'the period log is history: close or reopen again instead'); END;
+CREATE TRIGGER adjustments_immutable_update BEFORE UPDATE ON adjustments
+BEGIN SELECT RAISE(ABORT, 'adjustments are never edited: record a reversing adjustment'); END;
+CREATE TRIGGER adjustments_immutable_delete BEFORE DELETE ON adjustments
+BEGIN SELECT RAISE(ABORT, 'adjustments are never edited: record a reversing adjustment'); END;
+"#,
+    ),
+    (
+        8,
+        "covering index of the rollups per tenant and environment (invoices, tenant reports)",
+        r#"
+CREATE INDEX rollups_tenant ON rollups(tenant_id, environment, hour, feature, model,
+    attribution_status, pricing_status, requests, input_tokens, cache_read_tokens,
+    cache_write_tokens, cache_write_1h_tokens, output_tokens, reasoning_tokens, cost_e12);
 "#,
     ),
 ];
@@ -819,6 +896,30 @@ impl LedgerWriter for SqliteWriter<'_> {
         Ok(())
     }
 
+    fn record_refdata(&mut self, e: &crate::RefDataEntry) -> Result<i64> {
+        books_impl::record_refdata(&self.tx, &self.now, e)
+    }
+
+    fn record_period_action(&mut self, a: &crate::PeriodAction) -> Result<i64> {
+        books_impl::record_period_action(&self.tx, &self.now, a)
+    }
+
+    fn record_adjustment(&mut self, a: &crate::Adjustment) -> Result<i64> {
+        books_impl::record_adjustment(&self.tx, &self.now, a)
+    }
+
+    fn copy_refdata(&mut self, r: &crate::RefDataRecord) -> Result<()> {
+        books_impl::copy_refdata(&self.tx, r)
+    }
+
+    fn copy_period_action(&mut self, r: &crate::PeriodActionRecord) -> Result<()> {
+        books_impl::copy_period_action(&self.tx, r)
+    }
+
+    fn copy_adjustment(&mut self, r: &crate::AdjustmentRecord) -> Result<()> {
+        books_impl::copy_adjustment(&self.tx, r)
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit()?;
         Ok(())
@@ -1021,6 +1122,58 @@ fn read_grouped(
     Ok(())
 }
 
+/// Reads ungrouped rollup rows (`ndims` key columns, then the eight totals) and sums them per
+/// key in Rust: no SQL sort, and i128 money sums that cannot overflow. Keys are looked up by a
+/// length-prefixed byte encoding in a reused buffer, so a row of a known group allocates nothing.
+fn read_summed(
+    conn: &Connection,
+    sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+    ndims: usize,
+    acc: &mut HashMap<Vec<String>, Totals>,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    let mut groups: HashMap<Vec<u8>, (Vec<String>, Totals)> = HashMap::new();
+    let mut key: Vec<u8> = Vec::with_capacity(64);
+    while let Some(r) = rows.next()? {
+        key.clear();
+        for i in 0..ndims {
+            let v = r.get_ref(i)?.as_bytes().map_err(rusqlite::Error::from)?;
+            key.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            key.extend_from_slice(v);
+        }
+        let n = |i: usize| -> Result<u64> {
+            let v: i64 = r.get(ndims + i)?;
+            u64::try_from(v).map_err(|_| corrupt("total", &v.to_string()))
+        };
+        let t = Totals {
+            requests: n(0)?,
+            input_tokens: n(1)?,
+            cache_read_tokens: n(2)?,
+            cache_write_tokens: n(3)?,
+            cache_write_1h_tokens: n(4)?,
+            output_tokens: n(5)?,
+            reasoning_tokens: n(6)?,
+            cost_e12: i128::from(r.get::<_, i64>(ndims + 7)?),
+        };
+        match groups.get_mut(key.as_slice()) {
+            Some((_, sum)) => sum.add(&t),
+            None => {
+                let mut keys = Vec::with_capacity(ndims);
+                for i in 0..ndims {
+                    keys.push(r.get::<_, String>(i)?);
+                }
+                groups.insert(key.clone(), (keys, t));
+            }
+        }
+    }
+    for (keys, t) in groups.into_values() {
+        acc.entry(keys).or_default().add(&t);
+    }
+    Ok(())
+}
+
 impl Ledger for SqliteLedger {
     fn writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>> {
         let now = format_instant((self.now)());
@@ -1070,17 +1223,14 @@ impl Ledger for SqliteLedger {
             let h0 = s0.div_euclid(3600) * 3600 + if on_hour { 0 } else { 3600 };
             let h1 = q.end.as_second().div_euclid(3600) * 3600;
             if h0 < h1 {
-                // Whole hours from rollups, grouped per day too so that no SQL sum overflows.
+                // Whole hours from the rollup rows themselves, summed in Rust (see
+                // `read_summed`); a tenant filter is served by the covering `rollups_tenant`.
                 let sql = format!(
-                    "SELECT {sel}SUM(requests), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_e12) FROM rollups WHERE hour >= ?1 AND hour < ?2{where_rollups} GROUP BY hour / 86400{}",
-                    group_cols
-                        .iter()
-                        .map(|c| format!(", {c}"))
-                        .collect::<String>()
+                    "SELECT {sel}requests, input_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens, reasoning_tokens, cost_e12 FROM rollups WHERE hour >= ?1 AND hour < ?2{where_rollups}"
                 );
                 let mut args: Vec<&dyn rusqlite::ToSql> = vec![&h0, &h1];
                 args.extend(filter_vals.iter().map(|v| v as &dyn rusqlite::ToSql));
-                read_grouped(&self.conn, &sql, &args, nd, &mut acc)?;
+                read_summed(&self.conn, &sql, &args, nd, &mut acc)?;
                 let t = |secs: i64| {
                     Timestamp::from_second(secs).map_err(|e| LedgerError::Corrupt(e.to_string()))
                 };
@@ -1105,39 +1255,42 @@ impl Ledger for SqliteLedger {
     }
 
     fn distinct_sessions(&self, q: &SummaryQuery) -> Result<Vec<(Vec<String>, u64)>> {
+        // Distinct values are counted here with hash sets, not by SQLite's COUNT(DISTINCT),
+        // whose temporary B-tree costs about six times the index scan (measured on the demo:
+        // 60 ms against 10 ms for 44k calls of one invoice line).
         let nd = q.group_by.len();
         let sel = group_select(&q.group_by);
         let filters = event_filters(&q.filters);
         let sql = format!(
-            "SELECT {sel}COUNT(DISTINCT session_id) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2 AND session_id IS NOT NULL AND session_id <> ''{filters}{}",
-            if nd == 0 {
-                String::new()
-            } else {
-                format!(
-                    " GROUP BY {}",
-                    (1..=nd)
-                        .map(|i| i.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
+            "SELECT {sel}session_id FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2 AND session_id IS NOT NULL AND session_id <> ''{filters}"
         );
         let (fa, fb) = (format_instant(q.start), format_instant(q.end));
         let mut args: Vec<&dyn rusqlite::ToSql> = vec![&fa, &fb];
         args.extend(q.filters.iter().map(|(_, v)| v as &dyn rusqlite::ToSql));
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(args.as_slice())?;
-        let mut out = Vec::new();
+        // Session ids come from requests, so the sets keep std's keyed (DoS-resistant) hasher.
+        let mut groups: HashMap<Vec<String>, HashSet<Box<[u8]>>> = HashMap::new();
+        let mut keys: Vec<String> = Vec::with_capacity(nd);
         while let Some(r) = rows.next()? {
-            let mut keys = Vec::with_capacity(nd);
+            keys.clear();
             for i in 0..nd {
                 keys.push(r.get::<_, String>(i)?);
             }
-            let n: i64 = r.get(nd)?;
-            if n > 0 {
-                out.push((keys, u64::try_from(n).unwrap_or(0)));
+            let session = r.get_ref(nd)?.as_bytes().map_err(rusqlite::Error::from)?;
+            let set = match groups.get_mut(&keys) {
+                Some(set) => set,
+                None => groups.entry(keys.clone()).or_default(),
+            };
+            if !set.contains(session) {
+                set.insert(session.into());
             }
         }
+        let mut out: Vec<(Vec<String>, u64)> = groups
+            .into_iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(k, s)| (k, s.len() as u64))
+            .collect();
         out.sort();
         Ok(out)
     }
@@ -1413,6 +1566,52 @@ impl Ledger for SqliteLedger {
         }
         out.sort_by(|a, b| a.keys.cmp(&b.keys));
         Ok(out)
+    }
+
+    fn refdata(&self, as_of: Option<i64>) -> Result<Vec<crate::RefDataRecord>> {
+        books_impl::refdata(&self.conn, as_of)
+    }
+
+    fn refdata_history(
+        &self,
+        kind: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Vec<crate::RefDataRecord>> {
+        books_impl::refdata_history(&self.conn, kind, key)
+    }
+
+    fn bill_lines_in_force(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Result<Vec<crate::StoredBillLine>> {
+        books_impl::bill_lines_in_force(&self.conn, start, end)
+    }
+
+    fn usage_by_key(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        minute: bool,
+    ) -> Result<Vec<crate::KeyUsage>> {
+        books_impl::usage_by_key_ledger(self, start, end, minute)
+    }
+
+    fn period_actions(&self, period: Option<&str>) -> Result<Vec<crate::PeriodActionRecord>> {
+        books_impl::period_actions(&self.conn, period)
+    }
+
+    fn adjustments(&self, period: Option<&str>) -> Result<Vec<crate::AdjustmentRecord>> {
+        books_impl::adjustments(&self.conn, period)
+    }
+
+    fn usage_ingested_after(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        after: &str,
+    ) -> Result<Vec<crate::TeamUsage>> {
+        books_impl::usage_ingested_after(&self.conn, start, end, after)
     }
 
     fn price_versions(&self, ids: &[String]) -> Result<Vec<PriceVersionRecord>> {

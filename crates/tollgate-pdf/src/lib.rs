@@ -7,6 +7,7 @@
 //!
 //! - [`cfo`]: the CFO's monthly report (`tollgate report cfo`), four A4 pages.
 //! - [`invoice`]: customer usage invoices (`tollgate invoice --format pdf`).
+//! - [`variance`]: the one-page reconciliation variance report (`tollgate reconcile --report`).
 //! - [`compile`]: typst markup plus named images to PDF bytes, for other documents.
 //! - [`str_lit`]: the only way text reaches generated markup.
 //!
@@ -23,6 +24,7 @@
 pub mod cfo;
 mod charts;
 pub mod invoice;
+pub mod variance;
 
 use typst::foundations::{Bytes, Dict, IntoValue};
 use typst_as_lib::TypstEngine;

@@ -308,6 +308,10 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
     crate::cmd_focus::write_focus(&focus, Some(&focus_path))?;
     written.push(focus_path);
 
+    // 8. Provider bills for the demo's own traffic, with planted discrepancies, and the
+    // reconciliation that finds and names each one (demo_bills.rs).
+    let reconciliation = crate::demo_bills::run_step(&demo_ctx, &period, &mut written)?;
+
     outln!();
     outln!("== Monthly summary ({}) ==", period.label());
     out!("{}", tollgate_render::text(&summary_table(&main)));
@@ -328,6 +332,7 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
             }
         );
     }
+    out!("{reconciliation}");
     outln!();
     outln!("== Where the outputs are ==");
     outln!(

@@ -41,6 +41,88 @@ pub struct BillsArgs {
     format: Format,
 }
 
+/// Parses a bill file and stores it in the ledger in `data_dir` (as `ingest bills` does);
+/// returns the number of lines and the bill's usage cost (`-` without money).
+pub fn store_bill(
+    data_dir: &std::path::Path,
+    bill_type: &str,
+    file: &std::path::Path,
+) -> Result<(usize, String)> {
+    use tollgate_providers::bills::{self, BillType};
+    let kind = BillType::parse(bill_type)
+        .ok_or_else(|| anyhow::anyhow!("unknown bill type {bill_type:?}"))?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let source = file.display().to_string();
+    let lines = bills::parse(kind, &source, &bytes)?;
+    let summary = bills::summarize(&lines)?;
+    let mut ledger = tollgate_ledger::sqlite::SqliteLedger::open(data_dir)?;
+    record_bill_lines(&mut ledger, kind, &source, &lines, &summary)?;
+    Ok((
+        summary.lines,
+        summary
+            .cost
+            .map_or_else(|| "-".to_string(), |c| c.normalize().to_string()),
+    ))
+}
+
+fn record_bill_lines(
+    ledger: &mut dyn Ledger,
+    kind: tollgate_providers::bills::BillType,
+    source: &str,
+    lines: &[tollgate_providers::bills::BillLine],
+    summary: &tollgate_providers::bills::BillSummary,
+) -> Result<()> {
+    let fmt_ts = tollgate_core::event::format_instant;
+    let records: Vec<tollgate_ledger::BillLineRecord> = lines
+        .iter()
+        .map(|l| tollgate_ledger::BillLineRecord {
+            provider: l.provider.clone(),
+            line_kind: l.line_kind.as_str().to_string(),
+            period_start: fmt_ts(l.period_start),
+            period_end: fmt_ts(l.period_end),
+            model: l.model.clone(),
+            token_class: l.token_class.map(|c| c.as_str().to_string()),
+            tokens: l.tokens,
+            quantity: l.quantity.map(|q| q.normalize().to_string()),
+            unit: l.unit.clone(),
+            cost: l.cost.map(|c| c.normalize().to_string()),
+            currency: l.currency.to_string(),
+            account: l.account.clone(),
+            project: l.project.clone(),
+            workspace: l.workspace.clone(),
+            api_key: l.api_key.clone(),
+            principal: l.principal.clone(),
+            sku: l.sku.clone(),
+            service_tier: l.service_tier.clone(),
+            region: l.region.clone(),
+            tags: (!l.tags.is_empty()).then(|| serde_json::to_string(&l.tags).unwrap_or_default()),
+            source_line: l.source_line,
+        })
+        .collect();
+    let start = summary.period_start;
+    let month = {
+        let d = start.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+        format!("{:04}-{:02}", d.year(), d.month())
+    };
+    let mut w = ledger.writer()?;
+    w.record_bill(
+        &tollgate_ledger::BillImport {
+            bill_type: kind.name().to_string(),
+            provider: summary.provider.clone(),
+            source: source.to_string(),
+            month,
+            period_start: fmt_ts(summary.period_start),
+            period_end: fmt_ts(summary.period_end),
+            currency: summary.currency.to_string(),
+            lines: records.len() as u64,
+            cost: summary.cost.map(|c| c.normalize().to_string()),
+        },
+        &records,
+    )?;
+    w.commit()?;
+    Ok(())
+}
+
 /// `tollgate ingest bills`: parse the whole file first (a bad row fails it with nothing
 /// written), then store it in one transaction.
 fn ingest_bills(ctx: &Ctx, a: &BillsArgs) -> Result<()> {
@@ -77,54 +159,8 @@ fn ingest_bills(ctx: &Ctx, a: &BillsArgs) -> Result<()> {
     let lines = bills::parse(kind, source, &bytes)?;
     let summary = bills::summarize(&lines)?;
     let fmt_ts = tollgate_core::event::format_instant;
-    let records: Vec<tollgate_ledger::BillLineRecord> = lines
-        .iter()
-        .map(|l| tollgate_ledger::BillLineRecord {
-            provider: l.provider.clone(),
-            line_kind: l.line_kind.as_str().to_string(),
-            period_start: fmt_ts(l.period_start),
-            period_end: fmt_ts(l.period_end),
-            model: l.model.clone(),
-            token_class: l.token_class.map(|c| c.as_str().to_string()),
-            tokens: l.tokens,
-            quantity: l.quantity.map(|q| q.normalize().to_string()),
-            unit: l.unit.clone(),
-            cost: l.cost.map(|c| c.normalize().to_string()),
-            currency: l.currency.to_string(),
-            account: l.account.clone(),
-            project: l.project.clone(),
-            workspace: l.workspace.clone(),
-            api_key: l.api_key.clone(),
-            principal: l.principal.clone(),
-            sku: l.sku.clone(),
-            service_tier: l.service_tier.clone(),
-            region: l.region.clone(),
-            tags: (!l.tags.is_empty()).then(|| serde_json::to_string(&l.tags).unwrap_or_default()),
-            source_line: l.source_line,
-        })
-        .collect();
-    let start = summary.period_start;
-    let month = {
-        let d = start.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
-        format!("{:04}-{:02}", d.year(), d.month())
-    };
     let mut ledger = crate::cmd_ledger::open(ctx)?;
-    let mut w = ledger.writer()?;
-    w.record_bill(
-        &tollgate_ledger::BillImport {
-            bill_type: kind.name().to_string(),
-            provider: summary.provider.clone(),
-            source: source.to_string(),
-            month,
-            period_start: fmt_ts(summary.period_start),
-            period_end: fmt_ts(summary.period_end),
-            currency: summary.currency.to_string(),
-            lines: records.len() as u64,
-            cost: summary.cost.map(|c| c.normalize().to_string()),
-        },
-        &records,
-    )?;
-    w.commit()?;
+    record_bill_lines(ledger.as_mut(), kind, source, &lines, &summary)?;
     let dec = |d: rust_decimal::Decimal| d.normalize().to_string();
     let t = &summary.tokens;
     let doc = json!({

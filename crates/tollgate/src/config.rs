@@ -25,6 +25,27 @@ struct RawConfig {
     slack: RawSlack,
     #[serde(default)]
     cfo: RawCfo,
+    #[serde(default)]
+    reconcile: RawReconcile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReconcile {
+    /// Flag a row above this percent of the larger side (decimal string, default "3").
+    threshold_pct: Option<String>,
+    /// ... and above this amount (decimal string, default "500").
+    threshold_amount: Option<String>,
+    /// The bills' time zone (default UTC).
+    bill_timezone: Option<String>,
+}
+
+/// `[reconcile]`: when a reconciliation row is flagged, and the bills' time zone.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileConfig {
+    pub threshold_pct: Option<Decimal>,
+    pub threshold_amount: Option<Decimal>,
+    pub bill_timezone: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -170,6 +191,7 @@ pub struct Config {
     pub cfo_monthly_target: Option<Decimal>,
     /// `[ledger] backend = "clickhouse"`: where the ClickHouse ledger is (None: SQLite).
     pub clickhouse: Option<ClickHouseLedgerConfig>,
+    pub reconcile: ReconcileConfig,
 }
 
 /// The ClickHouse ledger's settings (`[ledger] backend = "clickhouse"`).
@@ -332,8 +354,37 @@ impl Config {
             }
         }
         let clickhouse = clickhouse_config(&raw.ledger, &at)?;
+        let reconcile = {
+            let r = raw.reconcile;
+            let non_negative = |k: &str, v: Option<String>| -> Result<Option<Decimal>> {
+                let Some(v) = v else { return Ok(None) };
+                let d = parse_decimal(k, &v).map_err(|_| {
+                    anyhow::anyhow!(
+                        "{}: {v:?} is not a decimal number written as a string",
+                        at(&format!("reconcile.{k}"))
+                    )
+                })?;
+                if d < Decimal::ZERO {
+                    bail!(
+                        "{}: {v:?} must not be negative",
+                        at(&format!("reconcile.{k}"))
+                    );
+                }
+                Ok(Some(d))
+            };
+            if let Some(tz) = &r.bill_timezone {
+                time_zone(tz)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", at("reconcile.bill_timezone")))?;
+            }
+            ReconcileConfig {
+                threshold_pct: non_negative("threshold_pct", r.threshold_pct)?,
+                threshold_amount: non_negative("threshold_amount", r.threshold_amount)?,
+                bill_timezone: r.bill_timezone,
+            }
+        };
         Ok(Config {
             clickhouse,
+            reconcile,
             tenants,
             stripe: StripeConfig {
                 base_url: raw.stripe.base_url,

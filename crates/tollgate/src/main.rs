@@ -11,6 +11,8 @@
 
 mod cmd_audit;
 mod cmd_cfo;
+mod cmd_chargeback;
+mod cmd_close;
 mod cmd_demo;
 mod cmd_digest;
 mod cmd_finance;
@@ -19,9 +21,13 @@ mod cmd_ingest;
 mod cmd_invoice;
 mod cmd_ledger;
 mod cmd_prices;
+mod cmd_reconcile;
+mod cmd_refdata;
 mod cmd_report;
+mod cmd_reprice;
 mod cmd_sql;
 mod config;
+mod demo_bills;
 mod demo_data;
 mod fx;
 mod output;
@@ -95,6 +101,29 @@ enum Command {
         #[command(subcommand)]
         command: cmd_ledger::LedgerCommand,
     },
+    /// Compare the ledger with the imported provider bills: variance per row and team, each
+    /// flagged difference classified.
+    Reconcile(cmd_reconcile::ReconcileArgs),
+    /// Month-end close: freeze a period's booked figures (late events go to the next open one).
+    Close(cmd_close::CloseArgs),
+    /// Reopen a closed period (logged with the reason).
+    Reopen(cmd_close::ReopenArgs),
+    /// Record an approved adjustment for a team in an open period.
+    Adjust(cmd_close::AdjustArgs),
+    /// What is booked in a period: usage, late events, adjustments, corrections; the close log.
+    Books(cmd_close::BooksArgs),
+    /// Re-price a period under the rates given with --prices: corrections recorded, events untouched.
+    Reprice(cmd_reprice::RepriceArgs),
+    /// Allocate shared costs (usage without an owner, a pool team) to teams, to the cent.
+    Allocate(cmd_chargeback::AllocateArgs),
+    /// The chargeback journal: debit and credit lines per cost center, CSV for an ERP import.
+    Journal(cmd_chargeback::JournalArgs),
+    /// Reference data: owners of keys, projects, workspaces, principals and tags; the model
+    /// dictionary; approvers. Versioned, every change logged with who and when.
+    Refdata {
+        #[command(subcommand)]
+        command: cmd_refdata::RefdataCommand,
+    },
     /// Configuration.
     Config {
         #[command(subcommand)]
@@ -156,6 +185,15 @@ fn run() -> Result<()> {
         Command::Annotate(a) => cmd_finance::annotate(&ctx, &a),
         Command::Budgets { command } => cmd_finance::budgets(&ctx, &command),
         Command::Ledger { command } => cmd_ledger::run(&ctx, &command),
+        Command::Reconcile(a) => cmd_reconcile::run(&ctx, &a),
+        Command::Close(a) => cmd_close::close(&ctx, &a),
+        Command::Reopen(a) => cmd_close::reopen(&ctx, &a),
+        Command::Adjust(a) => cmd_close::adjust(&ctx, &a),
+        Command::Books(a) => cmd_close::books(&ctx, &a),
+        Command::Reprice(a) => cmd_reprice::run(&ctx, &a),
+        Command::Allocate(a) => cmd_chargeback::allocate_cmd(&ctx, &a),
+        Command::Journal(a) => cmd_chargeback::journal(&ctx, &a),
+        Command::Refdata { command } => cmd_refdata::run(&ctx, &command),
         Command::Config {
             command: ConfigCommand::Check,
         } => {
