@@ -576,7 +576,10 @@ impl Ledger for ClickHouseLedger {
         self.books_usage_by_key(start, end, minute)
     }
 
-    fn period_actions(&self, period: Option<&str>) -> Result<Vec<tollgate_ledger::PeriodActionRecord>> {
+    fn period_actions(
+        &self,
+        period: Option<&str>,
+    ) -> Result<Vec<tollgate_ledger::PeriodActionRecord>> {
         self.books_period_actions(period)
     }
 

@@ -335,10 +335,15 @@ impl ClickHouseLedger {
         id: i64,
         read: fn(&Row) -> Result<T>,
     ) -> Result<Option<T>> {
-        self.history(columns, table, "id = {id:Int64}", &vec![("id", id.to_string())])?
-            .first()
-            .map(read)
-            .transpose()
+        self.history(
+            columns,
+            table,
+            "id = {id:Int64}",
+            &vec![("id", id.to_string())],
+        )?
+        .first()
+        .map(read)
+        .transpose()
     }
 }
 
@@ -462,7 +467,11 @@ impl ClickHouseWriter<'_> {
             Some(x) if x == *r => Ok(()),
             Some(_) => Err(id_taken("adjustment", r.id)),
             None => {
-                let row = adjustment_json(r.id, &ch_text("recorded_at", &r.recorded_at)?, &r.adjustment);
+                let row = adjustment_json(
+                    r.id,
+                    &ch_text("recorded_at", &r.recorded_at)?,
+                    &r.adjustment,
+                );
                 self.push_side("adjustments", row);
                 Ok(())
             }

@@ -87,6 +87,75 @@ fn unmerged_duplicates_and_migrations() {
 }
 
 #[test]
+fn history_rows_stored_twice_show_once() {
+    let (_d, a) = start(None);
+    let mut l = ClickHouseLedger::open(cfg(&a, "hist")).unwrap();
+    let mut w = l.writer().unwrap();
+    for (key, team) in [("k1", "search"), ("k2", "support"), ("k1", "growth")] {
+        w.record_refdata(&tollgate_ledger::RefDataEntry {
+            kind: "api_key".into(),
+            key: key.into(),
+            team_id: Some(team.into()),
+            changed_by: "ana".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    }
+    w.record_period_action(&tollgate_ledger::PeriodAction {
+        period: "2026-07".into(),
+        action: "close".into(),
+        by: "ana".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    w.record_adjustment(&tollgate_ledger::Adjustment {
+        period: "2026-07".into(),
+        kind: "adjustment".into(),
+        team_id: "search".into(),
+        amount: "5".into(),
+        currency: "USD".into(),
+        reason: "r".into(),
+        requested_by: "ana".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    w.commit().unwrap();
+    let before = (
+        l.refdata(None).unwrap(),
+        l.refdata_history(None, None).unwrap(),
+        l.period_actions(None).unwrap(),
+        l.adjustments(None).unwrap(),
+    );
+    // Every history row stored a second time (a raw re-insert, as a repeated copy without
+    // the check would do): the tables hold each row twice, no merge collapses them
+    // (MergeTree), and reads still show each row once.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    for t in ["refdata", "period_log", "adjustments"] {
+        let r = agent
+            .post(format!("{}/?database=hist", a.url))
+            .send(format!("INSERT INTO {t} SELECT * FROM {t}"))
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let raw = l.query_sql("SELECT count() FROM refdata").unwrap();
+    assert_eq!(raw.rows, vec![vec![SqlValue::Integer(6)]]);
+    assert_eq!(before.1.len(), 3);
+    assert_eq!(before.0.len(), 2);
+    assert_eq!(
+        before,
+        (
+            l.refdata(None).unwrap(),
+            l.refdata_history(None, None).unwrap(),
+            l.period_actions(None).unwrap(),
+            l.adjustments(None).unwrap(),
+        )
+    );
+}
+
+#[test]
 fn password_is_sent_and_checked() {
     let (_d, a) = start(Some("s3cret"));
     let mut bad = cfg(&a, "auth");

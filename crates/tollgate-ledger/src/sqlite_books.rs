@@ -407,8 +407,13 @@ fn id_taken(what: &str, id: i64) -> crate::LedgerError {
 /// [`crate::LedgerWriter::copy_refdata`]: inserts the change with its version and instant;
 /// nothing when an identical row is there.
 pub(super) fn copy_refdata(tx: &Connection, r: &RefDataRecord) -> Result<()> {
-    let mut stmt = tx.prepare_cached(&format!("SELECT {REFDATA_COLUMNS} FROM refdata WHERE id = ?1"))?;
-    let existing = stmt.query_map([r.version], refdata_row)?.next().transpose()?;
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {REFDATA_COLUMNS} FROM refdata WHERE id = ?1"
+    ))?;
+    let existing = stmt
+        .query_map([r.version], refdata_row)?
+        .next()
+        .transpose()?;
     match existing {
         Some(x) if x == *r => return Ok(()),
         Some(_) => return Err(id_taken("reference data version", r.version)),
@@ -443,9 +448,18 @@ pub(super) fn copy_period_action(tx: &Connection, r: &crate::PeriodActionRecord)
         .into_iter()
         .find(|x| x.id == r.id)
     {
-        return if x == *r { Ok(()) } else { Err(id_taken("period log entry", r.id)) };
+        return if x == *r {
+            Ok(())
+        } else {
+            Err(id_taken("period log entry", r.id))
+        };
     }
-    if tx.query_row("SELECT COUNT(*) FROM period_log WHERE id = ?1", [r.id], |x| x.get::<_, i64>(0))? > 0 {
+    if tx.query_row(
+        "SELECT COUNT(*) FROM period_log WHERE id = ?1",
+        [r.id],
+        |x| x.get::<_, i64>(0),
+    )? > 0
+    {
         return Err(id_taken("period log entry", r.id));
     }
     let a = &r.action;
@@ -463,9 +477,18 @@ pub(super) fn copy_adjustment(tx: &Connection, r: &crate::AdjustmentRecord) -> R
         .into_iter()
         .find(|x| x.id == r.id)
     {
-        return if x == *r { Ok(()) } else { Err(id_taken("adjustment", r.id)) };
+        return if x == *r {
+            Ok(())
+        } else {
+            Err(id_taken("adjustment", r.id))
+        };
     }
-    if tx.query_row("SELECT COUNT(*) FROM adjustments WHERE id = ?1", [r.id], |x| x.get::<_, i64>(0))? > 0 {
+    if tx.query_row(
+        "SELECT COUNT(*) FROM adjustments WHERE id = ?1",
+        [r.id],
+        |x| x.get::<_, i64>(0),
+    )? > 0
+    {
         return Err(id_taken("adjustment", r.id));
     }
     let a = &r.adjustment;
