@@ -24,8 +24,9 @@ pub enum LedgerCommand {
     Migrate,
     /// Export the events in the canonical event format (JSONL or CSV), in occurred_at order.
     Export(ExportArgs),
-    /// Copy everything (events, price versions, invoices, bills, annotations, budgets) into
-    /// the ledger of another config; idempotent: run it again and nothing is copied twice.
+    /// Copy everything (events, price versions, invoices, bills, annotations, budgets,
+    /// reference data, the close log, adjustments) into the ledger of another config;
+    /// idempotent: run it again and nothing is copied twice.
     Copy(CopyArgs),
     /// Print the ClickHouse DDL (single node, or a cluster with --cluster).
     Schema(SchemaArgs),
@@ -436,6 +437,13 @@ fn copy_side_tables(source: &dyn Ledger, target: &mut dyn Ledger) -> Result<Stri
     };
     let have_notes: HashSet<String> = q(target, NOTES)?.iter().map(|r| note_key(r)).collect();
     let have_budgets: HashSet<String> = q(target, BUDGETS)?.iter().map(|r| all_key(r)).collect();
+    let have_refdata: HashSet<i64> = target
+        .refdata_history(None, None)?
+        .iter()
+        .map(|r| r.version)
+        .collect();
+    let have_log: HashSet<i64> = target.period_actions(None)?.iter().map(|r| r.id).collect();
+    let have_adj: HashSet<i64> = target.adjustments(None)?.iter().map(|r| r.id).collect();
     let mut w = target.writer()?;
     let mut n_inv = 0;
     for r in dedup(q(source, INVOICES)?, |r| format!("{:?}", r.first())) {
@@ -540,8 +548,30 @@ fn copy_side_tables(source: &dyn Ledger, target: &mut dyn Ledger) -> Result<Stri
         })?;
         n_budgets += 1;
     }
+    // The back office's history (reference data, the close log, adjustments) keeps its ids
+    // and instants: versions, "as of", who and when read the same in the target.
+    let (mut n_refdata, mut n_log, mut n_adj) = (0, 0, 0);
+    for r in source.refdata_history(None, None)? {
+        if !have_refdata.contains(&r.version) {
+            n_refdata += 1;
+        }
+        // Also when present: a different row under the same version is refused.
+        w.copy_refdata(&r)?;
+    }
+    for r in source.period_actions(None)? {
+        if !have_log.contains(&r.id) {
+            n_log += 1;
+        }
+        w.copy_period_action(&r)?;
+    }
+    for r in source.adjustments(None)? {
+        if !have_adj.contains(&r.id) {
+            n_adj += 1;
+        }
+        w.copy_adjustment(&r)?;
+    }
     w.commit()?;
     Ok(format!(
-        "{n_inv} invoices, {n_bills} bills, {n_notes} annotations, {n_budgets} budget rows"
+        "{n_inv} invoices, {n_bills} bills, {n_notes} annotations, {n_budgets} budget rows, {n_refdata} reference data changes, {n_log} period log entries, {n_adj} adjustments"
     ))
 }
