@@ -694,6 +694,34 @@ impl Ledger for ClickHouseLedger {
         for_each_tsv_row(&body, &mut |r| f(row_to_event(&Row(r))?))
     }
 
+    fn scan_events_ingested(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        f: &mut dyn FnMut(UsageEvent, &str) -> Result<()>,
+    ) -> Result<()> {
+        if end <= start {
+            return Ok(());
+        }
+        // SELECT_EVENT's columns, then ingested_at (row_to_event reads by index).
+        let select = SELECT_EVENT.replacen(
+            " FROM events FINAL",
+            ", toString(ingested_at) FROM events FINAL",
+            1,
+        );
+        let body = self.client.run(
+            &Request::new(&format!(
+                "{select} WHERE {RANGE} ORDER BY occurred_at, seq, event_id"
+            ))
+            .params(&range_params(start, end)),
+        )?;
+        for_each_tsv_row(&body, &mut |r| {
+            let r = Row(r);
+            let at = ledger_instant(r.str(47));
+            f(row_to_event(&r)?, &at)
+        })
+    }
+
     fn price_versions(&self, ids: &[String]) -> Result<Vec<PriceVersionRecord>> {
         let mut out = Vec::new();
         for id in ids {
@@ -1370,6 +1398,15 @@ impl LedgerWriter for ClickHouseWriter<'_> {
 
     fn record_adjustment(&mut self, a: &tollgate_ledger::Adjustment) -> Result<i64> {
         self.books_record_adjustment(a)
+    }
+
+    fn set_ingested_at(&mut self, at: &str) -> Result<()> {
+        let t: Timestamp = at
+            .parse()
+            .map_err(|_| LedgerError::Refused(format!("ingested_at {at:?} is not an instant")))?;
+        self.now_ts = t;
+        self.now = ch_instant(t);
+        Ok(())
     }
 
     fn copy_refdata(&mut self, r: &tollgate_ledger::RefDataRecord) -> Result<()> {

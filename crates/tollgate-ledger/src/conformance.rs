@@ -1109,4 +1109,40 @@ pub fn copies_keep_history_ids_and_instants(l: &mut dyn Ledger) {
             .len(),
         3
     );
+    // Events copied with their first ingestion instant: not late for a close cut at
+    // 2026-08-02 09:30; an event ingested now (by the clock) is.
+    let e1 = event(1, "2026-07-01T10:00:00Z", Some("a"), 10, Some("1"));
+    let e2 = event(2, "2026-07-02T10:00:00Z", Some("a"), 20, Some("2"));
+    let mut w = l.writer().unwrap();
+    assert!(w.set_ingested_at("yesterday").is_err());
+    w.set_ingested_at("2026-07-05T00:00:00.000000Z").unwrap();
+    w.append(std::slice::from_ref(&e1)).unwrap();
+    w.commit().unwrap();
+    l.append(std::slice::from_ref(&e2)).unwrap();
+    let mut seen = Vec::new();
+    l.scan_events_ingested(
+        ts("2026-07-01T00:00:00Z"),
+        ts("2026-08-01T00:00:00Z"),
+        &mut |e, at| {
+            seen.push((e, at.to_string()));
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0], (e1, "2026-07-05T00:00:00.000000Z".to_string()));
+    assert_eq!(seen[1].0, e2);
+    assert!(seen[1].1.as_str() > "2026-08-02T09:30:00.250000Z");
+    let late = l
+        .usage_ingested_after(
+            ts("2026-07-01T00:00:00Z"),
+            ts("2026-08-01T00:00:00Z"),
+            &close.at,
+        )
+        .unwrap();
+    assert_eq!(late.len(), 1);
+    assert_eq!(
+        (late[0].totals.requests, late[0].totals.input_tokens),
+        (1, 20)
+    );
 }

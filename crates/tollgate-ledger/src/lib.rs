@@ -493,6 +493,15 @@ pub trait LedgerWriter {
     fn record_period_action(&mut self, a: &PeriodAction) -> Result<i64>;
     /// Records an adjustment, correction or allocation (a new row); returns its id.
     fn record_adjustment(&mut self, a: &Adjustment) -> Result<i64>;
+    /// `tollgate ledger copy`: the instant (ledger instant text) this writer records as the
+    /// `ingested_at` of the events it appends (and the time of the other rows it records) from
+    /// now on, instead of the clock: a copy keeps when each event was first ingested, which
+    /// the month-end close compares with its cut-off (late events).
+    fn set_ingested_at(&mut self, at: &str) -> Result<()> {
+        Err(LedgerError::Refused(format!(
+            "this backend cannot record events as ingested at {at}"
+        )))
+    }
     /// `tollgate ledger copy`: stores a change of reference data recorded in another ledger
     /// with its version and instant, so history (who, when, "as of version N") survives a
     /// move between backends. Refused when that version holds a different change.
@@ -625,6 +634,20 @@ pub trait Ledger {
         end: Timestamp,
         after: &str,
     ) -> Result<Vec<TeamUsage>>;
+
+    /// As [`Ledger::scan_events`], with each event's `ingested_at` (ledger instant text), for
+    /// `tollgate ledger copy`.
+    fn scan_events_ingested(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        f: &mut dyn FnMut(UsageEvent, &str) -> Result<()>,
+    ) -> Result<()> {
+        let _ = (start, end, f);
+        Err(LedgerError::Refused(
+            "this backend cannot read when events were ingested".into(),
+        ))
+    }
 
     /// Appends and commits in one go.
     fn append(&mut self, events: &[UsageEvent]) -> Result<AppendOutcome> {

@@ -354,23 +354,34 @@ fn copy(ctx: &Ctx, a: &CopyArgs) -> Result<()> {
     let mut w = target.writer()?;
     w.record_price_versions(&recs)?;
     w.commit()?;
-    // Events in batches, each its own transaction: appends are idempotent, so a copy that
-    // stops half-way is finished by running it again.
-    let mut batch: Vec<UsageEvent> = Vec::with_capacity(COPY_BATCH);
+    // Events in batches, each written with the instant it was first ingested (one target
+    // transaction per batch and ingestion instant), so the month-end close sees the same late
+    // events in the copy. Appends are idempotent: a copy that stops half-way is finished by
+    // running it again.
     let mut out = tollgate_ledger::AppendOutcome::default();
-    let mut flush = |batch: &mut Vec<UsageEvent>,
+    let mut flush = |batch: &mut Vec<(UsageEvent, String)>,
                      target: &mut Box<dyn Ledger>|
      -> tollgate_ledger::Result<()> {
-        if !batch.is_empty() {
-            out += target.append(batch)?;
-            batch.clear();
+        let mut groups: Vec<(String, Vec<UsageEvent>)> = Vec::new();
+        for (e, at) in batch.drain(..) {
+            match groups.iter_mut().find(|(g, _)| *g == at) {
+                Some((_, v)) => v.push(e),
+                None => groups.push((at, vec![e])),
+            }
+        }
+        for (at, events) in groups {
+            let mut w = target.writer()?;
+            w.set_ingested_at(&at)?;
+            out += w.append(&events)?;
+            w.commit()?;
         }
         Ok(())
     };
     // Scan into batches; the target is written between batches.
-    let mut all: Vec<Vec<UsageEvent>> = Vec::new();
-    source.scan_events(start, end, &mut |e| {
-        batch.push(e);
+    let mut batch: Vec<(UsageEvent, String)> = Vec::with_capacity(COPY_BATCH);
+    let mut all: Vec<Vec<(UsageEvent, String)>> = Vec::new();
+    source.scan_events_ingested(start, end, &mut |e, at| {
+        batch.push((e, at.to_string()));
         if batch.len() >= COPY_BATCH {
             all.push(std::mem::take(&mut batch));
         }
