@@ -47,6 +47,54 @@ fn without_clock(b: &[u8]) -> String {
         .join("\n")
 }
 
+/// Replaces what two ledgers written at different instants cannot share: row ids after `#`
+/// (`adjustment #8`) and instants (`2026-11-23T18:19:02.672477Z`), each by a fixed mark.
+fn without_ids_and_instants(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b);
+    let c: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    // An instant as the ledger writes it: YYYY-MM-DDTHH:MM:SS.ffffffZ (27 characters).
+    let instant = |at: usize| -> bool {
+        const SHAPE: &str = "dddd-dd-ddTdd:dd:dd.ddddddZ";
+        at + SHAPE.len() <= c.len()
+            && SHAPE.chars().zip(&c[at..]).all(|(p, ch)| match p {
+                'd' => ch.is_ascii_digit(),
+                p => p == *ch,
+            })
+    };
+    while i < c.len() {
+        if instant(i) {
+            out.push_str("<instant>");
+            i += 27;
+        } else if c[i] == '#' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
+            out.push_str("#<id>");
+            i += 1;
+            while c.get(i).is_some_and(|d| d.is_ascii_digit()) {
+                i += 1;
+            }
+        } else {
+            out.push(c[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn masking_leaves_everything_but_ids_and_instants() {
+    assert_eq!(
+        without_ids_and_instants(
+            b"adjustment #1795457942931521000: at 2026-11-23T18:19:02.931477Z; 2026-10 #x 12.50"
+        ),
+        "adjustment #<id>: at <instant>; 2026-10 #x 12.50"
+    );
+}
+
 #[test]
 fn demo_month_gives_the_same_answers_on_sqlite_and_clickhouse() {
     let sb = Sandbox::new();
@@ -78,8 +126,21 @@ fn demo_month_gives_the_same_answers_on_sqlite_and_clickhouse() {
         first.starts_with("copied 3000 events (0 already there)"),
         "{first}"
     );
-    // The demo records one annotation and five budget rows.
-    assert!(first.contains("1 annotations, 5 budget rows"), "{first}");
+    // The demo records one annotation and five budget rows, imports two provider bills
+    // (OpenAI costs, Anthropic cost) and the reference data of its refdata.toml, one change
+    // per entry.
+    let refdata_entries = std::fs::read_to_string(demo.join("refdata.toml"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("[["))
+        .count();
+    assert!(refdata_entries > 10, "{refdata_entries}");
+    assert!(
+        first.contains(&format!(
+            "2 bills, 1 annotations, 5 budget rows, {refdata_entries} reference data changes, 0 period log entries, 0 adjustments"
+        )),
+        "{first}"
+    );
     let again = String::from_utf8(run(
         &sb,
         &sq_cfg,
@@ -88,7 +149,7 @@ fn demo_month_gives_the_same_answers_on_sqlite_and_clickhouse() {
     .unwrap();
     assert!(
         again.starts_with("copied 0 events (3000 already there)")
-            && again.contains("0 invoices, 0 bills, 0 annotations, 0 budget rows"),
+            && again.contains("0 invoices, 0 bills, 0 annotations, 0 budget rows, 0 reference data changes, 0 period log entries, 0 adjustments"),
         "{again}"
     );
 
@@ -153,7 +214,53 @@ fn demo_month_gives_the_same_answers_on_sqlite_and_clickhouse() {
         &["report", "finance", "budgets", "--period", "2026-10"],
         &["ledger", "export", "--format", "jsonl"],
         &["ledger", "export", "--format", "csv"],
+        &["refdata", "list"],
+        &["refdata", "list", "--format", "json"],
+        &["refdata", "history"],
+        &["refdata", "history", "--format", "json"],
     ];
+    // The reconciliation of the demo month against its bills, with the rates in force now
+    // (the late price cut first) as the demo runs it.
+    let late_prices = demo.join("demo-prices-late.toml");
+    let demo_prices = demo.join("demo-prices.toml");
+    let with_rates = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "--prices",
+            path_str(&late_prices),
+            "--prices",
+            path_str(&demo_prices),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    };
+    let reconcile: Vec<Vec<String>> = ["table", "csv", "json"]
+        .iter()
+        .map(|f| {
+            with_rates(&[
+                "reconcile",
+                "--period",
+                "2026-10",
+                "--company-tz",
+                "Asia/Tokyo",
+                "--threshold-amount",
+                "0.50",
+                "--format",
+                f,
+            ])
+        })
+        .collect();
+    let owned: Vec<Vec<&str>> = reconcile
+        .iter()
+        .map(|v| v.iter().map(String::as_str).collect())
+        .collect();
+    let same: Vec<&[&str]> = same
+        .iter()
+        .copied()
+        .chain(owned.iter().map(Vec::as_slice))
+        .collect();
     for args in same {
         let a = run(&sb, &sq_cfg, args);
         let b = run(&sb, &ch_cfg, args);
@@ -172,6 +279,134 @@ fn demo_month_gives_the_same_answers_on_sqlite_and_clickhouse() {
             assert_eq!(x, y, "{args:?} differs between SQLite and ClickHouse");
         }
     }
+    // The reconciliation found the demo's planted unmapped key and the traffic around the
+    // gateway (the same on both, checked above).
+    let rec = String::from_utf8(run(&sb, &ch_cfg, owned[0].as_slice())).unwrap();
+    assert!(
+        rec.contains("unmapped_key") && rec.contains("missing_in_ledger"),
+        "{rec}"
+    );
+
+    // The month-end back office on each ledger on its own: the same re-pricing, shared-cost
+    // allocation, approved adjustment (twice: recorded once) and close print the same, and
+    // leave the same books and journal. Ids and instants are the ledger's own (masked).
+    let backoffice: Vec<Vec<String>> = vec![
+        with_rates(&["reprice", "--period", "2026-10", "--by", "ana"]),
+        with_rates(&[
+            "reprice", "--period", "2026-10", "--by", "ana", "--format", "json",
+        ]),
+        vec![
+            "allocate", "--period", "2026-10", "--method", "usage", "--by", "ana",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+    ];
+    let adjust: Vec<String> = [
+        "adjust",
+        "--period",
+        "2026-10",
+        "--team",
+        "team-search",
+        "--amount",
+        "-2.50",
+        "--reason",
+        "credit for an outage",
+        "--approver",
+        "key_cfo",
+        "--by",
+        "ana",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let close: Vec<String> = ["close", "--period", "2026-10", "--by", "ana"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for args in &backoffice {
+        let a = run(&sb, &sq_cfg, &strs(args));
+        let b = run(&sb, &ch_cfg, &strs(args));
+        assert!(!a.is_empty());
+        assert!(
+            a == b,
+            "{args:?} differs:\n{}\n{}",
+            String::from_utf8_lossy(&a),
+            String::from_utf8_lossy(&b)
+        );
+    }
+    for args in [&adjust, &adjust, &close] {
+        let a = run(&sb, &sq_cfg, &strs(args));
+        let b = run(&sb, &ch_cfg, &strs(args));
+        assert_eq!(
+            without_ids_and_instants(&a),
+            without_ids_and_instants(&b),
+            "{args:?}"
+        );
+    }
+    let books: &[&[&str]] = &[
+        &["books", "--period", "2026-10"],
+        &["books", "--period", "2026-10", "--format", "json"],
+        &["books", "--period", "2026-11"],
+        &["books", "--period", "2026-11", "--format", "json"],
+        &["journal", "--period", "2026-10"],
+        &["journal", "--period", "2026-10", "--currency", "EUR"],
+    ];
+    for args in books {
+        let (a, b) = (run(&sb, &sq_cfg, args), run(&sb, &ch_cfg, args));
+        assert!(a.len() > 100, "{args:?}: {}", String::from_utf8_lossy(&a));
+        assert_eq!(
+            without_ids_and_instants(&a),
+            without_ids_and_instants(&b),
+            "{args:?}"
+        );
+    }
+    let books_oct = String::from_utf8(run(&sb, &ch_cfg, books[0])).unwrap();
+    assert!(
+        books_oct.contains("closed") && books_oct.contains("credit for an outage"),
+        "{books_oct}"
+    );
+    // ClickHouse's ledger copied into a new SQLite ledger: the history keeps its ids and
+    // instants, and events when they were ingested, so every book, journal and history
+    // reads byte for byte the same, with nothing masked (no event became late).
+    let back_cfg = sb.write(
+        "back.toml",
+        format!("{tenants}\n[ledger]\ndata_dir = \"back\"\n"),
+    );
+    let copied = String::from_utf8(run(
+        &sb,
+        &ch_cfg,
+        &["ledger", "copy", "--to", path_str(&back_cfg)],
+    ))
+    .unwrap();
+    assert!(
+        copied.starts_with("copied 3000 events (0 already there)")
+            && copied.contains(&format!(
+                "{refdata_entries} reference data changes, 1 period log entries,"
+            )),
+        "{copied}"
+    );
+    let again = String::from_utf8(run(
+        &sb,
+        &ch_cfg,
+        &["ledger", "copy", "--to", path_str(&back_cfg)],
+    ))
+    .unwrap();
+    assert!(
+        again.contains("0 reference data changes, 0 period log entries, 0 adjustments"),
+        "{again}"
+    );
+    for args in books
+        .iter()
+        .copied()
+        .chain([&["refdata", "history", "--format", "json"][..]])
+    {
+        assert!(
+            run(&sb, &ch_cfg, args) == run(&sb, &back_cfg, args),
+            "{args:?} differs after copying ClickHouse into SQLite"
+        );
+    }
+
     // The CFO's PDF and the invoice PDF, byte for byte. They print when they were generated
     // (to the minute), so SQLite runs before and after the ClickHouse run: when those two
     // agree, no minute boundary fell in between and the ClickHouse PDF must equal them.
@@ -385,7 +620,7 @@ fn clickhouse_password_comes_from_the_environment() {
         String::from_utf8_lossy(&ok.stderr)
     );
     assert!(
-        out.contains("database pw: migrated from version 0 to 2 (applied 1, 2)"),
+        out.contains("database pw: migrated from version 0 to 3 (applied 1, 2, 3)"),
         "{out}"
     );
 }
