@@ -105,7 +105,13 @@ fn id_taken(what: &str, id: i64) -> LedgerError {
 
 impl ClickHouseLedger {
     /// History rows of `table` matching `cond` (bound by `params`), one per id, by id.
-    fn history(&self, columns: &str, table: &str, cond: &str, params: &Params) -> Result<Vec<Row>> {
+    fn history(
+        &self,
+        columns: &str,
+        table: &str,
+        cond: &str,
+        params: &[(&str, String)],
+    ) -> Result<Vec<Row>> {
         self.rows(
             &format!("SELECT {columns} FROM {table} WHERE {cond} ORDER BY id LIMIT 1 BY id"),
             params,
@@ -117,7 +123,7 @@ impl ClickHouseLedger {
             REFDATA_COLUMNS,
             "refdata",
             "id <= {v:Int64}",
-            &vec![("v", as_of.unwrap_or(i64::MAX).to_string())],
+            &[("v", as_of.unwrap_or(i64::MAX).to_string())],
         )?;
         // The newest row per (kind, key) up to the version; removals left out.
         let mut latest: BTreeMap<(String, String), RefDataRecord> = BTreeMap::new();
@@ -189,7 +195,7 @@ impl ClickHouseLedger {
              FROM current_bill_lines AS l
              INNER JOIN (SELECT id, bill_type FROM current_bill_imports) AS i ON i.id = l.import_id
              WHERE l.period_start >= {a:String} AND l.period_start < {b:String}",
-            &vec![
+            &[
                 ("a", tollgate_core::event::format_instant(start)),
                 ("b", tollgate_core::event::format_instant(end)),
             ],
@@ -335,15 +341,10 @@ impl ClickHouseLedger {
         id: i64,
         read: fn(&Row) -> Result<T>,
     ) -> Result<Option<T>> {
-        self.history(
-            columns,
-            table,
-            "id = {id:Int64}",
-            &vec![("id", id.to_string())],
-        )?
-        .first()
-        .map(read)
-        .transpose()
+        self.history(columns, table, "id = {id:Int64}", &[("id", id.to_string())])?
+            .first()
+            .map(read)
+            .transpose()
     }
 }
 
