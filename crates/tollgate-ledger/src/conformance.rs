@@ -920,6 +920,18 @@ pub fn usage_by_key_and_bill_lines_in_force(l: &mut dyn Ledger) {
         .usage_by_key(ts("2026-07-01T00:00:00Z"), ts("2026-07-02T00:00:00Z"), true)
         .unwrap();
     assert_eq!(by_minute.len(), 3);
+    // Off the hour: 10:30-11:30 holds the 10:55 call (50 tokens, 0.25) and the 11:00 one.
+    let edges = l
+        .usage_by_key(
+            ts("2026-07-01T10:30:00Z"),
+            ts("2026-07-01T11:30:00Z"),
+            false,
+        )
+        .unwrap();
+    assert_eq!(edges.len(), 2);
+    assert_eq!(edges[0].totals.input_tokens, 50);
+    assert_eq!(edges[0].totals.cost().unwrap(), dec("0.25"));
+    assert_eq!(edges[1].totals.input_tokens, 7);
     // Bill lines: only the newest import of the month is in force, filtered by start.
     let imp = crate::BillImport {
         bill_type: "openai-usage".into(),

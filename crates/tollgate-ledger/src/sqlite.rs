@@ -334,6 +334,36 @@ BEGIN SELECT RAISE(ABORT, 'adjustments are never edited: record a reversing adju
     ),
     (
         8,
+        "hourly usage per provider, model, API key, team and cost center (reconciliation)",
+        r#"
+CREATE TABLE key_rollups (
+    hour INTEGER NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    api_key_id TEXT NOT NULL,
+    team_id TEXT NOT NULL,
+    cost_center TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    cache_write_1h_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_e12 INTEGER NOT NULL,
+    unpriced INTEGER NOT NULL,
+    PRIMARY KEY (hour, provider, model, api_key_id, team_id, cost_center)
+) WITHOUT ROWID;
+INSERT INTO key_rollups SELECT CAST(strftime('%s', substr(occurred_at, 1, 13) || ':00:00Z') AS INTEGER),
+    provider, model, COALESCE(api_key_id, ''), COALESCE(team_id, ''), COALESCE(cost_center, ''),
+    COUNT(*), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens),
+    SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens),
+    COALESCE(SUM(cost_e12), 0), SUM(cost_e12 IS NULL)
+FROM events GROUP BY 1, 2, 3, 4, 5, 6;
+"#,
+    ),
+    (
+        9,
         "covering index of the rollups per tenant and environment (invoices, tenant reports)",
         r#"
 CREATE INDEX rollups_tenant ON rollups(tenant_id, environment, hour, feature, model,
@@ -551,6 +581,7 @@ impl SqliteLedger {
             ),
             [],
         )?;
+        books_impl::rebuild_key_rollups(&tx)?;
         tx.commit()?;
         Ok(())
     }
@@ -570,6 +601,7 @@ impl LedgerWriter for SqliteWriter<'_> {
     fn append(&mut self, events: &[UsageEvent]) -> Result<AppendOutcome> {
         let mut out = AppendOutcome::default();
         let mut rollups: FxMap<(i64, [&str; 12]), Totals> = FxMap::default();
+        let mut key_rollups: books_impl::KeyRollups<'_> = FxMap::default();
         // Scratch buffers reused across rows: no allocation per event on this path.
         let mut occurred = String::with_capacity(32);
         let mut completed = String::with_capacity(32);
@@ -722,6 +754,7 @@ impl LedgerWriter for SqliteWriter<'_> {
                         p.price_version.as_deref().unwrap_or(""),
                     ],
                 );
+                books_impl::add_key_rollup(&mut key_rollups, e, cost_e12);
                 let t = rollups.entry(key).or_default();
                 t.requests += 1;
                 t.input_tokens += u.input_tokens;
@@ -733,6 +766,7 @@ impl LedgerWriter for SqliteWriter<'_> {
                 t.cost_e12 += i128::from(cost_e12.unwrap_or(0));
             }
         }
+        books_impl::upsert_key_rollups(&self.tx, &key_rollups)?;
         let mut up = self.tx.prepare_cached(UPSERT_ROLLUP)?;
         for ((hour, k), t) in rollups {
             let cost = i64::try_from(t.cost_e12)

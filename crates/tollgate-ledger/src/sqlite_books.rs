@@ -124,10 +124,205 @@ pub(super) fn bill_lines_in_force(
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// [`crate::Ledger::usage_by_key`]: over 200k events, the range is cut into time slices read by
-/// two (or more) snapshot readers at once (as the audit export does), and the groups of the
-/// slices are summed; otherwise one query on the ledger's connection.
+/// Per (hour, [provider, model, API key, team, cost center]): totals and unpriced events, for
+/// the `key_rollups` table (migration 8), accumulated by `append`.
+pub(super) type KeyRollups<'e> = super::FxMap<(i64, [&'e str; 5]), (Totals, u64)>;
+
+pub(super) fn add_key_rollup<'e>(
+    m: &mut KeyRollups<'e>,
+    e: &'e tollgate_core::UsageEvent,
+    cost_e12: Option<i64>,
+) {
+    let a = &e.attribution;
+    let key = (
+        super::hour_of(e.occurred_at),
+        [
+            e.provider.as_str(),
+            e.model.as_str(),
+            a.api_key_id.as_deref().unwrap_or(""),
+            a.team_id.as_deref().unwrap_or(""),
+            a.cost_center.as_deref().unwrap_or(""),
+        ],
+    );
+    let (t, unpriced) = m.entry(key).or_default();
+    let u = &e.usage;
+    t.requests += 1;
+    t.input_tokens += u.input_tokens;
+    t.cache_read_tokens += u.cache_read_tokens;
+    t.cache_write_tokens += u.cache_write_tokens;
+    t.cache_write_1h_tokens += u.cache_write_1h_tokens;
+    t.output_tokens += u.output_tokens;
+    t.reasoning_tokens += u.reasoning_tokens;
+    match cost_e12 {
+        Some(c) => t.cost_e12 += i128::from(c),
+        None => *unpriced += 1,
+    }
+}
+
+pub(super) fn upsert_key_rollups(tx: &Connection, m: &KeyRollups<'_>) -> Result<()> {
+    let mut up = tx.prepare_cached(
+        "INSERT INTO key_rollups (hour, provider, model, api_key_id, team_id, cost_center,
+         requests, input_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
+         output_tokens, reasoning_tokens, cost_e12, unpriced)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         ON CONFLICT DO UPDATE SET requests = requests + excluded.requests,
+            input_tokens = input_tokens + excluded.input_tokens,
+            cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+            cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+            cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,
+            output_tokens = output_tokens + excluded.output_tokens,
+            reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+            cost_e12 = cost_e12 + excluded.cost_e12,
+            unpriced = unpriced + excluded.unpriced",
+    )?;
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for ((hour, k), (t, unpriced)) in m {
+        let cost = i64::try_from(t.cost_e12)
+            .map_err(|_| crate::LedgerError::Refused("rollup cost out of range".into()))?;
+        up.execute(params![
+            hour,
+            k[0],
+            k[1],
+            k[2],
+            k[3],
+            k[4],
+            n(t.requests),
+            n(t.input_tokens),
+            n(t.cache_read_tokens),
+            n(t.cache_write_tokens),
+            n(t.cache_write_1h_tokens),
+            n(t.output_tokens),
+            n(t.reasoning_tokens),
+            cost,
+            n(*unpriced)
+        ])?;
+    }
+    Ok(())
+}
+
+pub(super) fn rebuild_key_rollups(tx: &Connection) -> Result<()> {
+    tx.execute("DELETE FROM key_rollups", [])?;
+    tx.execute(
+        "INSERT INTO key_rollups SELECT CAST(strftime('%s', substr(occurred_at, 1, 13) || ':00:00Z') AS INTEGER),
+         provider, model, COALESCE(api_key_id, ''), COALESCE(team_id, ''), COALESCE(cost_center, ''),
+         COUNT(*), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens),
+         SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens),
+         COALESCE(SUM(cost_e12), 0), SUM(cost_e12 IS NULL)
+         FROM events GROUP BY 1, 2, 3, 4, 5, 6",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Whole hours `[h0, h1)` (unix seconds) from `key_rollups`.
+fn key_rollup_rows(conn: &Connection, h0: i64, h1: i64) -> Result<Vec<KeyUsage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT provider, model, hour, api_key_id, team_id, cost_center, requests, input_tokens,
+         cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens,
+         reasoning_tokens, cost_e12, unpriced FROM key_rollups WHERE hour >= ?1 AND hour < ?2",
+    )?;
+    let mut rows = stmt.query(params![h0, h1])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let n = |i: usize| -> Result<u64> {
+            let v: i64 = r.get(i)?;
+            u64::try_from(v).map_err(|_| corrupt("total", &v.to_string()))
+        };
+        let hour: i64 = r.get(2)?;
+        let t = Timestamp::from_second(hour).map_err(|e| corrupt("hour", &e.to_string()))?;
+        out.push(KeyUsage {
+            provider: r.get(0)?,
+            model: r.get(1)?,
+            bucket: format_instant(t),
+            api_key_id: r.get(3)?,
+            team_id: r.get(4)?,
+            cost_center: r.get(5)?,
+            totals: Totals {
+                requests: n(6)?,
+                input_tokens: n(7)?,
+                cache_read_tokens: n(8)?,
+                cache_write_tokens: n(9)?,
+                cache_write_1h_tokens: n(10)?,
+                output_tokens: n(11)?,
+                reasoning_tokens: n(12)?,
+                cost_e12: i128::from(r.get::<_, i64>(13)?),
+            },
+            unpriced: n(14)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Sums usage rows with equal keys; sorted by key.
+fn merge(parts: impl IntoIterator<Item = KeyUsage>) -> Vec<KeyUsage> {
+    let mut merged: std::collections::BTreeMap<KeyOf, (Totals, u64)> =
+        std::collections::BTreeMap::new();
+    for u in parts {
+        let e = merged
+            .entry((
+                u.provider,
+                u.model,
+                u.bucket,
+                u.api_key_id,
+                u.team_id,
+                u.cost_center,
+            ))
+            .or_default();
+        e.0.add(&u.totals);
+        e.1 += u.unpriced;
+    }
+    merged
+        .into_iter()
+        .map(|(k, (totals, unpriced))| KeyUsage {
+            provider: k.0,
+            model: k.1,
+            bucket: k.2,
+            api_key_id: k.3,
+            team_id: k.4,
+            cost_center: k.5,
+            totals,
+            unpriced,
+        })
+        .collect()
+}
+
+/// [`crate::Ledger::usage_by_key`]: per hour, whole hours come from `key_rollups` (kept by
+/// `append` in the same transaction as the events) and partial edge hours from the raw events;
+/// per minute, everything comes from the raw events.
 pub(super) fn usage_by_key_ledger(
+    l: &super::SqliteLedger,
+    start: Timestamp,
+    end: Timestamp,
+    minute: bool,
+) -> Result<Vec<KeyUsage>> {
+    if end <= start {
+        return Ok(Vec::new());
+    }
+    let (s, e) = (start.as_second(), end.as_second());
+    let h0 = if s.rem_euclid(3600) == 0 && start.subsec_nanosecond() == 0 {
+        s
+    } else {
+        (s.div_euclid(3600) + 1) * 3600
+    };
+    let h1 = e.div_euclid(3600) * 3600;
+    if minute || h0 >= h1 {
+        return usage_by_key_raw(l, start, end, minute);
+    }
+    let ts = |secs: i64| Timestamp::from_second(secs).map_err(|e| corrupt("hour", &e.to_string()));
+    let mut parts = key_rollup_rows(&l.conn, h0, h1)?;
+    if start < ts(h0)? {
+        parts.extend(usage_by_key_raw(l, start, ts(h0)?, false)?);
+    }
+    if ts(h1)? < end {
+        parts.extend(usage_by_key_raw(l, ts(h1)?, end, false)?);
+    }
+    Ok(merge(parts))
+}
+
+/// Usage by key from the raw events: over 200k events, the range is cut into time slices read
+/// by two (or more) snapshot readers at once (as the audit export does), and the groups of the
+/// slices are summed; otherwise one query on the ledger's connection.
+pub(super) fn usage_by_key_raw(
     l: &super::SqliteLedger,
     start: Timestamp,
     end: Timestamp,
@@ -181,37 +376,11 @@ pub(super) fn usage_by_key_with(
                 })
                 .collect()
         });
-        let mut merged: std::collections::BTreeMap<KeyOf, (Totals, u64)> =
-            std::collections::BTreeMap::new();
+        let mut all = Vec::new();
         for part in parts {
-            for u in part? {
-                let e = merged
-                    .entry((
-                        u.provider,
-                        u.model,
-                        u.bucket,
-                        u.api_key_id,
-                        u.team_id,
-                        u.cost_center,
-                    ))
-                    .or_default();
-                e.0.add(&u.totals);
-                e.1 += u.unpriced;
-            }
+            all.extend(part?);
         }
-        return Ok(merged
-            .into_iter()
-            .map(|(k, (totals, unpriced))| KeyUsage {
-                provider: k.0,
-                model: k.1,
-                bucket: k.2,
-                api_key_id: k.3,
-                team_id: k.4,
-                cost_center: k.5,
-                totals,
-                unpriced,
-            })
-            .collect());
+        return Ok(merge(all));
     }
     usage_by_key(&l.conn, &a, &b, minute)
 }

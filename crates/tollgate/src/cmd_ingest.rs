@@ -55,8 +55,9 @@ pub fn store_bill(
     let source = file.display().to_string();
     let lines = bills::parse(kind, &source, &bytes)?;
     let summary = bills::summarize(&lines)?;
+    drop(bytes);
     let mut ledger = tollgate_ledger::sqlite::SqliteLedger::open(data_dir)?;
-    record_bill_lines(&mut ledger, kind, &source, &lines, &summary)?;
+    record_bill_lines(&mut ledger, kind, &source, lines, &summary)?;
     Ok((
         summary.lines,
         summary
@@ -69,33 +70,34 @@ fn record_bill_lines(
     ledger: &mut dyn Ledger,
     kind: tollgate_providers::bills::BillType,
     source: &str,
-    lines: &[tollgate_providers::bills::BillLine],
+    lines: Vec<tollgate_providers::bills::BillLine>,
     summary: &tollgate_providers::bills::BillSummary,
 ) -> Result<()> {
     let fmt_ts = tollgate_core::event::format_instant;
+    // The lines are moved into the records (no copy of their text).
     let records: Vec<tollgate_ledger::BillLineRecord> = lines
-        .iter()
+        .into_iter()
         .map(|l| tollgate_ledger::BillLineRecord {
-            provider: l.provider.clone(),
+            tags: (!l.tags.is_empty()).then(|| serde_json::to_string(&l.tags).unwrap_or_default()),
+            provider: l.provider,
             line_kind: l.line_kind.as_str().to_string(),
             period_start: fmt_ts(l.period_start),
             period_end: fmt_ts(l.period_end),
-            model: l.model.clone(),
+            model: l.model,
             token_class: l.token_class.map(|c| c.as_str().to_string()),
             tokens: l.tokens,
             quantity: l.quantity.map(|q| q.normalize().to_string()),
-            unit: l.unit.clone(),
+            unit: l.unit,
             cost: l.cost.map(|c| c.normalize().to_string()),
             currency: l.currency.to_string(),
-            account: l.account.clone(),
-            project: l.project.clone(),
-            workspace: l.workspace.clone(),
-            api_key: l.api_key.clone(),
-            principal: l.principal.clone(),
-            sku: l.sku.clone(),
-            service_tier: l.service_tier.clone(),
-            region: l.region.clone(),
-            tags: (!l.tags.is_empty()).then(|| serde_json::to_string(&l.tags).unwrap_or_default()),
+            account: l.account,
+            project: l.project,
+            workspace: l.workspace,
+            api_key: l.api_key,
+            principal: l.principal,
+            sku: l.sku,
+            service_tier: l.service_tier,
+            region: l.region,
             source_line: l.source_line,
         })
         .collect();
@@ -158,9 +160,10 @@ fn ingest_bills(ctx: &Ctx, a: &BillsArgs) -> Result<()> {
     };
     let lines = bills::parse(kind, source, &bytes)?;
     let summary = bills::summarize(&lines)?;
+    drop(bytes);
     let fmt_ts = tollgate_core::event::format_instant;
     let mut ledger = crate::cmd_ledger::open(ctx)?;
-    record_bill_lines(ledger.as_mut(), kind, source, &lines, &summary)?;
+    record_bill_lines(ledger.as_mut(), kind, source, lines, &summary)?;
     let dec = |d: rust_decimal::Decimal| d.normalize().to_string();
     let t = &summary.tokens;
     let doc = json!({

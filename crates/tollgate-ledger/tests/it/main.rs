@@ -53,13 +53,13 @@ fn reopening_applies_no_migration_twice_and_rebuilt_rollups_match() {
         .unwrap();
     }
     let mut l = SqliteLedger::open(d.path()).unwrap();
-    // Eight migrations exist (events, invoices, bills, annotations+budgets, sessions index,
-    // reference data, month-end close, rollups per tenant); each recorded once.
+    // Nine migrations exist (events, invoices, bills, annotations+budgets, sessions index,
+    // reference data, month-end close, key rollups, rollups per tenant); each recorded once.
     let n = l
         .query_sql("SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations")
         .unwrap();
-    assert_eq!(n.rows[0][0].to_string(), "8");
-    assert_eq!(n.rows[0][1].to_string(), "8");
+    assert_eq!(n.rows[0][0].to_string(), "9");
+    assert_eq!(n.rows[0][1].to_string(), "9");
     let q = SummaryQuery {
         start: "2026-07-01T00:00:00Z".parse().unwrap(),
         end: "2026-07-02T00:00:00Z".parse().unwrap(),
