@@ -583,6 +583,15 @@ mod tests {
         assert!(ddl.contains("ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/tollgate/rollups_local', '{replica}')"));
         assert!(ddl.contains("CREATE MATERIALIZED VIEW IF NOT EXISTS tollgate.rollups_mv ON CLUSTER prod TO tollgate.rollups_local AS"));
         assert!(ddl.contains("FROM tollgate.events_local"));
+        // The back office's history tables: append-only, replicated, on one shard.
+        for t in ["refdata", "period_log", "adjustments"] {
+            assert!(ddl.contains(&format!(
+                "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{{shard}}/tollgate/{t}_local', '{{replica}}')\nORDER BY id"
+            )));
+            assert!(ddl.contains(&format!(
+                "ENGINE = Distributed(prod, tollgate, {t}_local, 0)"
+            )));
+        }
         let single = full_ddl("tollgate", &Layout::Single);
         assert!(!single.contains("ON CLUSTER") && !single.contains("Replicated"));
         assert!(single.contains(
