@@ -25,6 +25,8 @@ struct RawConfig {
     slack: RawSlack,
     #[serde(default)]
     cfo: RawCfo,
+    #[serde(default)]
+    gateway: tollgate_gateway::RawGateway,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +159,8 @@ pub struct Config {
     pub slack: SlackConfig,
     /// The CFO report's monthly target (report currency); `--target` wins.
     pub cfo_monthly_target: Option<Decimal>,
+    /// The `[gateway]` section (`tollgate serve`), validated.
+    pub gateway: tollgate_gateway::GatewayConfig,
 }
 
 /// Where the weekly digest goes.
@@ -246,7 +250,10 @@ impl Config {
                 );
             }
         }
+        let gateway = tollgate_gateway::GatewayConfig::from_raw(raw.gateway, base)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(Config {
+            gateway,
             tenants,
             stripe: StripeConfig {
                 base_url: raw.stripe.base_url,

@@ -19,6 +19,7 @@ mod cmd_ingest;
 mod cmd_invoice;
 mod cmd_prices;
 mod cmd_report;
+mod cmd_serve;
 mod cmd_sql;
 mod config;
 mod demo_data;
@@ -89,6 +90,15 @@ enum Command {
         #[command(subcommand)]
         command: cmd_finance::BudgetsCommand,
     },
+    /// Run the gateway: OpenAI and Anthropic compatible, attributes, prices and records every call.
+    Serve(cmd_serve::ServeArgs),
+    /// Gateway keys: add, list, revoke, mode.
+    Keys {
+        #[command(subcommand)]
+        command: cmd_serve::KeysCommand,
+    },
+    /// A local fake OpenAI/Anthropic provider (tests, benchmarks, the demo).
+    FakeProvider(cmd_serve::FakeArgs),
     /// Configuration.
     Config {
         #[command(subcommand)]
@@ -149,6 +159,9 @@ fn run() -> Result<()> {
         Command::Sql(a) => cmd_sql::run(&ctx, &a),
         Command::Annotate(a) => cmd_finance::annotate(&ctx, &a),
         Command::Budgets { command } => cmd_finance::budgets(&ctx, &command),
+        Command::Serve(a) => cmd_serve::serve(&ctx, &a),
+        Command::Keys { command } => cmd_serve::keys_cmd(&ctx, &command),
+        Command::FakeProvider(a) => cmd_serve::fake_provider(&a),
         Command::Config {
             command: ConfigCommand::Check,
         } => {

@@ -1,0 +1,451 @@
+//! The durable event path: an append-only spool of checksummed records, then the ledger.
+//!
+//! Record format (little endian): `u32 length`, `u32 CRC-32 of the payload`, payload (the
+//! event as canonical JSON). Segment files `spool-NNNNNNNNNN.log` in the spool directory.
+//!
+//! - The spool thread writes every queued event in one `write` (group commit), then:
+//!   `group` durability acknowledges at once (the bytes are in the OS, so a crash of the
+//!   process loses nothing) and `fdatasync`s within the window; `sync` durability
+//!   `fdatasync`s first, then acknowledges. A response ends only after its acknowledgement.
+//! - The ledger thread appends what was spooled in batches (one transaction each; the ledger
+//!   is idempotent on `event_id`) and deletes a segment once all of it is in the ledger.
+//! - At startup, [`replay`] moves whatever segments are left into the ledger (a torn record at
+//!   the tail of a segment, from a crash mid-write, ends that segment's replay).
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tollgate_core::{Pricer, UsageEvent};
+use tollgate_ledger::sqlite::SqliteLedger;
+use tollgate_ledger::{Ledger, PriceVersionRecord};
+
+use crate::config::Durability;
+
+/// Segments are rotated past this size.
+const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// At most this many events per ledger transaction.
+const LEDGER_BATCH: usize = 4096;
+
+enum Msg {
+    Event(Box<UsageEvent>, Option<tokio::sync::oneshot::Sender<()>>),
+    Shutdown(std::sync::mpsc::Sender<()>),
+}
+
+enum LedgerMsg {
+    Batch(Vec<UsageEvent>),
+    /// Every event of this segment was sent before this message: delete it once committed.
+    SegmentDone(PathBuf),
+    Shutdown(std::sync::mpsc::Sender<()>),
+}
+
+/// Counters for `/tollgate/stats` and the logs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub spooled: AtomicU64,
+    pub committed: AtomicU64,
+    pub fsyncs: AtomicU64,
+    pub ledger_errors: AtomicU64,
+}
+
+/// Handle to the spool thread.
+#[derive(Clone)]
+pub struct Spool {
+    tx: mpsc::Sender<Msg>,
+    pub stats: Arc<Stats>,
+}
+
+fn segment_name(id: u64) -> String {
+    format!("spool-{id:010}.log")
+}
+
+fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(id) = name
+            .strip_prefix("spool-")
+            .and_then(|r| r.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            v.push((id, e.path()));
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// Encodes one record.
+pub fn encode(ev: &UsageEvent, out: &mut Vec<u8>) {
+    let json = ev.to_json();
+    let len = u32::try_from(json.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(json.as_bytes()).to_le_bytes());
+    out.extend_from_slice(json.as_bytes());
+}
+
+/// Decodes the good records of a segment; stops at the first torn or corrupt record.
+/// Returns the events and whether the whole file was readable.
+pub fn decode(bytes: &[u8]) -> (Vec<UsageEvent>, bool) {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes.len() - i < 8 {
+            return (out, false);
+        }
+        let len = u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
+        let crc = u32::from_le_bytes([bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]);
+        let body = &bytes[i + 8..];
+        if body.len() < len || crc32fast::hash(&body[..len]) != crc {
+            return (out, false);
+        }
+        match event_from_json(&body[..len]) {
+            Some(ev) => out.push(ev),
+            None => return (out, false),
+        }
+        i += 8 + len;
+    }
+    (out, true)
+}
+
+/// Parses a spooled event; the attribution status the gateway decided is kept as written.
+pub fn event_from_json(payload: &[u8]) -> Option<UsageEvent> {
+    let s = std::str::from_utf8(payload).ok()?;
+    let mut ev = tollgate_core::event::parse_json_event(s).ok()?;
+    #[derive(serde::Deserialize)]
+    struct St<'a> {
+        #[serde(borrow)]
+        attribution_status: Option<std::borrow::Cow<'a, str>>,
+    }
+    if let Ok(St {
+        attribution_status: Some(a),
+    }) = serde_json::from_str::<St<'_>>(s)
+        && let Ok(a) = a.parse()
+    {
+        ev.attribution_status = a;
+    }
+    Some(ev)
+}
+
+/// Moves every leftover segment into the ledger; returns the number of events replayed.
+/// A segment with a corrupt record in the middle is kept (renamed `.corrupt`), never lost.
+pub fn replay(dir: &Path, data_dir: &Path, pricer: &Pricer) -> Result<u64> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let segs = segments(dir)?;
+    if segs.is_empty() {
+        return Ok(0);
+    }
+    let mut ledger = SqliteLedger::open(data_dir)?;
+    let mut known = HashSet::new();
+    let mut n = 0;
+    for (_, path) in segs {
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let (events, whole) = decode(&bytes);
+        for chunk in events.chunks(LEDGER_BATCH) {
+            append(&mut ledger, chunk, pricer, &mut known)?;
+        }
+        n += events.len() as u64;
+        let torn_tail_only = whole || tail_is_torn(&bytes, &events);
+        if torn_tail_only {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+        } else {
+            let bad = path.with_extension("corrupt");
+            eprintln!(
+                "tollgate serve: {} has a corrupt record after {} good ones; kept as {}",
+                path.display(),
+                events.len(),
+                bad.display()
+            );
+            std::fs::rename(&path, &bad)?;
+        }
+    }
+    Ok(n)
+}
+
+/// True when the unreadable part is a record cut short by the end of the file (a crash
+/// mid-write), not a bad record followed by more data.
+fn tail_is_torn(bytes: &[u8], good: &[UsageEvent]) -> bool {
+    let mut i = 0;
+    for _ in good {
+        let len = u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
+        i += 8 + len;
+    }
+    let rest = bytes.len() - i;
+    if rest < 8 {
+        return true;
+    }
+    let len = u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
+    rest < 8 + len
+}
+
+fn append(
+    ledger: &mut SqliteLedger,
+    events: &[UsageEvent],
+    pricer: &Pricer,
+    known: &mut HashSet<String>,
+) -> Result<()> {
+    let mut w = ledger.writer()?;
+    let mut recs = Vec::new();
+    for e in events {
+        if let Some(v) = &e.pricing.price_version
+            && !known.contains(v)
+            && let Some(r) = pricer.rate_by_version(v)
+        {
+            known.insert(v.clone());
+            recs.push(PriceVersionRecord {
+                version: r.version.clone(),
+                provider: r.provider.clone(),
+                model: r.model.clone(),
+                effective_from: r.effective_from.map(tollgate_core::event::format_instant),
+                effective_to: r.effective_to.map(tollgate_core::event::format_instant),
+                rate_json: r.to_json().to_string(),
+            });
+        }
+    }
+    if !recs.is_empty() {
+        w.record_price_versions(&recs)?;
+    }
+    w.append(events)?;
+    w.commit()?;
+    Ok(())
+}
+
+impl Spool {
+    /// Starts the spool and ledger threads (after [`replay`]).
+    pub fn start(
+        dir: &Path,
+        data_dir: &Path,
+        durability: Durability,
+        window: Duration,
+        pricer: Arc<Pricer>,
+    ) -> Result<Spool> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let next_id = segments(dir)?.last().map_or(1, |(id, _)| id + 1);
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let (ltx, lrx) = mpsc::channel::<LedgerMsg>();
+        let ledger = SqliteLedger::open(data_dir)?;
+        let st = stats.clone();
+        std::thread::Builder::new()
+            .name("tollgate-ledger".into())
+            .spawn(move || ledger_loop(ledger, lrx, pricer, st))?;
+        let st = stats.clone();
+        let dir = dir.to_path_buf();
+        let first = open_segment(&dir, next_id)?;
+        std::thread::Builder::new()
+            .name("tollgate-spool".into())
+            .spawn(move || {
+                if let Err(e) = spool_loop(dir, next_id, first, rx, ltx, durability, window, st) {
+                    eprintln!("tollgate serve: spool failed: {e:#}");
+                    std::process::exit(3);
+                }
+            })?;
+        Ok(Spool { tx, stats })
+    }
+
+    /// Spools an event; resolves once it is as durable as the configured mode promises.
+    pub async fn record(&self, ev: UsageEvent) {
+        let (ack, wait) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::Event(Box::new(ev), Some(ack))).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Spools an event without waiting (the client is gone, nobody to hold back).
+    pub fn record_nowait(&self, ev: UsageEvent) {
+        let _ = self.tx.send(Msg::Event(Box::new(ev), None));
+    }
+
+    /// Flushes everything into the ledger and stops both threads.
+    pub fn shutdown(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Msg::Shutdown(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(60));
+        }
+    }
+}
+
+fn open_segment(dir: &Path, id: u64) -> Result<File> {
+    let p = dir.join(segment_name(id));
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .with_context(|| format!("cannot open spool segment {}", p.display()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spool_loop(
+    dir: PathBuf,
+    mut id: u64,
+    mut file: File,
+    rx: mpsc::Receiver<Msg>,
+    ltx: mpsc::Sender<LedgerMsg>,
+    durability: Durability,
+    window: Duration,
+    stats: Arc<Stats>,
+) -> Result<()> {
+    let mut size = file.metadata()?.len();
+    let mut buf = Vec::with_capacity(1 << 16);
+    let mut acks = Vec::new();
+    let mut events = Vec::new();
+    let mut sync_by: Option<Instant> = None;
+    loop {
+        let first = match sync_by {
+            Some(t) => match rx.recv_timeout(t.saturating_duration_since(Instant::now())) {
+                Ok(m) => Some(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            },
+            None => match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => return Ok(()),
+            },
+        };
+        let mut shutdown = None;
+        if let Some(m) = first {
+            let mut next = Some(m);
+            while let Some(m) = next {
+                match m {
+                    Msg::Event(ev, ack) => {
+                        encode(&ev, &mut buf);
+                        events.push(*ev);
+                        if let Some(a) = ack {
+                            acks.push(a);
+                        }
+                    }
+                    Msg::Shutdown(done) => {
+                        shutdown = Some(done);
+                        break;
+                    }
+                }
+                if buf.len() > 4 << 20 {
+                    break;
+                }
+                next = rx.try_recv().ok();
+            }
+        }
+        if !buf.is_empty() {
+            file.write_all(&buf)?;
+            size += buf.len() as u64;
+            buf.clear();
+            stats
+                .spooled
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            match durability {
+                Durability::Sync => {
+                    file.sync_data()?;
+                    stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                }
+                Durability::Group => {
+                    sync_by.get_or_insert_with(|| Instant::now() + window);
+                }
+            }
+            for a in acks.drain(..) {
+                let _ = a.send(());
+            }
+            let _ = ltx.send(LedgerMsg::Batch(std::mem::take(&mut events)));
+        }
+        if let Some(t) = sync_by
+            && (Instant::now() >= t || shutdown.is_some())
+        {
+            file.sync_data()?;
+            stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+            sync_by = None;
+        }
+        if let Some(done) = shutdown {
+            file.sync_data()?;
+            let _ = ltx.send(LedgerMsg::SegmentDone(dir.join(segment_name(id))));
+            let _ = ltx.send(LedgerMsg::Shutdown(done));
+            return Ok(());
+        }
+        if size >= SEGMENT_BYTES {
+            file.sync_data()?;
+            sync_by = None;
+            let _ = ltx.send(LedgerMsg::SegmentDone(dir.join(segment_name(id))));
+            id += 1;
+            file = open_segment(&dir, id)?;
+            size = 0;
+        }
+    }
+}
+
+fn ledger_loop(
+    mut ledger: SqliteLedger,
+    rx: mpsc::Receiver<LedgerMsg>,
+    pricer: Arc<Pricer>,
+    stats: Arc<Stats>,
+) {
+    let mut known = HashSet::new();
+    let mut pending: Vec<UsageEvent> = Vec::new();
+    let mut done_segments: Vec<PathBuf> = Vec::new();
+    let mut shutdown: Option<mpsc::Sender<()>> = None;
+    loop {
+        let first = if pending.is_empty() {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => return,
+            }
+        } else {
+            rx.try_recv().ok()
+        };
+        let mut next = first;
+        while let Some(m) = next {
+            match m {
+                LedgerMsg::Batch(evs) => pending.extend(evs),
+                LedgerMsg::SegmentDone(p) => done_segments.push(p),
+                LedgerMsg::Shutdown(d) => shutdown = Some(d),
+            }
+            if pending.len() >= LEDGER_BATCH || shutdown.is_some() {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        let mut backoff = Duration::from_millis(50);
+        while !pending.is_empty() {
+            let n = pending.len().min(LEDGER_BATCH);
+            match append(&mut ledger, &pending[..n], &pricer, &mut known) {
+                Ok(()) => {
+                    stats.committed.fetch_add(n as u64, Ordering::Relaxed);
+                    pending.drain(..n);
+                }
+                Err(e) => {
+                    // The events stay in the spool; keep trying (a busy or missing ledger only
+                    // grows the spool).
+                    stats.ledger_errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("tollgate serve: ledger append failed (will retry): {e:#}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+            if pending.len() < LEDGER_BATCH && shutdown.is_none() {
+                break;
+            }
+        }
+        if pending.is_empty() {
+            for p in done_segments.drain(..) {
+                let _ = std::fs::remove_file(&p);
+            }
+            if let Some(d) = shutdown.take() {
+                let _ = d.send(());
+                return;
+            }
+        }
+    }
+}
+
+/// Reads a file fully (helper for tools).
+pub fn read_all(p: &Path) -> std::io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    File::open(p)?.read_to_end(&mut v)?;
+    Ok(v)
+}
