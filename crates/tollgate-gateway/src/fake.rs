@@ -436,6 +436,8 @@ type Tx = tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>;
 async fn produce(s: &Spec, tx: &Tx) -> Result<(), ()> {
     let send = |b: Bytes| async move { tx.send(Ok(b)).await.map_err(|_| ()) };
     let cut = || async {
+        // Let the connection write out what was sent before breaking it.
+        drained(tx).await;
         let _ = tx
             .send(Err(std::io::Error::other("fake provider: mid-stream cut")))
             .await;
@@ -585,6 +587,15 @@ async fn produce(s: &Spec, tx: &Tx) -> Result<(), ()> {
         }
     }
     Ok(())
+}
+
+/// Waits until the body has taken every queued chunk and had time to write it out.
+pub async fn drained<T>(tx: &tokio::sync::mpsc::Sender<T>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tx.capacity() < tx.max_capacity() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
 fn base64(b: &[u8]) -> String {

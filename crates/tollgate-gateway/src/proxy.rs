@@ -42,18 +42,20 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 pub type OutBody = http_body_util::Either<Full<Bytes>, StreamBody>;
 
 /// A body fed through a channel by the task that reads the upstream stream.
+/// An `Err` item aborts the client's connection: a stream cut upstream is cut for the client
+/// too, rather than ended as if it were complete.
 pub struct StreamBody {
-    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
 }
 
 impl Body for StreamBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
     }
 }
 
@@ -357,9 +359,13 @@ impl Gateway {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             headers.insert(HeaderName::from_static(REQUEST_ID), v);
         }
+        headers.insert(
+            HeaderName::from_static("x-tollgate-attribution"),
+            HeaderValue::from_static(draft.status.as_str()),
+        );
 
         if is_sse && rparts.status.is_success() && api.is_priced() {
-            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
             let strip = info.injected_usage;
             let status = rparts.status.as_u16();
             let g = self.clone();
@@ -720,7 +726,7 @@ impl Gateway {
     async fn pump(
         self: Arc<Self>,
         mut body: Incoming,
-        tx: tokio::sync::mpsc::Sender<Bytes>,
+        tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
         mut d: Draft,
         strip: bool,
         http_status: u16,
@@ -762,7 +768,7 @@ impl Gateway {
                             }
                         }
                     }
-                    if !out.is_empty() && tx.send(out.freeze()).await.is_err() {
+                    if !out.is_empty() && tx.send(Ok(out.freeze())).await.is_err() {
                         break End::ClientGone;
                     }
                 }
@@ -801,7 +807,13 @@ impl Gateway {
         }
         self.spool.record(ev).await;
         if !held.is_empty() {
-            let _ = tx.send(held.freeze()).await;
+            let _ = tx.send(Ok(held.freeze())).await;
+        }
+        if matches!(end, End::UpstreamBroke | End::Timeout) {
+            crate::fake::drained(&tx).await;
+            let _ = tx
+                .send(Err(std::io::Error::other("upstream stream cut")))
+                .await;
         }
     }
 }

@@ -20,6 +20,7 @@ mod demo;
 mod digest;
 mod finance;
 mod focus;
+mod gateway;
 mod global;
 mod ingest;
 mod ingest_errors;
