@@ -36,10 +36,63 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         rt.worker_threads(n.max(1));
     }
     let rt = rt.build().context("cannot start the async runtime")?;
-    rt.block_on(run(opts))
+    rt.block_on(run(opts, None, None))
 }
 
-async fn run(opts: ServeOptions) -> Result<()> {
+/// A gateway running on a background thread (the demo uses it).
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl Running {
+    /// Stops accepting, drains, flushes the spool into the ledger and waits for it.
+    pub fn stop(mut self) -> Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => anyhow::bail!("the gateway thread panicked"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts the gateway on a background thread; returns once it listens.
+pub fn start(opts: ServeOptions) -> Result<Running> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let threads = opts.threads.unwrap_or(2).max(1);
+    let thread = std::thread::Builder::new()
+        .name("tollgate-gateway".into())
+        .spawn(move || -> Result<()> {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            rt.block_on(run(opts, Some(ready_tx), Some(stop_rx)))
+        })?;
+    match ready_rx.recv() {
+        Ok(addr) => Ok(Running {
+            addr,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }),
+        Err(_) => match thread.join() {
+            Ok(Err(e)) => Err(e),
+            _ => anyhow::bail!("the gateway did not start"),
+        },
+    }
+}
+
+async fn run(
+    opts: ServeOptions,
+    ready: Option<std::sync::mpsc::Sender<SocketAddr>>,
+    stop: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> Result<()> {
     let cfg = opts.config;
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("cannot create {}", opts.data_dir.display()))?;
@@ -86,17 +139,52 @@ async fn run(opts: ServeOptions) -> Result<()> {
         });
     }
 
+    // The process's signals belong to `serve` only, not to an embedding program (the demo);
+    // installed before the address is published, so a SIGTERM right after is handled.
+    let quiet = ready.is_some();
+    let term = if quiet {
+        None
+    } else {
+        Some(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("cannot install the SIGTERM handler")?,
+        )
+    };
     if let Some(f) = &opts.addr_file {
         let tmp = f.with_extension("tmp");
         std::fs::write(&tmp, format!("{addr}\n"))
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, f).with_context(|| format!("cannot write {}", f.display()))?;
     }
-    eprintln!("tollgate serve: listening on {addr}");
+    if let Some(r) = ready {
+        let _ = r.send(addr);
+    } else {
+        eprintln!("tollgate serve: listening on {addr}");
+    }
+    let mut stop = stop;
+    let stopped = async move {
+        match stop.take() {
+            Some(rx) => {
+                let _ = rx.await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(stopped);
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot install the SIGTERM handler")?;
+    let signals = async move {
+        match term {
+            None => std::future::pending::<()>().await,
+            Some(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+        }
+    };
+    tokio::pin!(signals);
     loop {
         tokio::select! {
             acc = listener.accept() => {
@@ -114,21 +202,25 @@ async fn run(opts: ServeOptions) -> Result<()> {
                     let _ = conn.await;
                 });
             }
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut signals => break,
+            _ = &mut stopped => break,
         }
     }
     drop(listener);
-    eprintln!("tollgate serve: shutting down: draining in-flight requests");
+    if !quiet {
+        eprintln!("tollgate serve: shutting down: draining in-flight requests");
+    }
     let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
     let stats = spool.stats.clone();
     tokio::task::spawn_blocking(move || spool.shutdown())
         .await
         .context("flushing the spool")?;
-    eprintln!(
-        "tollgate serve: stopped; {} events spooled, {} in the ledger",
-        stats.spooled.load(std::sync::atomic::Ordering::Relaxed),
-        stats.committed.load(std::sync::atomic::Ordering::Relaxed)
-    );
+    if !quiet {
+        eprintln!(
+            "tollgate serve: stopped; {} events spooled, {} in the ledger",
+            stats.spooled.load(std::sync::atomic::Ordering::Relaxed),
+            stats.committed.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
     Ok(())
 }

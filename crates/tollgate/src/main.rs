@@ -23,6 +23,7 @@ mod cmd_serve;
 mod cmd_sql;
 mod config;
 mod demo_data;
+mod demo_live;
 mod fx;
 mod output;
 mod stripe;

@@ -837,3 +837,64 @@ fn a_crash_loses_no_event_and_a_restart_replays_the_spool() {
         "spool not emptied"
     );
 }
+
+#[test]
+fn the_demo_sends_live_calls_through_the_gateway() {
+    let sb = Sandbox::new();
+    let d = sb.path().join("d");
+    let out = sb
+        .run(&["demo", "--dir", path_str(&d), "--events", "200"])
+        .ok()
+        .to_string();
+    assert!(
+        out.contains("== Live: 4 calls through the gateway"),
+        "{out}"
+    );
+    assert!(out.contains("HTTP statuses [200, 200, 200, 200]"), "{out}");
+    let mut c = sb.bare_command();
+    c.arg("--data-dir").arg(d.join("gateway")).args([
+        "sql",
+        "SELECT model, streamed, attribution_status, input_tokens, cache_read_tokens, output_tokens FROM events ORDER BY occurred_at",
+        "--format",
+        "json",
+    ]);
+    let o = c.output().unwrap();
+    let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The demo's fake usage: gpt-4o 3,400 prompt (1,200 cached) + 620 out; gpt-4o-mini
+    // streamed 900 + 150; Claude streamed 25 + 20,000 read + 512 out; Claude without a feature.
+    let got: Vec<(String, i64, String, i64, i64, i64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap().to_string(),
+                n(r, "streamed"),
+                r["attribution_status"].as_str().unwrap().to_string(),
+                n(r, "input_tokens"),
+                n(r, "cache_read_tokens"),
+                n(r, "output_tokens"),
+            )
+        })
+        .collect();
+    let want = [
+        ("gpt-4o", 0, "ok", 2200, 1200, 620),
+        ("gpt-4o-mini", 1, "ok", 900, 0, 150),
+        ("claude-sonnet-4-5", 1, "ok", 25, 20000, 512),
+        ("claude-sonnet-4-5", 0, "flagged", 300, 0, 80),
+    ];
+    assert_eq!(got.len(), 4, "{rows}");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!((g.0.as_str(), g.1, g.2.as_str(), g.3, g.4, g.5), w);
+    }
+    // The demo month's own ledger is untouched: 200 events.
+    let mut c = sb.bare_command();
+    c.arg("--data-dir").arg(&d).args([
+        "sql",
+        "SELECT COUNT(*) AS n FROM events",
+        "--format",
+        "json",
+    ]);
+    let v: Value = serde_json::from_slice(&c.output().unwrap().stdout).unwrap();
+    assert_eq!(v[0]["n"], 200);
+}
