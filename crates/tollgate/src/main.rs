@@ -9,6 +9,7 @@
 //! to stderr as `error: ...` with their cause chain and a non-zero exit code; output files are
 //! written atomically (a temporary file renamed into place), so a failed command leaves none.
 
+mod cmd_attribution;
 mod cmd_audit;
 mod cmd_cfo;
 mod cmd_demo;
@@ -100,6 +101,8 @@ enum Command {
     },
     /// A local fake OpenAI/Anthropic provider (tests, benchmarks, the demo).
     FakeProvider(cmd_serve::FakeArgs),
+    /// Does one event or OTLP trace carry what a defensible chargeback needs? Exit 0/1.
+    AuditTrace(cmd_attribution::AuditTraceArgs),
     /// Configuration.
     Config {
         #[command(subcommand)]
@@ -163,6 +166,7 @@ fn run() -> Result<()> {
         Command::Serve(a) => cmd_serve::serve(&ctx, &a),
         Command::Keys { command } => cmd_serve::keys_cmd(&ctx, &command),
         Command::FakeProvider(a) => cmd_serve::fake_provider(&a),
+        Command::AuditTrace(a) => cmd_attribution::audit_trace(&a),
         Command::Config {
             command: ConfigCommand::Check,
         } => {

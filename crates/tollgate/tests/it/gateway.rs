@@ -898,3 +898,83 @@ fn the_demo_sends_live_calls_through_the_gateway() {
     let v: Value = serde_json::from_slice(&c.output().unwrap().stdout).unwrap();
     assert_eq!(v[0]["n"], 200);
 }
+
+#[test]
+fn auditor_and_attribution_report_see_the_gaps() {
+    let mut g = Gw::start(None);
+    let auth = format!("Bearer {}", g.key);
+    let body = br#"{"model":"gw-gpt","messages":[]}"#;
+    for (rid, feature) in [
+        ("a1", Some("search")),
+        ("a2", Some("search")),
+        ("a3", None),
+        ("a4", Some("search")),
+    ] {
+        let mut h = vec![
+            ("authorization", auth.as_str()),
+            ("x-tollgate-request-id", rid),
+        ];
+        if let Some(f) = feature {
+            h.push(("x-tollgate-feature", f));
+        }
+        assert_eq!(
+            http(&g.addr, "POST", "/v1/chat/completions", &h, body).0,
+            200
+        );
+    }
+    g.stop();
+    let month = jiff::Timestamp::now().strftime("%Y-%m").to_string();
+    let r =
+        g.sb.run(&[
+            "report",
+            "attribution",
+            "--period",
+            &month,
+            "--format",
+            "json",
+        ])
+        .json();
+    // 4 calls by one service and one key; 1 without a feature: 1 / 4 = 25.0%.
+    for row in r.as_array().unwrap() {
+        assert_eq!(row["calls"], 4, "{r}");
+        assert_eq!(row["fields"]["feature"]["rate"], "25.0%", "{r}");
+        assert_eq!(row["fields"]["team_id"]["rate"], "0.0%", "{r}");
+        assert_eq!(row["fields"]["attribution_not_ok"]["missing"], 1, "{r}");
+    }
+    assert_eq!(
+        r.as_array().unwrap().len(),
+        2,
+        "one row per service and per key: {r}"
+    );
+    // Export two events in the canonical names and audit them.
+    let rows = g.sb.sql(
+        "SELECT event_id, request_id, team_id, service, feature, api_key_id, attribution_status, provider, model, \
+         operation, occurred_at, input_tokens, output_tokens, environment, cost, currency, pricing_status, \
+         price_version FROM events WHERE request_id IN ('a1', 'a3') ORDER BY request_id",
+    );
+    let clean = |v: &Value| {
+        Value::Object(
+            v.as_object()
+                .unwrap()
+                .iter()
+                .filter(|(_, x)| !x.is_null())
+                .map(|(k, x)| (k.clone(), x.clone()))
+                .collect(),
+        )
+    };
+    let good = g.sb.write("good.json", clean(&rows[0]).to_string());
+    let out = g.sb.run(&["audit-trace", path_str(&good)]);
+    assert!(out.ok().contains("defensible"), "{out:?}");
+    let bad = g.sb.write("bad.json", clean(&rows[1]).to_string());
+    let out =
+        g.sb.run(&["audit-trace", path_str(&bad), "--format", "json"]);
+    assert_eq!(out.code, Some(1));
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let missing: Vec<&str> = v[0]["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(missing, vec!["feature", "attribution_status"]);
+}
