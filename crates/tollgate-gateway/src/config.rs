@@ -23,6 +23,24 @@ pub struct RawGateway {
     attribution: RawAttribution,
     #[serde(default)]
     upstreams: BTreeMap<String, RawUpstream>,
+    otel: Option<RawOtel>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOtel {
+    /// OTLP/HTTP base URL (the collector's :4318); `/v1/traces` and `/v1/metrics` are added.
+    endpoint: String,
+    service_name: Option<String>,
+    export_interval_ms: Option<u64>,
+}
+
+/// OpenTelemetry export (OTLP/HTTP, JSON encoding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtelConfig {
+    pub endpoint: String,
+    pub service_name: String,
+    pub export_interval: Duration,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -147,6 +165,7 @@ pub struct GatewayConfig {
     pub attribution: AttributionConfig,
     /// By name; always has `openai` and `anthropic`.
     pub upstreams: BTreeMap<String, Upstream>,
+    pub otel: Option<OtelConfig>,
 }
 
 impl Default for GatewayConfig {
@@ -265,7 +284,26 @@ impl GatewayConfig {
                 ));
             }
         }
+        let otel = match raw.otel {
+            None => None,
+            Some(o) => {
+                check_base_url(&o.endpoint, Format::OpenAi)
+                    .map_err(|e| format!("gateway.otel.endpoint: {e}"))?;
+                let ms = o.export_interval_ms.unwrap_or(1000);
+                if ms == 0 || ms > 600_000 {
+                    return Err(format!(
+                        "gateway.otel.export_interval_ms: {ms} is out of range; use 1 to 600000"
+                    ));
+                }
+                Some(OtelConfig {
+                    endpoint: o.endpoint.trim_end_matches('/').to_string(),
+                    service_name: o.service_name.unwrap_or_else(|| "tollgate-gateway".into()),
+                    export_interval: Duration::from_millis(ms),
+                })
+            }
+        };
         Ok(GatewayConfig {
+            otel,
             listen,
             max_body_bytes,
             durability,

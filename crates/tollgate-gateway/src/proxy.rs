@@ -72,6 +72,7 @@ pub struct Gateway {
     attempts: Mutex<HashMap<String, (String, u32)>>,
     /// Upstream API keys read from the environment at startup, by upstream name.
     upstream_keys: HashMap<String, Option<HeaderValue>>,
+    otel: Option<crate::otel::Otel>,
 }
 
 const REQUEST_ID: &str = "x-tollgate-request-id";
@@ -111,7 +112,12 @@ impl Gateway {
                 });
             upstream_keys.insert(u.name.clone(), v);
         }
+        let otel = cfg
+            .otel
+            .clone()
+            .map(|o| crate::otel::Otel::start(o, client.clone()));
         let g = Gateway {
+            otel,
             cfg,
             client,
             keys: RwLock::new(Arc::new(KeyTable::default())),
@@ -274,8 +280,16 @@ impl Gateway {
             Format::OpenAi
         };
         let upstream = self.cfg.route(format, info.model.as_deref()).clone();
+        let (trace_id, parent_span) =
+            match header(&parts.headers, "traceparent").and_then(crate::otel::parse_traceparent) {
+                Some((t, p)) => (t, Some(p)),
+                None => (crate::ids::random_hex(16), None),
+            };
         let mut draft = Draft {
             request_id: request_id.clone(),
+            trace_id,
+            span_id: crate::ids::random_hex(8),
+            parent_span,
             attempt,
             parent,
             occurred_at,
@@ -318,7 +332,7 @@ impl Gateway {
                         None,
                         None,
                     );
-                    self.spool.record(ev).await;
+                    self.emit(ev, &draft, None).await;
                 }
                 return Ok(error(shape, StatusCode::BAD_GATEWAY, &msg, &request_id));
             }
@@ -333,7 +347,7 @@ impl Gateway {
                         None,
                         None,
                     );
-                    self.spool.record(ev).await;
+                    self.emit(ev, &draft, None).await;
                 }
                 return Ok(error(
                     shape,
@@ -401,7 +415,7 @@ impl Gateway {
                         None,
                         None,
                     );
-                    self.spool.record(ev).await;
+                    self.emit(ev, &draft, None).await;
                 }
                 return Ok(error(
                     shape,
@@ -425,7 +439,7 @@ impl Gateway {
                         None,
                         None,
                     );
-                    self.spool.record(ev).await;
+                    self.emit(ev, &draft, None).await;
                 }
                 return Ok(error(
                     shape,
@@ -449,12 +463,31 @@ impl Gateway {
                 cap.service_tier,
                 None,
             );
-            self.spool.record(ev).await;
+            self.emit(ev, &draft, cap.id).await;
         }
         let mut resp = Response::new(http_body_util::Either::Left(Full::new(bytes)));
         *resp.status_mut() = rparts.status;
         *resp.headers_mut() = headers;
         Ok(resp)
+    }
+
+    /// Sends a finished call to the exporter (if any) and waits for its event to be spooled.
+    async fn emit(&self, ev: UsageEvent, d: &Draft, response_id: Option<String>) {
+        if let Some(o) = &self.otel {
+            o.record(crate::otel::CallRecord {
+                ev: ev.clone(),
+                response_id,
+                parent_span_id: d.parent_span.clone(),
+            });
+        }
+        self.spool.record(ev).await;
+    }
+
+    /// Exports pending telemetry (at shutdown).
+    pub async fn flush_otel(&self) {
+        if let Some(o) = &self.otel {
+            o.flush().await;
+        }
     }
 
     fn lookup_key(&self, k: &str) -> Option<KeyRecord> {
@@ -696,8 +729,8 @@ impl Gateway {
             parent_request_id: d.parent.clone(),
             occurred_at: d.occurred_at,
             completed_at: Some(completed.max(d.occurred_at)),
-            trace_id: None,
-            span_id: None,
+            trace_id: Some(d.trace_id.clone()),
+            span_id: Some(d.span_id.clone()),
             session_id: d.session_id.clone(),
             attribution,
             attribution_status: d.status,
@@ -802,10 +835,17 @@ impl Gateway {
         );
         ev.ttft_ms = ttft;
         if matches!(end, End::ClientGone) {
+            if let Some(o) = &self.otel {
+                o.record(crate::otel::CallRecord {
+                    ev: ev.clone(),
+                    response_id: tap.id.clone(),
+                    parent_span_id: d.parent_span.clone(),
+                });
+            }
             self.spool.record_nowait(ev);
             return;
         }
-        self.spool.record(ev).await;
+        self.emit(ev, &d, tap.id.clone()).await;
         if !held.is_empty() {
             let _ = tx.send(Ok(held.freeze())).await;
         }
@@ -851,6 +891,9 @@ fn estimate(tap: &StreamTap, request_bytes: u64) -> (Usage, String) {
 /// What the gateway needs to know about an event before the response ends.
 struct Draft {
     request_id: String,
+    trace_id: String,
+    span_id: String,
+    parent_span: Option<String>,
     attempt: u32,
     parent: Option<String>,
     occurred_at: Timestamp,

@@ -211,6 +211,7 @@ async fn run(
         eprintln!("tollgate serve: shutting down: draining in-flight requests");
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+    gw.flush_otel().await;
     let stats = spool.stats.clone();
     tokio::task::spawn_blocking(move || spool.shutdown())
         .await

@@ -215,12 +215,15 @@ impl AnthUsage {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Captured {
     pub usage: Option<Usage>,
+    /// The provider's response id (`chatcmpl-...`, `resp_...`, `msg_...`).
+    pub id: Option<String>,
     pub model: Option<String>,
     pub service_tier: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct OaiBody {
+    id: Option<String>,
     model: Option<String>,
     usage: Option<OaiUsage>,
     service_tier: Option<String>,
@@ -228,6 +231,7 @@ struct OaiBody {
 
 #[derive(Deserialize)]
 struct AnthBody {
+    id: Option<String>,
     model: Option<String>,
     usage: Option<AnthUsage>,
 }
@@ -238,6 +242,7 @@ pub fn capture_body(api: Api, body: &[u8]) -> Captured {
         match serde_json::from_slice::<AnthBody>(body) {
             Ok(b) => Captured {
                 usage: b.usage.map(|u| u.to_usage()),
+                id: b.id,
                 model: b.model,
                 service_tier: None,
             },
@@ -247,6 +252,7 @@ pub fn capture_body(api: Api, body: &[u8]) -> Captured {
         match serde_json::from_slice::<OaiBody>(body) {
             Ok(b) => Captured {
                 usage: b.usage.map(|u| u.to_usage()),
+                id: b.id,
                 model: b.model,
                 service_tier: b.service_tier.filter(|t| t != "default" && t != "auto"),
             },
@@ -277,6 +283,7 @@ pub struct StreamTap {
     pub anth: Option<AnthUsage>,
     pub oai: Option<Usage>,
     pub model: Option<String>,
+    pub id: Option<String>,
     pub service_tier: Option<String>,
     pub end: StreamEnd,
     /// Characters of generated text seen (the basis of an estimate if the stream is cut).
@@ -287,6 +294,7 @@ pub struct StreamTap {
 
 #[derive(Deserialize)]
 struct OaiChunk {
+    id: Option<String>,
     model: Option<String>,
     usage: Option<OaiUsage>,
     choices: Option<Vec<OaiChoice>>,
@@ -315,6 +323,7 @@ struct RespEvent {
 
 #[derive(Deserialize)]
 struct RespObj {
+    id: Option<String>,
     model: Option<String>,
     usage: Option<OaiUsage>,
     service_tier: Option<String>,
@@ -337,6 +346,7 @@ impl StreamTap {
             anth: None,
             oai: None,
             model: None,
+            id: None,
             service_tier: None,
             end: StreamEnd::Open,
             output_chars: 0,
@@ -390,6 +400,9 @@ impl StreamTap {
         if self.model.is_none() {
             self.model = c.model;
         }
+        if self.id.is_none() {
+            self.id = c.id;
+        }
         if let Some(t) = c.service_tier.filter(|t| t != "default" && t != "auto") {
             self.service_tier = Some(t);
         }
@@ -425,6 +438,9 @@ impl StreamTap {
         if let Some(r) = &e.response {
             if let Some(m) = &r.model {
                 self.model = Some(m.clone());
+            }
+            if let Some(i) = &r.id {
+                self.id = Some(i.clone());
             }
             if let Some(t) = r
                 .service_tier
@@ -465,6 +481,7 @@ impl StreamTap {
             "message_start" => {
                 if let Some(m) = e.message {
                     self.model = m.model.or(self.model.take());
+                    self.id = m.id.or(self.id.take());
                     if let Some(u) = m.usage {
                         self.anth.get_or_insert_with(AnthUsage::default).merge(u);
                     }

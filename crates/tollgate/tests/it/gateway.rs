@@ -978,3 +978,168 @@ fn auditor_and_attribution_report_see_the_gaps() {
         .collect();
     assert_eq!(missing, vec!["feature", "attribution_status"]);
 }
+
+/// A minimal OTLP/HTTP receiver: records (path, JSON body) of every POST, answers 200 `{}`.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
+fn otlp_receiver() -> (String, Received) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g2 = got.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let got = g2.clone();
+            std::thread::spawn(move || {
+                let mut r = std::io::BufReader::new(c.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if std::io::BufRead::read_line(&mut r, &mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                    let mut len = 0;
+                    loop {
+                        let mut h = String::new();
+                        std::io::BufRead::read_line(&mut r, &mut h).unwrap();
+                        if h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some(v) = h.to_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    r.read_exact(&mut body).unwrap();
+                    got.lock()
+                        .unwrap()
+                        .push((path, serde_json::from_slice(&body).unwrap()));
+                    c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+                        .unwrap();
+                }
+            });
+        }
+    });
+    (addr, got)
+}
+
+fn otel_attr(span: &Value, key: &str) -> Value {
+    let a = span["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == key);
+    let v = &a.unwrap_or_else(|| panic!("{key} missing in {span}"))["value"];
+    v.as_object().unwrap().values().next().unwrap().clone()
+}
+
+#[test]
+fn otel_export_follows_the_genai_conventions() {
+    let (otlp, got) = otlp_receiver();
+    let mut g = Gw::start(Some(&format!(
+        "[gateway.otel]\nendpoint = \"http://{otlp}\"\nservice_name = \"gw-test\"\nexport_interval_ms = 50\n"
+    )));
+    let (s, _, _) = http(
+        &g.addr,
+        "POST",
+        "/v1/messages",
+        &[
+            ("x-api-key", &g.key),
+            ("x-tollgate-feature", "chat"),
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            (
+                "x-fake-usage",
+                "input_tokens=25,cache_read_input_tokens=2000,cache_5m_tokens=1000,cache_1h_tokens=500,output_tokens=512",
+            ),
+        ],
+        br#"{"model":"gw-claude","max_tokens":10,"messages":[]}"#,
+    );
+    assert_eq!(s, 200);
+    g.stop();
+    let got = got.lock().unwrap().clone();
+    let spans: Vec<&Value> = got
+        .iter()
+        .filter(|(p, _)| p == "/v1/traces")
+        .flat_map(|(_, b)| {
+            b["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                .as_array()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(spans.len(), 1, "{got:?}");
+    let sp = spans[0];
+    assert_eq!(sp["name"], "chat gw-claude");
+    assert_eq!(sp["kind"], 3);
+    assert_eq!(sp["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(sp["parentSpanId"], "00f067aa0ba902b7");
+    assert_eq!(otel_attr(sp, "gen_ai.provider.name"), "anthropic");
+    // All input, cache included: 25 + 2,000 + 1,000 + 500 = 3,525.
+    assert_eq!(otel_attr(sp, "gen_ai.usage.input_tokens"), "3525");
+    assert_eq!(otel_attr(sp, "gen_ai.usage.output_tokens"), "512");
+    assert_eq!(
+        otel_attr(sp, "gen_ai.usage.cache_read.input_tokens"),
+        "2000"
+    );
+    assert_eq!(
+        otel_attr(sp, "gen_ai.usage.cache_creation.input_tokens"),
+        "1500"
+    );
+    assert_eq!(otel_attr(sp, "gen_ai.response.id"), "msg_fake");
+    assert_eq!(otel_attr(sp, "tollgate.team_id"), "search");
+    assert_eq!(otel_attr(sp, "tollgate.feature"), "chat");
+    // Same arithmetic as the Anthropic test: 0.015105 USD.
+    assert_eq!(otel_attr(sp, "tollgate.cost"), "0.015105");
+    assert!(
+        otel_attr(sp, "tollgate.price_version")
+            .as_str()
+            .unwrap()
+            .contains('@')
+    );
+    // The event carries the same trace id.
+    assert_eq!(
+        g.sb.sql("SELECT trace_id FROM events")[0]["trace_id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    // Histograms: token usage by type, and duration.
+    let metrics: Vec<&Value> = got
+        .iter()
+        .filter(|(p, _)| p == "/v1/metrics")
+        .flat_map(|(_, b)| {
+            b["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]
+                .as_array()
+                .unwrap()
+        })
+        .collect();
+    let tokens = metrics
+        .iter()
+        .find(|m| m["name"] == "gen_ai.client.token.usage")
+        .expect("token histogram");
+    let mut sums: Vec<(String, f64)> = tokens["histogram"]["dataPoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                otel_attr(p, "gen_ai.token.type")
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                p["sum"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    sums.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        sums,
+        vec![("input".to_string(), 3525.0), ("output".to_string(), 512.0)]
+    );
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m["name"] == "gen_ai.client.operation.duration" && m["unit"] == "s")
+    );
+}
