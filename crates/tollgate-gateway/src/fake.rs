@@ -16,6 +16,7 @@
 //!   with 500 (to exercise client retries).
 //! - `x-fake-cut-after: N` break the connection after N content chunks (no usage record).
 //! - `x-fake-stream-error: 1` send the provider's error event mid-stream, then end.
+//! - `x-fake-no-usage: 1` leave `usage` out of a whole response.
 //!
 //! Anthropic streams send two cumulative `message_delta` events (half, then all of the
 //! output), as Anthropic does with server tools: a reader that sums them is wrong.
@@ -294,7 +295,13 @@ async fn route(
             if stream {
                 stream_resp(spec)
             } else {
-                json_resp(StatusCode::OK, &whole(&spec))
+                let mut v = whole(&spec);
+                if hdr(parts, "x-fake-no-usage").is_some() {
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("usage");
+                    }
+                }
+                json_resp(StatusCode::OK, &v)
             }
         }
         _ => json_resp(StatusCode::NOT_FOUND, &provider_error(anthropic, 404)),

@@ -454,6 +454,19 @@ impl Gateway {
         };
         if api.is_priced() {
             let cap = capture_body(api, &bytes);
+            // A successful answer without a readable usage record is estimated, never $0.
+            let estimate = (st == Status::Ok && cap.usage.is_none()).then(|| {
+                (
+                    Usage {
+                        input_tokens: draft.request_bytes.div_ceil(4),
+                        ..Usage::default()
+                    },
+                    format!(
+                        "the response carried no usage record: input = request body {} bytes / 4, output unknown (0)",
+                        draft.request_bytes
+                    ),
+                )
+            });
             let ev = self.event(
                 &mut draft,
                 st,
@@ -461,7 +474,7 @@ impl Gateway {
                 cap.usage,
                 cap.model,
                 cap.service_tier,
-                None,
+                estimate,
             );
             self.emit(ev, &draft, cap.id).await;
         }
@@ -674,6 +687,8 @@ impl Gateway {
                     || n == "authorization"
                     || n == "x-api-key"
                     || n == "content-length"
+                    // Usage is read from the body: ask for it uncompressed.
+                    || n == "accept-encoding"
                     || n.starts_with("x-tollgate-")
                     || is_hop(n)
                 {

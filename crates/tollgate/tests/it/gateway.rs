@@ -670,6 +670,20 @@ fn bad_input_answers_in_the_providers_error_shape() {
     );
     assert_eq!(s, 413);
     assert!(body.contains("1000"), "{body}");
+    // A successful answer without usage is estimated, never recorded as $0.
+    let (s, _, _) = http(
+        &g.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("authorization", &auth),
+            feat,
+            ("x-tollgate-request-id", "no-usage"),
+            ("x-fake-no-usage", "1"),
+        ],
+        br#"{"model":"gw-gpt","messages":[]}"#,
+    );
+    assert_eq!(s, 200);
     let (s, _, body) = http(
         &g.addr,
         "POST",
@@ -701,6 +715,10 @@ fn bad_input_answers_in_the_providers_error_shape() {
     // Nothing reached the provider that should be billed, except the calls made before the
     // revocation was seen.
     assert!(g.events().iter().all(|e| e["status"] == "ok"));
+    let e = g.event("no-usage");
+    // The request body is 32 bytes: 32 / 4 = 8 input tokens, 0 output.
+    assert_eq!(e["pricing_status"], "estimated");
+    assert_eq!((n(&e, "input_tokens"), n(&e, "output_tokens")), (8, 0));
 
     // Invalid config: both config check and serve name the key path.
     let bad =
