@@ -296,10 +296,10 @@ async fn route(
                 stream_resp(spec)
             } else {
                 let mut v = whole(&spec);
-                if hdr(parts, "x-fake-no-usage").is_some() {
-                    if let Some(o) = v.as_object_mut() {
-                        o.remove("usage");
-                    }
+                if hdr(parts, "x-fake-no-usage").is_some()
+                    && let Some(o) = v.as_object_mut()
+                {
+                    o.remove("usage");
                 }
                 json_resp(StatusCode::OK, &v)
             }
