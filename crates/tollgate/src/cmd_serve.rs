@@ -191,3 +191,26 @@ pub fn keys_cmd(ctx: &Ctx, c: &KeysCommand) -> Result<()> {
         }
     }
 }
+
+/// One line for `config check`: where the gateway listens and what it forwards to.
+pub fn describe(g: &tollgate_gateway::GatewayConfig) -> String {
+    let ups: Vec<String> = g
+        .upstreams
+        .values()
+        .map(|u| format!("{}={}", u.name, u.base_url))
+        .collect();
+    format!(
+        "listen {}, durability {}, attribution mode {}, upstreams {}{}",
+        g.listen,
+        match g.durability {
+            tollgate_gateway::config::Durability::Group => "group",
+            tollgate_gateway::config::Durability::Sync => "sync",
+        },
+        g.attribution.mode.as_str(),
+        ups.join(" "),
+        g.otel
+            .as_ref()
+            .map(|o| format!(", OTLP export to {}", o.endpoint))
+            .unwrap_or_default()
+    )
+}

@@ -182,6 +182,7 @@ fn run() -> Result<()> {
             );
             outln!("  data dir: {}", ctx.data_dir.display());
             outln!("  reporting time zone: {}", ctx.config.timezone);
+            outln!("  gateway: {}", cmd_serve::describe(&ctx.config.gateway));
             for b in pricer.books() {
                 outln!("  rates: {} ({} entries)", b.name(), b.rates().len());
             }
