@@ -70,10 +70,10 @@ wrk.headers["Authorization"] = "Bearer $KEY"
 wrk.headers["x-tollgate-feature"] = "bench"
 EOF
 
-run_wrk() { # label url conns -> prints a summary line
-  local label=$1 url=$2 conns=$3
+run_wrk() { # label url conns [lua] -> prints a summary line
+  local label=$1 url=$2 conns=$3 lua=${4:-$WORK/post.lua}
   local out
-  out=$(wrk -t 2 -c "$conns" -d "${DUR}s" --latency -s "$WORK/post.lua" "$url/v1/chat/completions")
+  out=$(wrk -t 2 -c "$conns" -d "${DUR}s" --latency -s "$lua" "$url/v1/chat/completions")
   local p50 p99 rps non2xx
   p50=$(echo "$out" | awk '$1=="50%"{print $2}')
   p99=$(echo "$out" | awk '$1=="99%"{print $2}')
@@ -123,12 +123,15 @@ model_list:
       model: openai/gpt-4o-mini
       api_base: http://127.0.0.1:$NPORT/v1
       api_key: sk-bench
+general_settings:
+  master_key: sk-litellm-bench
 EOF
-  "$LITELLM" --config "$WORK/litellm.yaml" --host 127.0.0.1 --port "$LPORT" > "$WORK/litellm.log" 2>&1 &
+  sed 's/Bearer [^"]*/Bearer sk-litellm-bench/' "$WORK/post.lua" > "$WORK/post-litellm.lua"
+  LITELLM_LOCAL_MODEL_COST_MAP=True "$LITELLM" --config "$WORK/litellm.yaml" --host 127.0.0.1 --port "$LPORT" > "$WORK/litellm.log" 2>&1 &
   LPID=$!
   PIDS+=("$LPID")
-  for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$LPORT/health/liveliness" && break; sleep 0.1; done
-  run_wrk "litellm proxy" "http://127.0.0.1:$LPORT" 8
-  run_wrk "litellm proxy" "http://127.0.0.1:$LPORT" 1
+  for _ in $(seq 1800); do curl -s -o /dev/null "http://127.0.0.1:$LPORT/health/liveliness" && break; sleep 0.1; done
+  run_wrk "litellm proxy" "http://127.0.0.1:$LPORT" 8 "$WORK/post-litellm.lua"
+  run_wrk "litellm proxy" "http://127.0.0.1:$LPORT" 1 "$WORK/post-litellm.lua"
   echo "  litellm peak RSS (main process): $(($(awk '/VmHWM/{print $2}' "/proc/$LPID/status") / 1024)) MiB"
 fi
