@@ -73,7 +73,7 @@ EOF
 run_wrk() { # label url conns [lua] -> prints a summary line
   local label=$1 url=$2 conns=$3 lua=${4:-$WORK/post.lua}
   local out
-  out=$(wrk -t 2 -c "$conns" -d "${DUR}s" --latency -s "$lua" "$url/v1/chat/completions")
+  out=$(wrk -t "$(( conns < 2 ? conns : 2 ))" -c "$conns" -d "${DUR}s" --latency -s "$lua" "$url/v1/chat/completions")
   local p50 p99 rps non2xx
   p50=$(echo "$out" | awk '$1=="50%"{print $2}')
   p99=$(echo "$out" | awk '$1=="99%"{print $2}')
