@@ -3,12 +3,15 @@
 //! Record format (little endian): `u32 length`, `u32 CRC-32 of the payload`, payload (the
 //! event as canonical JSON). Segment files `spool-NNNNNNNNNN.log` in the spool directory.
 //!
-//! - The spool thread writes every queued event in one `write` (group commit), then:
-//!   `group` durability acknowledges at once (the bytes are in the OS, so a crash of the
-//!   process loses nothing) and `fdatasync`s within the window; `sync` durability
-//!   `fdatasync`s first, then acknowledges. A response ends only after its acknowledgement.
-//! - The ledger thread appends what was spooled in batches (one transaction each; the ledger
-//!   is idempotent on `event_id`) and deletes a segment once all of it is in the ledger.
+//! - The spool thread writes every queued event in one `write` (group commit); an fsync
+//!   thread does the `fdatasync`s, so writing never waits for the disk. `group` durability
+//!   acknowledges as soon as the bytes are written (in the OS: a crash of the process loses
+//!   nothing) and fsyncs within the window; `sync` durability acknowledges only after an fsync
+//!   that began after the write (one fsync serves everything queued meanwhile). A response
+//!   ends only after its acknowledgement.
+//! - The ledger thread tails the segments and appends what was spooled in batches (one
+//!   transaction each; the ledger is idempotent on `event_id`) and deletes a segment once all
+//!   of it is in the ledger.
 //! - At startup, [`replay`] moves whatever segments are left into the ledger (a torn record at
 //!   the tail of a segment, from a crash mid-write, ends that segment's replay).
 
@@ -312,11 +315,62 @@ fn open_segment(dir: &Path, id: u64) -> Result<File> {
         .with_context(|| format!("cannot open spool segment {}", p.display()))
 }
 
+/// A request to the syncer thread: fsync this segment, then release these acknowledgements.
+struct SyncReq {
+    file: Arc<File>,
+    acks: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Runs the fsyncs off the writer thread, so writing (and, in `group` mode, answering) never
+/// waits for the disk. `group`: after the first request, waits out the window collecting more,
+/// then syncs once. `sync`: syncs at once for everything queued meanwhile (group commit), then
+/// releases those responses.
+fn syncer_loop(
+    rx: mpsc::Receiver<SyncReq>,
+    durability: Durability,
+    window: Duration,
+    stats: Arc<Stats>,
+) {
+    loop {
+        let Ok(first) = rx.recv() else { return };
+        let mut reqs = vec![first];
+        if durability == Durability::Group {
+            let deadline = Instant::now() + window;
+            loop {
+                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(r) => reqs.push(r),
+                    Err(_) => break,
+                }
+            }
+        }
+        while let Ok(r) = rx.try_recv() {
+            reqs.push(r);
+        }
+        let mut synced: Vec<Arc<File>> = Vec::new();
+        for r in &reqs {
+            if synced.iter().any(|f| Arc::ptr_eq(f, &r.file)) {
+                continue;
+            }
+            if let Err(e) = r.file.sync_data() {
+                eprintln!("tollgate serve: spool fsync failed: {e}");
+                std::process::exit(3);
+            }
+            stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+            synced.push(r.file.clone());
+        }
+        for r in reqs {
+            for a in r.acks {
+                let _ = a.send(());
+            }
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn spool_loop(
     dir: PathBuf,
     mut id: u64,
-    mut file: File,
+    file: File,
     rx: mpsc::Receiver<Msg>,
     ltx: mpsc::Sender<LedgerMsg>,
     durability: Durability,
@@ -324,71 +378,61 @@ fn spool_loop(
     stats: Arc<Stats>,
 ) -> Result<()> {
     let mut size = file.metadata()?.len();
+    let mut file = Arc::new(file);
+    let (stx, srx) = mpsc::channel::<SyncReq>();
+    let st = stats.clone();
+    std::thread::Builder::new()
+        .name("tollgate-fsync".into())
+        .spawn(move || syncer_loop(srx, durability, window, st))?;
     let mut buf = Vec::with_capacity(1 << 16);
     let mut acks = Vec::new();
     let mut n_events: u64 = 0;
-    let mut sync_by: Option<Instant> = None;
     loop {
-        let first = match sync_by {
-            Some(t) => match rx.recv_timeout(t.saturating_duration_since(Instant::now())) {
-                Ok(m) => Some(m),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
-            },
-            None => match rx.recv() {
-                Ok(m) => Some(m),
-                Err(_) => return Ok(()),
-            },
+        let Ok(first) = rx.recv() else {
+            return Ok(());
         };
         let mut shutdown = None;
-        if let Some(m) = first {
-            let mut next = Some(m);
-            while let Some(m) = next {
-                match m {
-                    Msg::Event(ev, ack) => {
-                        encode(&ev, &mut buf);
-                        n_events += 1;
-                        if let Some(a) = ack {
-                            acks.push(a);
-                        }
-                    }
-                    Msg::Shutdown(done) => {
-                        shutdown = Some(done);
-                        break;
+        let mut next = Some(first);
+        while let Some(m) = next {
+            match m {
+                Msg::Event(ev, ack) => {
+                    encode(&ev, &mut buf);
+                    n_events += 1;
+                    if let Some(a) = ack {
+                        acks.push(a);
                     }
                 }
-                if buf.len() > 4 << 20 {
+                Msg::Shutdown(done) => {
+                    shutdown = Some(done);
                     break;
                 }
-                next = rx.try_recv().ok();
             }
+            if buf.len() > 4 << 20 {
+                break;
+            }
+            next = rx.try_recv().ok();
         }
         if !buf.is_empty() {
-            file.write_all(&buf)?;
+            (&*file).write_all(&buf)?;
             size += buf.len() as u64;
             buf.clear();
             stats.spooled.fetch_add(n_events, Ordering::Relaxed);
             n_events = 0;
-            match durability {
-                Durability::Sync => {
-                    file.sync_data()?;
-                    stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-                }
+            let waiting = match durability {
+                // In the OS: a crash of the process loses nothing; the fsync follows.
                 Durability::Group => {
-                    sync_by.get_or_insert_with(|| Instant::now() + window);
+                    for a in acks.drain(..) {
+                        let _ = a.send(());
+                    }
+                    Vec::new()
                 }
-            }
-            for a in acks.drain(..) {
-                let _ = a.send(());
-            }
+                Durability::Sync => std::mem::take(&mut acks),
+            };
+            let _ = stx.send(SyncReq {
+                file: file.clone(),
+                acks: waiting,
+            });
             let _ = ltx.send(LedgerMsg::Written { seg: id, end: size });
-        }
-        if let Some(t) = sync_by
-            && (Instant::now() >= t || shutdown.is_some())
-        {
-            file.sync_data()?;
-            stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-            sync_by = None;
         }
         if let Some(done) = shutdown {
             file.sync_data()?;
@@ -398,10 +442,9 @@ fn spool_loop(
         }
         if size >= SEGMENT_BYTES {
             file.sync_data()?;
-            sync_by = None;
             let _ = ltx.send(LedgerMsg::Closed { seg: id, end: size });
             id += 1;
-            file = open_segment(&dir, id)?;
+            file = Arc::new(open_segment(&dir, id)?);
             size = 0;
         }
     }
