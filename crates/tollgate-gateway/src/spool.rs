@@ -336,11 +336,8 @@ fn syncer_loop(
         let mut reqs = vec![first];
         if durability == Durability::Group {
             let deadline = Instant::now() + window;
-            loop {
-                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(r) => reqs.push(r),
-                    Err(_) => break,
-                }
+            while let Ok(r) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                reqs.push(r);
             }
         }
         while let Ok(r) = rx.try_recv() {
