@@ -467,6 +467,7 @@ fn ledger_loop(
     let mut shutdown: Option<mpsc::Sender<()>> = None;
     let mut file: Option<File> = None;
     let mut stuck = false;
+    let mut rbuf: Vec<u8> = Vec::new();
     loop {
         let caught_up = written.get(&seg).is_none_or(|e| off >= *e) && !closed.contains_key(&seg);
         let first = if caught_up && shutdown.is_none() {
@@ -501,15 +502,16 @@ fn ledger_loop(
                 stuck = true;
                 continue;
             };
-            let want = (end - off).min(8 << 20) as usize;
-            let mut buf = vec![0u8; want];
+            // At most 1 MiB per read (the largest record is an event of a few KiB).
+            let want = (end - off).min(1 << 20) as usize;
+            rbuf.resize(want, 0);
             let read = std::io::Seek::seek(f, std::io::SeekFrom::Start(off))
-                .and_then(|_| f.read_exact(&mut buf));
+                .and_then(|_| f.read_exact(&mut rbuf[..want]));
             if read.is_err() {
                 stuck = true;
                 continue;
             }
-            match decode_prefix(&buf) {
+            match decode_prefix(&rbuf[..want]) {
                 Ok((events, used)) => {
                     let mut backoff = Duration::from_millis(50);
                     for chunk in events.chunks(LEDGER_BATCH) {
