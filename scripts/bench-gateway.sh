@@ -79,8 +79,10 @@ run_wrk() { # label url conns [lua] -> prints a summary line
   p99=$(echo "$out" | awk '$1=="99%"{print $2}')
   rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
   non2xx=$(echo "$out" | awk '/Non-2xx/{print $NF}')
-  echo "$label ($conns conn): p50 $p50, p99 $p99, $rps req/s${non2xx:+, NON-2XX $non2xx}"
+  LAST_TOTAL=$(echo "$out" | awk '/requests in/{print $1}')
+  echo "$label ($conns conn): p50 $p50, p99 $p99, $rps req/s, $LAST_TOTAL requests${non2xx:+, NON-2XX $non2xx}"
 }
+THROUGH=0
 
 start_gateway() { # durability -> sets GPID, GADDR
   local dur=$1
@@ -109,10 +111,12 @@ run_wrk "direct nginx" "http://127.0.0.1:$NPORT" 1
 for dur in group sync; do
   start_gateway "$dur"
   run_wrk "tollgate ($dur durability)" "http://$GADDR" 8
+  THROUGH=$((THROUGH + LAST_TOTAL))
   run_wrk "tollgate ($dur durability)" "http://$GADDR" 1
+  THROUGH=$((THROUGH + LAST_TOTAL))
   stop_gateway "$dur"
 done
-echo "ledger events: $("$BIN" --data-dir "$WORK/data" sql 'SELECT COUNT(*) AS n FROM events' --format csv | tail -1)"
+echo "requests wrk completed through the gateway: $THROUGH; ledger events: $("$BIN" --data-dir "$WORK/data" sql 'SELECT COUNT(*) AS n FROM events' --format csv | tail -1)"
 
 if [ -n "${LITELLM:-}" ]; then
   LPORT=$(free_port)
