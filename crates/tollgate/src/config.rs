@@ -26,6 +26,8 @@ struct RawConfig {
     #[serde(default)]
     cfo: RawCfo,
     #[serde(default)]
+    gateway: tollgate_gateway::RawGateway,
+    #[serde(default)]
     reconcile: RawReconcile,
 }
 
@@ -179,6 +181,8 @@ pub struct Config {
     /// The CFO report's monthly target (report currency); `--target` wins.
     pub cfo_monthly_target: Option<Decimal>,
     pub reconcile: ReconcileConfig,
+    /// The `[gateway]` section (`tollgate serve`), validated.
+    pub gateway: tollgate_gateway::GatewayConfig,
 }
 
 /// Where the weekly digest goes.
@@ -268,6 +272,8 @@ impl Config {
                 );
             }
         }
+        let gateway = tollgate_gateway::GatewayConfig::from_raw(raw.gateway, base)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let reconcile = {
             let r = raw.reconcile;
             let non_negative = |k: &str, v: Option<String>| -> Result<Option<Decimal>> {
@@ -298,6 +304,7 @@ impl Config {
         };
         Ok(Config {
             reconcile,
+            gateway,
             tenants,
             stripe: StripeConfig {
                 base_url: raw.stripe.base_url,

@@ -21,6 +21,7 @@ mod demo;
 mod digest;
 mod finance;
 mod focus;
+mod gateway;
 mod global;
 mod ingest;
 mod ingest_errors;
