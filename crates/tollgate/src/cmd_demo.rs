@@ -333,6 +333,8 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
         );
     }
     out!("{reconciliation}");
+    // 8. A few live calls through the real gateway to the fake provider (their own ledger).
+    crate::demo_live::run(dir, crate::cmd_prices::load_pricer(&demo_ctx.price_files)?)?;
     outln!();
     outln!("== Where the outputs are ==");
     outln!(

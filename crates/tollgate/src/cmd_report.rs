@@ -26,6 +26,8 @@ pub enum ReportCommand {
     Focus(crate::cmd_focus::FocusArgs),
     /// The CFO's monthly PDF: total and changes, providers, top 10 features, trends and alerts.
     Cfo(crate::cmd_cfo::CfoArgs),
+    /// Attribution gaps: share of calls missing each required field, per service and per key.
+    Attribution(crate::cmd_attribution::AttributionArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -154,6 +156,7 @@ pub fn run(ctx: &Ctx, cmd: &ReportCommand) -> Result<()> {
         ReportCommand::Audit(a) => crate::cmd_audit::run(ctx, a).map(|_| ()),
         ReportCommand::Focus(a) => crate::cmd_focus::run(ctx, a),
         ReportCommand::Cfo(a) => crate::cmd_cfo::run(ctx, a),
+        ReportCommand::Attribution(a) => crate::cmd_attribution::report(ctx, a),
     }
 }
 

@@ -26,6 +26,8 @@ struct RawConfig {
     #[serde(default)]
     cfo: RawCfo,
     #[serde(default)]
+    gateway: tollgate_gateway::RawGateway,
+    #[serde(default)]
     reconcile: RawReconcile,
 }
 
@@ -192,6 +194,8 @@ pub struct Config {
     /// `[ledger] backend = "clickhouse"`: where the ClickHouse ledger is (None: SQLite).
     pub clickhouse: Option<ClickHouseLedgerConfig>,
     pub reconcile: ReconcileConfig,
+    /// The `[gateway]` section (`tollgate serve`), validated.
+    pub gateway: tollgate_gateway::GatewayConfig,
 }
 
 /// The ClickHouse ledger's settings (`[ledger] backend = "clickhouse"`).
@@ -354,6 +358,8 @@ impl Config {
             }
         }
         let clickhouse = clickhouse_config(&raw.ledger, &at)?;
+        let gateway = tollgate_gateway::GatewayConfig::from_raw(raw.gateway, base)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let reconcile = {
             let r = raw.reconcile;
             let non_negative = |k: &str, v: Option<String>| -> Result<Option<Decimal>> {
@@ -385,6 +391,7 @@ impl Config {
         Ok(Config {
             clickhouse,
             reconcile,
+            gateway,
             tenants,
             stripe: StripeConfig {
                 base_url: raw.stripe.base_url,

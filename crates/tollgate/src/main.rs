@@ -9,6 +9,7 @@
 //! to stderr as `error: ...` with their cause chain and a non-zero exit code; output files are
 //! written atomically (a temporary file renamed into place), so a failed command leaves none.
 
+mod cmd_attribution;
 mod cmd_audit;
 mod cmd_cfo;
 mod cmd_chargeback;
@@ -25,10 +26,12 @@ mod cmd_reconcile;
 mod cmd_refdata;
 mod cmd_report;
 mod cmd_reprice;
+mod cmd_serve;
 mod cmd_sql;
 mod config;
 mod demo_bills;
 mod demo_data;
+mod demo_live;
 mod fx;
 mod output;
 mod stripe;
@@ -124,6 +127,17 @@ enum Command {
         #[command(subcommand)]
         command: cmd_refdata::RefdataCommand,
     },
+    /// Run the gateway: OpenAI and Anthropic compatible, attributes, prices and records every call.
+    Serve(cmd_serve::ServeArgs),
+    /// Gateway keys: add, list, revoke, mode.
+    Keys {
+        #[command(subcommand)]
+        command: cmd_serve::KeysCommand,
+    },
+    /// A local fake OpenAI/Anthropic provider (tests, benchmarks, the demo).
+    FakeProvider(cmd_serve::FakeArgs),
+    /// Does one event or OTLP trace carry what a defensible chargeback needs? Exit 0/1.
+    AuditTrace(cmd_attribution::AuditTraceArgs),
     /// Configuration.
     Config {
         #[command(subcommand)]
@@ -194,6 +208,10 @@ fn run() -> Result<()> {
         Command::Allocate(a) => cmd_chargeback::allocate_cmd(&ctx, &a),
         Command::Journal(a) => cmd_chargeback::journal(&ctx, &a),
         Command::Refdata { command } => cmd_refdata::run(&ctx, &command),
+        Command::Serve(a) => cmd_serve::serve(&ctx, &a),
+        Command::Keys { command } => cmd_serve::keys_cmd(&ctx, &command),
+        Command::FakeProvider(a) => cmd_serve::fake_provider(&a),
+        Command::AuditTrace(a) => cmd_attribution::audit_trace(&a),
         Command::Config {
             command: ConfigCommand::Check,
         } => {
@@ -217,6 +235,7 @@ fn run() -> Result<()> {
                 None => outln!("  data dir: {}", ctx.data_dir.display()),
             }
             outln!("  reporting time zone: {}", ctx.config.timezone);
+            outln!("  gateway: {}", cmd_serve::describe(&ctx.config.gateway));
             for b in pricer.books() {
                 outln!("  rates: {} ({} entries)", b.name(), b.rates().len());
             }

@@ -22,6 +22,7 @@ mod demo;
 mod digest;
 mod finance;
 mod focus;
+mod gateway;
 mod global;
 mod ingest;
 mod ingest_errors;
