@@ -98,6 +98,22 @@ fn open_with(config: &Config, data_dir: &Path, write: bool) -> Result<Box<dyn Le
     })
 }
 
+/// The gateway's ledger opener (`tollgate serve`): the configured backend, a new handle per
+/// call for the spool's ledger thread.
+pub fn gateway_opener(ctx: &Ctx) -> tollgate_gateway::spool::OpenLedger {
+    let config = ctx.config.clone();
+    let dir = ctx.data_dir.clone();
+    std::sync::Arc::new(move || -> Result<Box<dyn Ledger + Send>> {
+        Ok(match &config.clickhouse {
+            Some(c) => Box::new(
+                ClickHouseLedger::open(clickhouse_config(c))
+                    .with_context(|| format!("opening the ClickHouse ledger at {}", c.url))?,
+            ),
+            None => Box::new(SqliteLedger::open(&dir)?),
+        })
+    })
+}
+
 /// Opens the configured ledger for writing (applying pending migrations).
 pub fn open(ctx: &Ctx) -> Result<Box<dyn Ledger>> {
     open_with(&ctx.config, &ctx.data_dir, true)

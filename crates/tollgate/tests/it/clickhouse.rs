@@ -713,3 +713,85 @@ fn two_writers_on_one_clickhouse_ledger_give_the_totals_of_one() {
         );
     }
 }
+
+/// `tollgate serve` with `[ledger] backend = "clickhouse"`: the spool appends to ClickHouse,
+/// not to a SQLite file in the data directory; calls recorded token by token with their cost.
+#[test]
+fn the_gateway_spools_into_the_clickhouse_ledger() {
+    let chdir = tempfile::tempdir().unwrap();
+    let ch = Adapter::start(&python(), chdir.path(), None).expect("start the adapter");
+    let cfg = format!(
+        "[ledger]\nbackend = \"clickhouse\"\nurl = \"{}\"\ndatabase = \"gw\"\n",
+        ch.url
+    );
+    let mut g = crate::gateway::Gw::start(Some(&cfg));
+    let r = g.py(r#"
+import json, openai
+c = openai.OpenAI(max_retries=0)
+for rid, usage in [("ch-1", "prompt_tokens=1200,cached_tokens=200,completion_tokens=300"),
+                   ("ch-2", "prompt_tokens=500,completion_tokens=40")]:
+    c.chat.completions.create(model="gw-gpt", messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-tollgate-request-id": rid, "x-fake-usage": usage,
+                       "x-tollgate-feature": "search"})
+print(json.dumps({"ok": True}))
+"#);
+    assert_eq!(r["ok"], true);
+    // SIGTERM flushes the spool into the ledger.
+    g.stop();
+    let cfg_path = g.sb.path().join("tollgate.toml");
+    let rows =
+        g.sb.run(&[
+            "--config",
+            path_str(&cfg_path),
+            "sql",
+            "SELECT request_id, input_tokens, cache_read_tokens, output_tokens, cost, team_id \
+             FROM events FINAL ORDER BY request_id",
+            "--format",
+            "json",
+        ])
+        .json();
+    let got: Vec<(String, String, String, String, String, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| match &r[k] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (
+                s("request_id"),
+                s("input_tokens"),
+                s("cache_read_tokens"),
+                s("output_tokens"),
+                s("cost"),
+                s("team_id"),
+            )
+        })
+        .collect();
+    // ch-1: prompt 1,200 with 200 cached: input 1,000, cache read 200, output 300;
+    // 1,000 x 1e-6 + 200 x 0.1e-6 + 300 x 5e-6 = 0.00252. ch-2: 500 x 1e-6 + 40 x 5e-6 =
+    // 0.0005 + 0.0002 = 0.0007.
+    let t = |a: &str, b: &str, c: &str, d: &str, e: &str| {
+        (
+            a.into(),
+            b.into(),
+            c.into(),
+            d.into(),
+            e.into(),
+            "search".into(),
+        )
+    };
+    assert_eq!(
+        got,
+        vec![
+            t("ch-1", "1000", "200", "300", "0.00252"),
+            t("ch-2", "500", "0", "40", "0.0007")
+        ]
+    );
+    // Nothing went to a SQLite ledger in the data directory.
+    assert!(
+        !g.sb.data_dir().join("ledger.sqlite").exists(),
+        "the gateway wrote a SQLite ledger"
+    );
+}
