@@ -566,48 +566,6 @@ pub(super) fn usage_ingested_after(
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use crate::Ledger;
-    use crate::conformance::event;
-
-    #[test]
-    fn parallel_slices_sum_to_the_single_query() {
-        let d = tempfile::tempdir().unwrap();
-        let mut l = super::super::SqliteLedger::open(d.path()).unwrap();
-        let evs: Vec<_> = (0..60u32)
-            .map(|n| {
-                let at = format!("2026-07-01T{:02}:{:02}:00Z", n % 24, n % 60);
-                event(
-                    n + 1,
-                    &at,
-                    Some(if n % 3 == 0 { "a" } else { "b" }),
-                    u64::from(n),
-                    Some("0.5"),
-                )
-            })
-            .collect();
-        l.append(&evs).unwrap();
-        let (s, e): (Timestamp, Timestamp) = (
-            "2026-07-01T00:00:00Z".parse().unwrap(),
-            "2026-07-02T00:00:00Z".parse().unwrap(),
-        );
-        let one = usage_by_key(&l.conn, &format_instant(s), &format_instant(e), false).unwrap();
-        let plan = super::super::AuditScanPlan {
-            readers: 2,
-            slice_rows: 7,
-            parallel_min_rows: 2,
-        };
-        let many = usage_by_key_with(&l, s, e, false, plan).unwrap();
-        assert_eq!(one, many);
-        // 60 events of 0.5: 30 in all.
-        let total: i128 = many.iter().map(|u| u.totals.cost_e12).sum();
-        assert_eq!(total, 30_000_000_000_000);
-    }
-}
-
 pub(super) fn bill_lines_in_force_merged(
     conn: &Connection,
     start: Timestamp,
@@ -741,4 +699,46 @@ pub(super) fn bill_lines_in_force_merged(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::Ledger;
+    use crate::conformance::event;
+
+    #[test]
+    fn parallel_slices_sum_to_the_single_query() {
+        let d = tempfile::tempdir().unwrap();
+        let mut l = super::super::SqliteLedger::open(d.path()).unwrap();
+        let evs: Vec<_> = (0..60u32)
+            .map(|n| {
+                let at = format!("2026-07-01T{:02}:{:02}:00Z", n % 24, n % 60);
+                event(
+                    n + 1,
+                    &at,
+                    Some(if n % 3 == 0 { "a" } else { "b" }),
+                    u64::from(n),
+                    Some("0.5"),
+                )
+            })
+            .collect();
+        l.append(&evs).unwrap();
+        let (s, e): (Timestamp, Timestamp) = (
+            "2026-07-01T00:00:00Z".parse().unwrap(),
+            "2026-07-02T00:00:00Z".parse().unwrap(),
+        );
+        let one = usage_by_key(&l.conn, &format_instant(s), &format_instant(e), false).unwrap();
+        let plan = super::super::AuditScanPlan {
+            readers: 2,
+            slice_rows: 7,
+            parallel_min_rows: 2,
+        };
+        let many = usage_by_key_with(&l, s, e, false, plan).unwrap();
+        assert_eq!(one, many);
+        // 60 events of 0.5: 30 in all.
+        let total: i128 = many.iter().map(|u| u.totals.cost_e12).sum();
+        assert_eq!(total, 30_000_000_000_000);
+    }
 }
