@@ -567,6 +567,15 @@ impl Ledger for ClickHouseLedger {
         self.books_bill_lines_in_force(start, end)
     }
 
+    fn bill_lines_in_force_merged(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        day_tz: &jiff::tz::TimeZone,
+    ) -> Result<Vec<tollgate_ledger::StoredBillLine>> {
+        self.books_bill_lines_in_force_merged(start, end, day_tz)
+    }
+
     fn usage_by_key(
         &self,
         start: Timestamp,

@@ -238,6 +238,116 @@ impl ClickHouseLedger {
         Ok(out.into_iter().map(|(_, l)| l).collect())
     }
 
+    /// [`tollgate_ledger::Ledger::bill_lines_in_force_merged`]: the lines in force (import and
+    /// line order) merged per import by the same identity as the SQLite backend (everything
+    /// but amounts and the charge period, with the day of `period_start` in `day_tz`); groups
+    /// in order of their first line, sums exact.
+    pub(super) fn books_bill_lines_in_force_merged(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        day_tz: &jiff::tz::TimeZone,
+    ) -> Result<Vec<StoredBillLine>> {
+        type Key = (
+            i64,
+            String,
+            String,
+            String,
+            [Option<String>; 9],
+            (bool, bool),
+        );
+        let mut out: Vec<StoredBillLine> = Vec::new();
+        // Per group: (tokens, cost, has tokens, has cost).
+        let mut sums: Vec<(u64, rust_decimal::Decimal, bool, bool)> = Vec::new();
+        let mut index: HashMap<Key, usize> = HashMap::new();
+        let mut days: HashMap<String, String> = HashMap::new();
+        for b in self.books_bill_lines_in_force(start, end)? {
+            let l = &b.line;
+            let day = match days.get(&l.period_start) {
+                Some(d) => d.clone(),
+                None => {
+                    let t: Timestamp = l
+                        .period_start
+                        .parse()
+                        .map_err(|_| corrupt("period_start", &l.period_start))?;
+                    let d = tollgate_core::period::civil_day(t, day_tz).to_string();
+                    days.insert(l.period_start.clone(), d.clone());
+                    d
+                }
+            };
+            let key: Key = (
+                b.import_id,
+                l.provider.clone(),
+                l.line_kind.clone(),
+                day,
+                [
+                    l.model.clone(),
+                    l.token_class.clone(),
+                    Some(l.currency.clone()),
+                    l.account.clone(),
+                    l.project.clone(),
+                    l.workspace.clone(),
+                    l.api_key.clone(),
+                    l.principal.clone(),
+                    l.tags.clone(),
+                ],
+                (l.tokens.is_some(), l.cost.is_some()),
+            );
+            let i = match index.get(&key) {
+                Some(i) => *i,
+                None => {
+                    out.push(StoredBillLine {
+                        bill_type: b.bill_type.clone(),
+                        import_id: b.import_id,
+                        line: BillLineRecord {
+                            provider: l.provider.clone(),
+                            line_kind: l.line_kind.clone(),
+                            period_start: l.period_start.clone(),
+                            period_end: l.period_end.clone(),
+                            model: l.model.clone(),
+                            token_class: l.token_class.clone(),
+                            currency: l.currency.clone(),
+                            account: l.account.clone(),
+                            project: l.project.clone(),
+                            workspace: l.workspace.clone(),
+                            api_key: l.api_key.clone(),
+                            principal: l.principal.clone(),
+                            tags: l.tags.clone(),
+                            source_line: l.source_line,
+                            ..Default::default()
+                        },
+                    });
+                    sums.push((
+                        0,
+                        rust_decimal::Decimal::ZERO,
+                        l.tokens.is_some(),
+                        l.cost.is_some(),
+                    ));
+                    index.insert(key, out.len() - 1);
+                    out.len() - 1
+                }
+            };
+            let m = &mut out[i].line;
+            if l.period_start < m.period_start {
+                m.period_start = l.period_start.clone();
+            }
+            if l.period_end > m.period_end {
+                m.period_end = l.period_end.clone();
+            }
+            if let Some(t) = l.tokens {
+                sums[i].0 += t;
+            }
+            if let Some(c) = &l.cost {
+                sums[i].1 += tollgate_core::money::parse_decimal("cost", c)?;
+            }
+        }
+        for (m, (t, c, has_tokens, has_cost)) in out.iter_mut().zip(sums) {
+            m.line.tokens = has_tokens.then_some(t);
+            m.line.cost = has_cost.then(|| c.normalize().to_string());
+        }
+        Ok(out)
+    }
+
     pub(super) fn books_usage_by_key(
         &self,
         start: Timestamp,
