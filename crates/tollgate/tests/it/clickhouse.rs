@@ -723,42 +723,57 @@ fn two_writers_on_one_clickhouse_ledger_give_the_totals_of_one() {
     }
 }
 
-/// `tollgate serve` with `[ledger] backend = "clickhouse"`: the spool appends to ClickHouse,
-/// not to a SQLite file in the data directory; calls recorded token by token with their cost.
+/// Two `tollgate serve` replicas with `[ledger] backend = "clickhouse"` and one ClickHouse
+/// ledger: each spool appends there (not to a SQLite file in its data directory); every call
+/// of both is recorded once, token by token with its cost, and the totals are their sum.
 #[test]
-fn the_gateway_spools_into_the_clickhouse_ledger() {
+fn two_gateways_spool_into_one_clickhouse_ledger() {
     let chdir = tempfile::tempdir().unwrap();
     let ch = Adapter::start(&python(), chdir.path(), None).expect("start the adapter");
     let cfg = format!(
         "[ledger]\nbackend = \"clickhouse\"\nurl = \"{}\"\ndatabase = \"gw\"\n",
         ch.url
     );
-    let mut g = crate::gateway::Gw::start(Some(&cfg));
-    let r = g.py(r#"
+    let mut a = crate::gateway::Gw::start(Some(&cfg));
+    let mut b = crate::gateway::Gw::start(Some(&cfg));
+    let calls = |g: &crate::gateway::Gw, calls: &str| {
+        let r = g.py(&format!(
+            r#"
 import json, openai
 c = openai.OpenAI(max_retries=0)
-for rid, usage in [("ch-1", "prompt_tokens=1200,cached_tokens=200,completion_tokens=300"),
-                   ("ch-2", "prompt_tokens=500,completion_tokens=40")]:
-    c.chat.completions.create(model="gw-gpt", messages=[{"role": "user", "content": "hi"}],
-        extra_headers={"x-tollgate-request-id": rid, "x-fake-usage": usage,
-                       "x-tollgate-feature": "search"})
-print(json.dumps({"ok": True}))
-"#);
-    assert_eq!(r["ok"], true);
-    // SIGTERM flushes the spool into the ledger.
-    g.stop();
-    let cfg_path = g.sb.path().join("tollgate.toml");
-    let rows =
-        g.sb.run(&[
+for rid, usage in [{calls}]:
+    c.chat.completions.create(model="gw-gpt", messages=[{{"role": "user", "content": "hi"}}],
+        extra_headers={{"x-tollgate-request-id": rid, "x-fake-usage": usage,
+                       "x-tollgate-feature": "search"}})
+print(json.dumps({{"ok": True}}))
+"#
+        ));
+        assert_eq!(r["ok"], true);
+    };
+    calls(
+        &a,
+        r#"("ch-1", "prompt_tokens=1200,cached_tokens=200,completion_tokens=300")"#,
+    );
+    calls(&b, r#"("ch-2", "prompt_tokens=500,completion_tokens=40")"#);
+    // SIGTERM flushes each spool into the ledger.
+    a.stop();
+    b.stop();
+    let cfg_path = a.sb.path().join("tollgate.toml");
+    let sql = |q: &str| {
+        a.sb.run(&[
             "--config",
             path_str(&cfg_path),
             "sql",
-            "SELECT request_id, input_tokens, cache_read_tokens, output_tokens, cost, team_id \
-             FROM events FINAL ORDER BY request_id",
+            q,
             "--format",
             "json",
         ])
-        .json();
+        .json()
+    };
+    let rows = sql(
+        "SELECT request_id, input_tokens, cache_read_tokens, output_tokens, cost, team_id \
+         FROM events FINAL ORDER BY request_id",
+    );
     let got: Vec<(String, String, String, String, String, String)> = rows
         .as_array()
         .unwrap()
@@ -778,9 +793,9 @@ print(json.dumps({"ok": True}))
             )
         })
         .collect();
-    // ch-1: prompt 1,200 with 200 cached: input 1,000, cache read 200, output 300;
-    // 1,000 x 1e-6 + 200 x 0.1e-6 + 300 x 5e-6 = 0.00252. ch-2: 500 x 1e-6 + 40 x 5e-6 =
-    // 0.0005 + 0.0002 = 0.0007.
+    // ch-1 (replica a): prompt 1,200 with 200 cached: input 1,000, cache read 200, output
+    // 300; 1,000 x 1e-6 + 200 x 0.1e-6 + 300 x 5e-6 = 0.00252. ch-2 (replica b): 500 x 1e-6
+    // + 40 x 5e-6 = 0.0005 + 0.0002 = 0.0007.
     let t = |a: &str, b: &str, c: &str, d: &str, e: &str| {
         (
             a.into(),
@@ -798,9 +813,23 @@ print(json.dumps({"ok": True}))
             t("ch-2", "500", "0", "40", "0.0007")
         ]
     );
-    // Nothing went to a SQLite ledger in the data directory.
-    assert!(
-        !g.sb.data_dir().join("ledger.sqlite").exists(),
-        "the gateway wrote a SQLite ledger"
+    // Totals over both replicas: 2 calls, 0.00252 + 0.0007 = 0.00322 USD = 3,220,000,000
+    // units of 1e-12.
+    let tot = sql("SELECT count() AS n, sum(cost_e12) AS e12 FROM events FINAL");
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    assert_eq!(
+        (s(&tot[0]["n"]), s(&tot[0]["e12"])),
+        ("2".to_string(), "3220000000".to_string()),
+        "{tot}"
     );
+    // Nothing went to a SQLite ledger in either data directory.
+    for g in [&a, &b] {
+        assert!(
+            !g.sb.data_dir().join("ledger.sqlite").exists(),
+            "a gateway wrote a SQLite ledger"
+        );
+    }
 }
