@@ -73,6 +73,19 @@ fn record_bill_lines(
     lines: Vec<tollgate_providers::bills::BillLine>,
     summary: &tollgate_providers::bills::BillSummary,
 ) -> Result<()> {
+    record_bills(data_dir, vec![bill_records(kind, source, lines, summary)])
+}
+
+/// One parsed bill as the ledger's import row and line rows.
+pub(crate) fn bill_records(
+    kind: tollgate_providers::bills::BillType,
+    source: &str,
+    lines: Vec<tollgate_providers::bills::BillLine>,
+    summary: &tollgate_providers::bills::BillSummary,
+) -> (
+    tollgate_ledger::BillImport,
+    Vec<tollgate_ledger::BillLineRecord>,
+) {
     let fmt_ts = tollgate_core::event::format_instant;
     // The lines are moved into the records (no copy of their text).
     let records: Vec<tollgate_ledger::BillLineRecord> = lines
@@ -106,24 +119,60 @@ fn record_bill_lines(
         let d = start.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
         format!("{:04}-{:02}", d.year(), d.month())
     };
+    let import = tollgate_ledger::BillImport {
+        bill_type: kind.name().to_string(),
+        provider: summary.provider.clone(),
+        source: source.to_string(),
+        month,
+        period_start: fmt_ts(summary.period_start),
+        period_end: fmt_ts(summary.period_end),
+        currency: summary.currency.to_string(),
+        lines: records.len() as u64,
+        cost: summary.cost.map(|c| c.normalize().to_string()),
+    };
+    (import, records)
+}
+
+/// Stores bills in one ledger transaction: all of them or none. Each supersedes the earlier
+/// import of the same (bill type, provider, month).
+pub(crate) fn record_bills(
+    data_dir: &std::path::Path,
+    bills: Vec<(
+        tollgate_ledger::BillImport,
+        Vec<tollgate_ledger::BillLineRecord>,
+    )>,
+) -> Result<()> {
     let mut ledger = SqliteLedger::open(data_dir)?;
     let mut w = ledger.writer()?;
-    w.record_bill(
-        &tollgate_ledger::BillImport {
-            bill_type: kind.name().to_string(),
-            provider: summary.provider.clone(),
-            source: source.to_string(),
-            month,
-            period_start: fmt_ts(summary.period_start),
-            period_end: fmt_ts(summary.period_end),
-            currency: summary.currency.to_string(),
-            lines: records.len() as u64,
-            cost: summary.cost.map(|c| c.normalize().to_string()),
-        },
-        &records,
-    )?;
+    for (import, records) in &bills {
+        w.record_bill(import, records)?;
+    }
     w.commit()?;
     Ok(())
+}
+
+/// The bill summary document printed by `--format json` (issue #5's shape).
+pub(crate) fn bill_summary_json(
+    summary: &tollgate_providers::bills::BillSummary,
+) -> serde_json::Value {
+    let fmt_ts = tollgate_core::event::format_instant;
+    let dec = |d: rust_decimal::Decimal| d.normalize().to_string();
+    let t = &summary.tokens;
+    json!({
+        "provider": summary.provider,
+        "lines": summary.lines,
+        "period": {"start": fmt_ts(summary.period_start), "end": fmt_ts(summary.period_end)},
+        "currency": summary.currency.as_str(),
+        "cost": summary.cost.map(dec),
+        "credits": dec(summary.credits),
+        "tax": dec(summary.tax),
+        "refunds": dec(summary.refunds),
+        "other": dec(summary.other),
+        "tokens": {
+            "input": t.input, "cache_read": t.cache_read, "cache_write": t.cache_write,
+            "cache_write_1h": t.cache_write_1h, "output": t.output,
+        },
+    })
 }
 
 /// `tollgate ingest bills`: parse the whole file first (a bad row fails it with nothing
@@ -166,21 +215,7 @@ fn ingest_bills(ctx: &Ctx, a: &BillsArgs) -> Result<()> {
     record_bill_lines(&ctx.data_dir, kind, source, lines, &summary)?;
     let dec = |d: rust_decimal::Decimal| d.normalize().to_string();
     let t = &summary.tokens;
-    let doc = json!({
-        "provider": summary.provider,
-        "lines": summary.lines,
-        "period": {"start": fmt_ts(summary.period_start), "end": fmt_ts(summary.period_end)},
-        "currency": summary.currency.as_str(),
-        "cost": summary.cost.map(dec),
-        "credits": dec(summary.credits),
-        "tax": dec(summary.tax),
-        "refunds": dec(summary.refunds),
-        "other": dec(summary.other),
-        "tokens": {
-            "input": t.input, "cache_read": t.cache_read, "cache_write": t.cache_write,
-            "cache_write_1h": t.cache_write_1h, "output": t.output,
-        },
-    });
+    let doc = bill_summary_json(&summary);
     match a.format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&doc)?),
         _ => {
