@@ -282,7 +282,7 @@ fn fetch_pages(agent: &ureq::Agent, t: &Target, ep: &Endpoint) -> Result<Vec<Str
         };
         let mut resp = req.call().map_err(|e| {
             anyhow::anyhow!(
-                "GET {} (page {n}): cannot reach {url}: {e}; check the base URL (from {}) and the network",
+                "GET {} (page {n}): cannot reach {url}: {e}; check the base URL (from {}) and the network; nothing was stored",
                 ep.path,
                 t.base_url_from
             )
@@ -299,7 +299,16 @@ fn fetch_pages(agent: &ureq::Agent, t: &Target, ep: &Endpoint) -> Result<Vec<Str
             let msg = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
                 .and_then(|v| v["error"]["message"].as_str().map(String::from))
-                .unwrap_or_else(|| text.chars().take(300).collect());
+                .unwrap_or_else(|| {
+                    // Not the provider's JSON error (a proxy, a wrong host): its start, on one line.
+                    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                    let short: String = flat.chars().take(160).collect();
+                    if short.len() < flat.len() {
+                        format!("{short}...")
+                    } else {
+                        short
+                    }
+                });
             let msg = msg.replace(&t.key, "<admin key>");
             bail!(
                 "GET {} (page {n}) answered HTTP {status}: {}; {}; nothing was stored",
