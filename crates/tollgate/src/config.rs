@@ -29,6 +29,8 @@ struct RawConfig {
     gateway: tollgate_gateway::RawGateway,
     #[serde(default)]
     reconcile: RawReconcile,
+    #[serde(default)]
+    bills: crate::cmd_bills::BillsConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +198,8 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     /// The `[gateway]` section (`tollgate serve`), validated.
     pub gateway: tollgate_gateway::GatewayConfig,
+    /// The `[bills]` section (`tollgate bills fetch`).
+    pub bills: crate::cmd_bills::BillsConfig,
 }
 
 /// The ClickHouse ledger's settings (`[ledger] backend = "clickhouse"`).
@@ -390,6 +394,7 @@ impl Config {
         };
         Ok(Config {
             clickhouse,
+            bills: raw.bills,
             reconcile,
             gateway,
             tenants,
