@@ -26,6 +26,9 @@ pub struct ServeOptions {
     pub addr_file: Option<PathBuf>,
     /// Worker threads (default: the number of CPUs).
     pub threads: Option<usize>,
+    /// Opens the ledger the spool writes to (`[ledger] backend`); None: the SQLite ledger in
+    /// `data_dir`.
+    pub ledger: Option<crate::spool::OpenLedger>,
 }
 
 /// Runs the gateway until SIGTERM / Ctrl-C.
@@ -101,13 +104,17 @@ async fn run(
         .clone()
         .unwrap_or_else(|| opts.data_dir.join("spool"));
     let pricer = Arc::new(opts.pricer);
-    let replayed = crate::spool::replay(&spool_dir, &opts.data_dir, &pricer)?;
+    let open = opts
+        .ledger
+        .clone()
+        .unwrap_or_else(|| crate::spool::sqlite_ledger(&opts.data_dir));
+    let replayed = crate::spool::replay(&spool_dir, &open, &pricer)?;
     if replayed > 0 {
         eprintln!("tollgate serve: replayed {replayed} spooled events into the ledger");
     }
     let spool = Spool::start(
         &spool_dir,
-        &opts.data_dir,
+        &open,
         cfg.durability,
         cfg.group_commit,
         pricer.clone(),

@@ -165,15 +165,24 @@ pub fn event_from_json(payload: &[u8]) -> Option<UsageEvent> {
     Some(ev)
 }
 
+/// Opens the ledger the spool appends to (each call a new handle; the ledger thread owns it).
+pub type OpenLedger = Arc<dyn Fn() -> Result<Box<dyn Ledger + Send>> + Send + Sync>;
+
+/// The SQLite ledger in `data_dir` (the default).
+pub fn sqlite_ledger(data_dir: &Path) -> OpenLedger {
+    let dir = data_dir.to_path_buf();
+    Arc::new(move || Ok(Box::new(SqliteLedger::open(&dir)?) as Box<dyn Ledger + Send>))
+}
+
 /// Moves every leftover segment into the ledger; returns the number of events replayed.
 /// A segment with a corrupt record in the middle is kept (renamed `.corrupt`), never lost.
-pub fn replay(dir: &Path, data_dir: &Path, pricer: &Pricer) -> Result<u64> {
+pub fn replay(dir: &Path, open: &OpenLedger, pricer: &Pricer) -> Result<u64> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let segs = segments(dir)?;
     if segs.is_empty() {
         return Ok(0);
     }
-    let mut ledger = SqliteLedger::open(data_dir)?;
+    let mut ledger = open()?;
     let mut known = HashSet::new();
     let mut n = 0;
     for (_, path) in segs {
@@ -181,7 +190,7 @@ pub fn replay(dir: &Path, data_dir: &Path, pricer: &Pricer) -> Result<u64> {
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let (events, whole) = decode(&bytes);
         for chunk in events.chunks(LEDGER_BATCH) {
-            append(&mut ledger, chunk, pricer, &mut known)?;
+            append(ledger.as_mut(), chunk, pricer, &mut known)?;
         }
         n += events.len() as u64;
         let torn_tail_only = whole || tail_is_torn(&bytes, &events);
@@ -219,7 +228,7 @@ fn tail_is_torn(bytes: &[u8], good: &[UsageEvent]) -> bool {
 }
 
 fn append(
-    ledger: &mut SqliteLedger,
+    ledger: &mut dyn Ledger,
     events: &[UsageEvent],
     pricer: &Pricer,
     known: &mut HashSet<String>,
@@ -254,7 +263,7 @@ impl Spool {
     /// Starts the spool and ledger threads (after [`replay`]).
     pub fn start(
         dir: &Path,
-        data_dir: &Path,
+        open: &OpenLedger,
         durability: Durability,
         window: Duration,
         pricer: Arc<Pricer>,
@@ -264,7 +273,7 @@ impl Spool {
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel::<Msg>();
         let (ltx, lrx) = mpsc::channel::<LedgerMsg>();
-        let ledger = SqliteLedger::open(data_dir)?;
+        let ledger = open()?;
         let st = stats.clone();
         let ldir = dir.to_path_buf();
         std::thread::Builder::new()
@@ -451,7 +460,7 @@ fn spool_loop(
 /// reported written, appends them in batches, deletes a segment once it is closed and read.
 /// Memory stays bounded by one read buffer, however far the ledger falls behind.
 fn ledger_loop(
-    mut ledger: SqliteLedger,
+    mut ledger: Box<dyn Ledger + Send>,
     dir: PathBuf,
     first_seg: u64,
     rx: mpsc::Receiver<LedgerMsg>,
@@ -516,7 +525,7 @@ fn ledger_loop(
                     let mut backoff = Duration::from_millis(50);
                     for chunk in events.chunks(LEDGER_BATCH) {
                         loop {
-                            match append(&mut ledger, chunk, &pricer, &mut known) {
+                            match append(ledger.as_mut(), chunk, &pricer, &mut known) {
                                 Ok(()) => {
                                     stats
                                         .committed

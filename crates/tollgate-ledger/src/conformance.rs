@@ -111,6 +111,7 @@ pub fn run_all(make: &mut dyn FnMut() -> Box<dyn Ledger>) {
     refdata_is_versioned_history(make().as_mut());
     usage_by_key_and_bill_lines_in_force(make().as_mut());
     close_log_adjustments_and_late_usage(make().as_mut());
+    copies_keep_history_ids_and_instants(make().as_mut());
 }
 
 /// Month totals beyond what a 64-bit count of 10^-12 dollars holds, and summaries filtered by
@@ -1050,5 +1051,126 @@ pub fn close_log_adjustments_and_late_usage(l: &mut dyn Ledger) {
         l.usage_ingested_after(s, e, "9999-01-01T00:00:00.000000Z")
             .unwrap()
             .is_empty()
+    );
+}
+
+/// `ledger copy`: history rows keep their ids (versions) and instants in the target; copying
+/// the same row again stores nothing; a different row under a taken id is refused; rows
+/// recorded afterwards are newer than the copied ones.
+pub fn copies_keep_history_ids_and_instants(l: &mut dyn Ledger) {
+    let rd = |version: i64, team: &str| crate::RefDataRecord {
+        version,
+        changed_at: format!("2026-06-0{version}T08:00:00.000000Z"),
+        entry: crate::RefDataEntry {
+            kind: "api_key".into(),
+            key: "k1".into(),
+            team_id: Some(team.into()),
+            changed_by: "ana".into(),
+            note: Some("copied".into()),
+            ..Default::default()
+        },
+    };
+    let close = crate::PeriodActionRecord {
+        id: 7,
+        at: "2026-08-02T09:30:00.250000Z".into(),
+        action: crate::PeriodAction {
+            period: "2026-07".into(),
+            action: "close".into(),
+            reason: Some("month end".into()),
+            by: "ana".into(),
+            snapshot: Some("{\"lines\":[]}".into()),
+        },
+    };
+    let adj = crate::AdjustmentRecord {
+        id: 9,
+        recorded_at: "2026-08-03T10:00:00.000001Z".into(),
+        adjustment: crate::Adjustment {
+            period: "2026-08".into(),
+            kind: "reprice".into(),
+            team_id: "a".into(),
+            cost_center: Some("CC-1".into()),
+            amount: "0.000000000001".into(),
+            currency: "USD".into(),
+            reason: "rates".into(),
+            requested_by: "ana".into(),
+            source: Some("2026-07".into()),
+            detail: Some("[]".into()),
+            ..Default::default()
+        },
+    };
+    for _ in 0..2 {
+        let mut w = l.writer().unwrap();
+        w.copy_refdata(&rd(1, "search")).unwrap();
+        w.copy_refdata(&rd(2, "growth")).unwrap();
+        w.copy_period_action(&close).unwrap();
+        w.copy_adjustment(&adj).unwrap();
+        w.commit().unwrap();
+    }
+    assert_eq!(
+        l.refdata_history(None, None).unwrap(),
+        vec![rd(1, "search"), rd(2, "growth")]
+    );
+    assert_eq!(l.refdata(Some(1)).unwrap(), vec![rd(1, "search")]);
+    assert_eq!(l.period_actions(None).unwrap(), vec![close.clone()]);
+    assert_eq!(l.adjustments(None).unwrap(), vec![adj.clone()]);
+    // Another change under a taken version is refused (nothing stored).
+    let mut w = l.writer().unwrap();
+    assert!(w.copy_refdata(&rd(2, "support")).is_err());
+    drop(w);
+    // A change recorded now is newer than the copied ones, and in force.
+    let mut w = l.writer().unwrap();
+    let v = w
+        .record_refdata(&crate::RefDataEntry {
+            team_id: Some("support".into()),
+            ..rd(1, "").entry
+        })
+        .unwrap();
+    w.commit().unwrap();
+    assert!(v > 2);
+    let now = l.refdata(None).unwrap();
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].version, v);
+    assert_eq!(now[0].entry.team_id.as_deref(), Some("support"));
+    assert_eq!(
+        l.refdata_history(Some("api_key"), Some("k1"))
+            .unwrap()
+            .len(),
+        3
+    );
+    // Events copied with their first ingestion instant: not late for a close cut at
+    // 2026-08-02 09:30; an event ingested now (by the clock) is.
+    let e1 = event(1, "2026-07-01T10:00:00Z", Some("a"), 10, Some("1"));
+    let e2 = event(2, "2026-07-02T10:00:00Z", Some("a"), 20, Some("2"));
+    let mut w = l.writer().unwrap();
+    assert!(w.set_ingested_at("yesterday").is_err());
+    w.set_ingested_at("2026-07-05T00:00:00.000000Z").unwrap();
+    w.append(std::slice::from_ref(&e1)).unwrap();
+    w.commit().unwrap();
+    l.append(std::slice::from_ref(&e2)).unwrap();
+    let mut seen = Vec::new();
+    l.scan_events_ingested(
+        ts("2026-07-01T00:00:00Z"),
+        ts("2026-08-01T00:00:00Z"),
+        &mut |e, at| {
+            seen.push((e, at.to_string()));
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0], (e1, "2026-07-05T00:00:00.000000Z".to_string()));
+    assert_eq!(seen[1].0, e2);
+    assert!(seen[1].1.as_str() > "2026-08-02T09:30:00.250000Z");
+    let late = l
+        .usage_ingested_after(
+            ts("2026-07-01T00:00:00Z"),
+            ts("2026-08-01T00:00:00Z"),
+            &close.at,
+        )
+        .unwrap();
+    assert_eq!(late.len(), 1);
+    assert_eq!(
+        (late[0].totals.requests, late[0].totals.input_tokens),
+        (1, 20)
     );
 }

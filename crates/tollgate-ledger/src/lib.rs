@@ -493,6 +493,38 @@ pub trait LedgerWriter {
     fn record_period_action(&mut self, a: &PeriodAction) -> Result<i64>;
     /// Records an adjustment, correction or allocation (a new row); returns its id.
     fn record_adjustment(&mut self, a: &Adjustment) -> Result<i64>;
+    /// `tollgate ledger copy`: the instant (ledger instant text) this writer records as the
+    /// `ingested_at` of the events it appends (and the time of the other rows it records) from
+    /// now on, instead of the clock: a copy keeps when each event was first ingested, which
+    /// the month-end close compares with its cut-off (late events).
+    fn set_ingested_at(&mut self, at: &str) -> Result<()> {
+        Err(LedgerError::Refused(format!(
+            "this backend cannot record events as ingested at {at}"
+        )))
+    }
+    /// `tollgate ledger copy`: stores a change of reference data recorded in another ledger
+    /// with its version and instant, so history (who, when, "as of version N") survives a
+    /// move between backends. Refused when that version holds a different change.
+    fn copy_refdata(&mut self, r: &RefDataRecord) -> Result<()> {
+        Err(LedgerError::Refused(format!(
+            "this backend cannot copy reference data version {}",
+            r.version
+        )))
+    }
+    /// `tollgate ledger copy`: stores a logged close or reopen with its id and instant.
+    fn copy_period_action(&mut self, r: &PeriodActionRecord) -> Result<()> {
+        Err(LedgerError::Refused(format!(
+            "this backend cannot copy period log entry {}",
+            r.id
+        )))
+    }
+    /// `tollgate ledger copy`: stores an adjustment with its id and instant.
+    fn copy_adjustment(&mut self, r: &AdjustmentRecord) -> Result<()> {
+        Err(LedgerError::Refused(format!(
+            "this backend cannot copy adjustment {}",
+            r.id
+        )))
+    }
     /// Makes everything written so far durable and visible.
     fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -615,6 +647,20 @@ pub trait Ledger {
         end: Timestamp,
         after: &str,
     ) -> Result<Vec<TeamUsage>>;
+
+    /// As [`Ledger::scan_events`], with each event's `ingested_at` (ledger instant text), for
+    /// `tollgate ledger copy`.
+    fn scan_events_ingested(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        f: &mut dyn FnMut(UsageEvent, &str) -> Result<()>,
+    ) -> Result<()> {
+        let _ = (start, end, f);
+        Err(LedgerError::Refused(
+            "this backend cannot read when events were ingested".into(),
+        ))
+    }
 
     /// Appends and commits in one go.
     fn append(&mut self, events: &[UsageEvent]) -> Result<AppendOutcome> {

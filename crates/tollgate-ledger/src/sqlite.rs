@@ -942,6 +942,26 @@ impl LedgerWriter for SqliteWriter<'_> {
         books_impl::record_adjustment(&self.tx, &self.now, a)
     }
 
+    fn set_ingested_at(&mut self, at: &str) -> Result<()> {
+        let t: Timestamp = at
+            .parse()
+            .map_err(|_| LedgerError::Refused(format!("ingested_at {at:?} is not an instant")))?;
+        self.now = format_instant(t);
+        Ok(())
+    }
+
+    fn copy_refdata(&mut self, r: &crate::RefDataRecord) -> Result<()> {
+        books_impl::copy_refdata(&self.tx, r)
+    }
+
+    fn copy_period_action(&mut self, r: &crate::PeriodActionRecord) -> Result<()> {
+        books_impl::copy_period_action(&self.tx, r)
+    }
+
+    fn copy_adjustment(&mut self, r: &crate::AdjustmentRecord) -> Result<()> {
+        books_impl::copy_adjustment(&self.tx, r)
+    }
+
     fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit()?;
         Ok(())
@@ -1433,6 +1453,25 @@ impl Ledger for SqliteLedger {
         let mut rows = stmt.query([format_instant(start), format_instant(end)])?;
         while let Some(r) = rows.next()? {
             f(row_to_event(r)?)?;
+        }
+        Ok(())
+    }
+
+    fn scan_events_ingested(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        f: &mut dyn FnMut(UsageEvent, &str) -> Result<()>,
+    ) -> Result<()> {
+        // SELECT_EVENT's columns, then ingested_at (row_to_event reads by index).
+        let select = SELECT_EVENT.replacen(" FROM events", ", ingested_at FROM events", 1);
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{select} WHERE occurred_at >= ?1 AND occurred_at < ?2 ORDER BY occurred_at, seq"
+        ))?;
+        let mut rows = stmt.query([format_instant(start), format_instant(end)])?;
+        while let Some(r) = rows.next()? {
+            let at: String = r.get(47)?;
+            f(row_to_event(r)?, &at)?;
         }
         Ok(())
     }

@@ -566,6 +566,124 @@ pub(super) fn usage_ingested_after(
     Ok(out)
 }
 
+/// A copied row whose id is taken by a different row: histories of two ledgers collide.
+fn id_taken(what: &str, id: i64) -> crate::LedgerError {
+    crate::LedgerError::Refused(format!(
+        "{what} {id} exists in the target ledger with different content; a copy never overwrites history (copy into an empty ledger, or one copied from the same source)"
+    ))
+}
+
+/// [`crate::LedgerWriter::copy_refdata`]: inserts the change with its version and instant;
+/// nothing when an identical row is there.
+pub(super) fn copy_refdata(tx: &Connection, r: &RefDataRecord) -> Result<()> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {REFDATA_COLUMNS} FROM refdata WHERE id = ?1"
+    ))?;
+    let existing = stmt
+        .query_map([r.version], refdata_row)?
+        .next()
+        .transpose()?;
+    match existing {
+        Some(x) if x == *r => return Ok(()),
+        Some(_) => return Err(id_taken("reference data version", r.version)),
+        None => {}
+    }
+    let e = &r.entry;
+    tx.execute(
+        "INSERT INTO refdata (id, changed_at, kind, key, team_id, cost_center, canonical_model,
+         provider, role, removed, changed_by, note)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            r.version,
+            r.changed_at,
+            e.kind,
+            e.key,
+            e.team_id,
+            e.cost_center,
+            e.canonical_model,
+            e.provider,
+            e.role,
+            i64::from(e.removed),
+            e.changed_by,
+            e.note
+        ],
+    )?;
+    Ok(())
+}
+
+/// [`crate::LedgerWriter::copy_period_action`].
+pub(super) fn copy_period_action(tx: &Connection, r: &crate::PeriodActionRecord) -> Result<()> {
+    if let Some(x) = period_actions(tx, Some(&r.action.period))?
+        .into_iter()
+        .find(|x| x.id == r.id)
+    {
+        return if x == *r {
+            Ok(())
+        } else {
+            Err(id_taken("period log entry", r.id))
+        };
+    }
+    if tx.query_row(
+        "SELECT COUNT(*) FROM period_log WHERE id = ?1",
+        [r.id],
+        |x| x.get::<_, i64>(0),
+    )? > 0
+    {
+        return Err(id_taken("period log entry", r.id));
+    }
+    let a = &r.action;
+    tx.execute(
+        "INSERT INTO period_log (id, period, action, reason, by, at, snapshot)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![r.id, a.period, a.action, a.reason, a.by, r.at, a.snapshot],
+    )?;
+    Ok(())
+}
+
+/// [`crate::LedgerWriter::copy_adjustment`].
+pub(super) fn copy_adjustment(tx: &Connection, r: &crate::AdjustmentRecord) -> Result<()> {
+    if let Some(x) = adjustments(tx, Some(&r.adjustment.period))?
+        .into_iter()
+        .find(|x| x.id == r.id)
+    {
+        return if x == *r {
+            Ok(())
+        } else {
+            Err(id_taken("adjustment", r.id))
+        };
+    }
+    if tx.query_row(
+        "SELECT COUNT(*) FROM adjustments WHERE id = ?1",
+        [r.id],
+        |x| x.get::<_, i64>(0),
+    )? > 0
+    {
+        return Err(id_taken("adjustment", r.id));
+    }
+    let a = &r.adjustment;
+    tx.execute(
+        "INSERT INTO adjustments (id, period, kind, team_id, cost_center, amount, currency, reason,
+         approver, requested_by, source, detail, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            r.id,
+            a.period,
+            a.kind,
+            a.team_id,
+            a.cost_center,
+            a.amount,
+            a.currency,
+            a.reason,
+            a.approver,
+            a.requested_by,
+            a.source,
+            a.detail,
+            r.recorded_at
+        ],
+    )?;
+    Ok(())
+}
+
 pub(super) fn bill_lines_in_force_merged(
     conn: &Connection,
     start: Timestamp,

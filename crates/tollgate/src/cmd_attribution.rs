@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use tollgate_ledger::sqlite::SqliteLedger;
-use tollgate_ledger::{Ledger, SqlValue};
+use tollgate_ledger::SqlValue;
 use tollgate_render::{Cell, Table};
 
 use crate::Ctx;
@@ -98,21 +97,34 @@ pub fn report(ctx: &Ctx, a: &AttributionArgs) -> Result<()> {
     let tz = a.tz.clone().unwrap_or_else(|| ctx.config.timezone.clone());
     let period = tollgate_core::Period::parse(&a.period, &tz)
         .map_err(|e| anyhow::anyhow!("--period: {e}"))?;
-    let start = tollgate_core::event::format_instant(period.start());
-    let end = tollgate_core::event::format_instant(period.end());
-    let ledger = SqliteLedger::open_read_only(&ctx.data_dir)?;
-    // Instants are stored in one fixed format, so text comparison orders them.
+    let ledger = crate::cmd_ledger::open_read_only(ctx)?;
+    // The same query on either backend; only how an instant is written differs (SQLite
+    // stores one fixed text format, so text comparison orders them; ClickHouse compares
+    // DateTime64 values and reads events FINAL, so unmerged duplicates never count).
+    let (events, start, end) = if ctx.config.clickhouse.is_some() {
+        let lit = |t| {
+            format!(
+                "toDateTime64('{}', 6, 'UTC')",
+                tollgate_clickhouse::ledger::ch_instant(t)
+            )
+        };
+        ("events FINAL", lit(period.start()), lit(period.end()))
+    } else {
+        let lit = |t| format!("'{}'", tollgate_core::event::format_instant(t));
+        ("events", lit(period.start()), lit(period.end()))
+    };
     let sql = format!(
-        "SELECT 'service' AS by, COALESCE(service, '(none)') AS name, COUNT(*) AS calls, \
+        "SELECT * FROM (\
+         SELECT 'service' AS by, COALESCE(service, '(none)') AS name, COUNT(*) AS calls, \
            SUM(team_id IS NULL) AS no_team, SUM(feature IS NULL) AS no_feature, \
            SUM(environment IS NULL) AS no_environment, SUM(api_key_id IS NULL) AS no_key, \
            SUM(attribution_status <> 'ok') AS not_ok \
-         FROM events WHERE occurred_at >= '{start}' AND occurred_at < '{end}' GROUP BY 2 \
+         FROM {events} WHERE occurred_at >= {start} AND occurred_at < {end} GROUP BY 2 \
          UNION ALL \
          SELECT 'key', COALESCE(api_key_id, '(none)'), COUNT(*), SUM(team_id IS NULL), \
            SUM(feature IS NULL), SUM(environment IS NULL), SUM(api_key_id IS NULL), \
            SUM(attribution_status <> 'ok') \
-         FROM events WHERE occurred_at >= '{start}' AND occurred_at < '{end}' GROUP BY 2 \
+         FROM {events} WHERE occurred_at >= {start} AND occurred_at < {end} GROUP BY 2) \
          ORDER BY 1 DESC, 2"
     );
     let t = ledger.query_sql(&sql)?;

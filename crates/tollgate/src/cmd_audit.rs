@@ -11,8 +11,7 @@ use jiff::Timestamp;
 use tollgate_core::event::format_instant;
 use tollgate_core::period::time_zone;
 use tollgate_finance::audit::{self, AuditOptions};
-use tollgate_ledger::sqlite::SqliteLedger;
-use tollgate_ledger::{Dim, Ledger, SummaryQuery};
+use tollgate_ledger::{Dim, SummaryQuery};
 
 use crate::Ctx;
 
@@ -79,7 +78,7 @@ pub fn run(ctx: &Ctx, a: &AuditArgs) -> Result<u64> {
         tenant: a.tenant.clone(),
         comment: !a.no_comment,
     };
-    let ledger = SqliteLedger::open_read_only(&ctx.data_dir)?;
+    let ledger = crate::cmd_ledger::open_read_only(ctx)?;
     // A range without calls is a mistake more often than an answer: say so, write nothing.
     // (Grouped by currency: an ungrouped summary fails on an empty partial hour.)
     let mut q = SummaryQuery::new(start, end, vec![Dim::Currency]);
@@ -106,7 +105,7 @@ pub fn run(ctx: &Ctx, a: &AuditArgs) -> Result<u64> {
     let n = match &a.out {
         Some(path) => {
             let mut f = AtomicFile::create(path)?;
-            let n = audit::write_csv(&ledger, &opts, f.writer())?;
+            let n = audit::write_csv(&*ledger, &opts, f.writer())?;
             f.commit()?;
             let secs = began.elapsed().as_secs_f64();
             eprintln!(
@@ -117,7 +116,7 @@ pub fn run(ctx: &Ctx, a: &AuditArgs) -> Result<u64> {
         }
         None => {
             let mut w = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-            let n = audit::write_csv(&ledger, &opts, &mut w)?;
+            let n = audit::write_csv(&*ledger, &opts, &mut w)?;
             w.flush()?;
             n
         }

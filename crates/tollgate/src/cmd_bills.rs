@@ -415,7 +415,8 @@ fn fetch(ctx: &Ctx, a: &FetchArgs) -> Result<()> {
         .into_iter()
         .map(|f| crate::cmd_ingest::bill_records(f.kind, &f.source, f.lines, &f.summary))
         .collect();
-    crate::cmd_ingest::record_bills(&ctx.data_dir, records)?;
+    let mut ledger = crate::cmd_ledger::open(ctx)?;
+    crate::cmd_ingest::record_bills(ledger.as_mut(), records)?;
     match a.format {
         Format::Json => outln!(
             "{}",

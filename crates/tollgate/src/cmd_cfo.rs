@@ -13,7 +13,6 @@ use tollgate_core::period::PeriodKind;
 use tollgate_core::{Currency, Period};
 use tollgate_finance::cfo::{self, CfoOptions, CfoReport};
 use tollgate_finance::summary::FxRule;
-use tollgate_ledger::sqlite::SqliteLedger;
 
 use crate::Ctx;
 use crate::output::{outln, write_atomic};
@@ -67,9 +66,9 @@ pub fn build(ctx: &Ctx, a: &CfoArgs, now: Timestamp) -> Result<CfoReport> {
         None => ctx.config.cfo_monthly_target,
     };
     let (currency, fx) = fx_rule(ctx, a, &period)?;
-    let ledger = SqliteLedger::open_read_only(&ctx.data_dir)?;
+    let ledger = crate::cmd_ledger::open_read_only(ctx)?;
     let report = cfo::build(
-        &ledger,
+        &*ledger,
         &CfoOptions {
             period,
             fx,

@@ -10,8 +10,7 @@ use tollgate_core::Currency;
 use tollgate_core::money::round_half_away;
 use tollgate_finance::allocation::{Method, allocate};
 use tollgate_finance::close::close_in_force;
-use tollgate_ledger::sqlite::SqliteLedger;
-use tollgate_ledger::{Adjustment, Ledger};
+use tollgate_ledger::Adjustment;
 
 use crate::Ctx;
 use crate::cmd_close::{booked, team_cost_center};
@@ -79,7 +78,7 @@ fn pool_label(pool: &str) -> &str {
 }
 
 pub fn allocate_cmd(ctx: &Ctx, a: &AllocateArgs) -> Result<()> {
-    let mut l = SqliteLedger::open(&ctx.data_dir)?;
+    let mut l = crate::cmd_ledger::open(ctx)?;
     let log = l.period_actions(None)?;
     if close_in_force(&log, &a.period).is_some() {
         bail!(
@@ -87,7 +86,7 @@ pub fn allocate_cmd(ctx: &Ctx, a: &AllocateArgs) -> Result<()> {
             a.period
         );
     }
-    let b = booked(ctx, &l, &a.period, None)?;
+    let b = booked(ctx, &*l, &a.period, None)?;
     let remaining: Decimal = b
         .lines
         .iter()
@@ -144,11 +143,11 @@ pub fn allocate_cmd(ctx: &Ctx, a: &AllocateArgs) -> Result<()> {
     for (team, part) in &parts {
         rows.push((
             team.clone(),
-            team_cost_center(ctx, &l, &a.period, team)?,
+            team_cost_center(ctx, &*l, &a.period, team)?,
             *part,
         ));
     }
-    let pool_cc = team_cost_center(ctx, &l, &a.period, &a.pool)?;
+    let pool_cc = team_cost_center(ctx, &*l, &a.period, &a.pool)?;
     let mut w = l.writer()?;
     let adj = |team: &str, cc: Option<String>, amount: Decimal| Adjustment {
         period: a.period.clone(),
@@ -245,8 +244,8 @@ pub fn journal_lines(
 }
 
 pub fn journal(ctx: &Ctx, a: &JournalArgs) -> Result<()> {
-    let l = SqliteLedger::open_read_only(&ctx.data_dir)?;
-    let b = booked(ctx, &l, &a.period, None)?;
+    let l = crate::cmd_ledger::open_read_only(ctx)?;
+    let b = booked(ctx, &*l, &a.period, None)?;
     let currency = match &a.currency {
         Some(c) => Currency::parse(c).map_err(|e| anyhow::anyhow!("--currency: {e}"))?,
         None => Currency::USD,

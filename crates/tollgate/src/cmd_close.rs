@@ -13,7 +13,6 @@ use tollgate_core::event::format_instant;
 use tollgate_finance::close::{
     Booked, BookedLine, adjustment_lines, close_in_force, late_sources, next_open,
 };
-use tollgate_ledger::sqlite::SqliteLedger;
 use tollgate_ledger::{Adjustment, Dim, Ledger, PeriodAction, SummaryQuery, TeamUsage};
 use tollgate_render::{Cell, Table};
 
@@ -82,7 +81,7 @@ fn check_period(p: &str) -> Result<()> {
 }
 
 /// Usage of `[start, end)` per team and cost center, from the summary (priced cost).
-fn usage_lines(l: &SqliteLedger, p: &Period) -> Result<Vec<TeamUsage>> {
+fn usage_lines(l: &dyn Ledger, p: &Period) -> Result<Vec<TeamUsage>> {
     let rows = l.summarize(&SummaryQuery::new(
         p.start(),
         p.end(),
@@ -117,7 +116,7 @@ fn minus(a: Vec<TeamUsage>, b: &[TeamUsage]) -> Vec<TeamUsage> {
 
 /// The booked figures of `period`: the snapshot when closed, else live figures including the
 /// events ingested up to `as_of` (all when None).
-pub fn booked(ctx: &Ctx, l: &SqliteLedger, period: &str, as_of: Option<&str>) -> Result<Booked> {
+pub fn booked(ctx: &Ctx, l: &dyn Ledger, period: &str, as_of: Option<&str>) -> Result<Booked> {
     let log = l.period_actions(None)?;
     if let Some(c) = close_in_force(&log, period) {
         let snap = c.action.snapshot.as_deref().ok_or_else(|| {
@@ -174,7 +173,7 @@ pub fn booked(ctx: &Ctx, l: &SqliteLedger, period: &str, as_of: Option<&str>) ->
 
 pub fn close(ctx: &Ctx, a: &CloseArgs) -> Result<()> {
     check_period(&a.period)?;
-    let mut l = SqliteLedger::open(&ctx.data_dir)?;
+    let mut l = crate::cmd_ledger::open(ctx)?;
     let log = l.period_actions(Some(&a.period))?;
     if let Some(c) = close_in_force(&log, &a.period) {
         bail!(
@@ -187,7 +186,7 @@ pub fn close(ctx: &Ctx, a: &CloseArgs) -> Result<()> {
     }
     // The cut-off: events ingested up to now are in the snapshot, later ones are late.
     let cutoff = format_instant(Timestamp::now());
-    let mut b = booked(ctx, &l, &a.period, Some(&cutoff))?;
+    let mut b = booked(ctx, &*l, &a.period, Some(&cutoff))?;
     b.closed = true;
     let by = who(a.by.as_deref());
     let mut w = l.writer()?;
@@ -214,7 +213,7 @@ pub fn reopen(ctx: &Ctx, a: &ReopenArgs) -> Result<()> {
     if a.reason.trim().is_empty() {
         bail!("--reason: say why the period is reopened (it is logged)");
     }
-    let mut l = SqliteLedger::open(&ctx.data_dir)?;
+    let mut l = crate::cmd_ledger::open(ctx)?;
     let log = l.period_actions(Some(&a.period))?;
     if close_in_force(&log, &a.period).is_none() {
         bail!("{} is not closed; nothing to reopen", a.period);
@@ -245,7 +244,7 @@ pub fn adjust(ctx: &Ctx, a: &AdjustArgs) -> Result<()> {
     if a.reason.trim().is_empty() {
         bail!("--reason: say why (it is logged)");
     }
-    let mut l = SqliteLedger::open(&ctx.data_dir)?;
+    let mut l = crate::cmd_ledger::open(ctx)?;
     let refdata = l.refdata(None)?;
     let approver = refdata
         .iter()
@@ -271,7 +270,7 @@ pub fn adjust(ctx: &Ctx, a: &AdjustArgs) -> Result<()> {
     }
     let cost_center = match &a.cost_center {
         Some(c) => Some(c.clone()),
-        None => team_cost_center(ctx, &l, &a.period, &a.team)?,
+        None => team_cost_center(ctx, &*l, &a.period, &a.team)?,
     };
     // The same adjustment again (period, team, amount, currency, reason, approver) is not
     // recorded twice: re-running the command changes nothing.
@@ -326,7 +325,7 @@ pub fn adjust(ctx: &Ctx, a: &AdjustArgs) -> Result<()> {
 /// The cost center of a team: from its usage in the period, else from the reference data.
 pub fn team_cost_center(
     ctx: &Ctx,
-    l: &SqliteLedger,
+    l: &dyn Ledger,
     period: &str,
     team: &str,
 ) -> Result<Option<String>> {
@@ -348,8 +347,8 @@ pub fn team_cost_center(
 
 pub fn books(ctx: &Ctx, a: &BooksArgs) -> Result<()> {
     check_period(&a.period)?;
-    let l = SqliteLedger::open_read_only(&ctx.data_dir)?;
-    let b = booked(ctx, &l, &a.period, None)?;
+    let l = crate::cmd_ledger::open_read_only(ctx)?;
+    let b = booked(ctx, &*l, &a.period, None)?;
     let log = l.period_actions(Some(&a.period))?;
     match a.format {
         Format::Json => {

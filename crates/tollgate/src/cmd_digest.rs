@@ -8,7 +8,6 @@ use tollgate_core::money::parse_decimal;
 use tollgate_core::{Currency, Period};
 use tollgate_finance::digest::{self, DigestOptions, Thresholds};
 use tollgate_finance::summary::FxRule;
-use tollgate_ledger::sqlite::SqliteLedger;
 
 use crate::Ctx;
 use crate::output::emit;
@@ -52,9 +51,9 @@ pub fn build(ctx: &Ctx, a: &DigestArgs) -> Result<digest::Digest> {
         }),
         _ => None,
     };
-    let ledger = SqliteLedger::open_read_only(&ctx.data_dir)?;
+    let ledger = crate::cmd_ledger::open_read_only(ctx)?;
     Ok(digest::build(
-        &ledger,
+        &*ledger,
         &DigestOptions {
             week,
             fx,

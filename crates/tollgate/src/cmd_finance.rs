@@ -10,8 +10,7 @@ use tollgate_core::Period;
 use tollgate_core::event::format_instant;
 use tollgate_core::money::{parse_decimal, round_half_away};
 use tollgate_finance::standing::{self, ShareRow};
-use tollgate_ledger::sqlite::SqliteLedger;
-use tollgate_ledger::{Annotation, BudgetEntry, Dim, Ledger};
+use tollgate_ledger::{Annotation, BudgetEntry, Dim};
 use tollgate_render::{Cell, Table};
 
 use crate::Ctx;
@@ -154,7 +153,7 @@ pub fn run(ctx: &Ctx, a: &FinanceArgs) -> Result<()> {
             rule: None,
         },
     };
-    let ledger = SqliteLedger::open_read_only(&ctx.data_dir)?;
+    let ledger = crate::cmd_ledger::open_read_only(ctx)?;
     let header = vec![
         format!(
             "Tollgate {} report: {} in {} = [{}, {}) UTC",
@@ -182,16 +181,16 @@ pub fn run(ctx: &Ctx, a: &FinanceArgs) -> Result<()> {
     let (mut table, mut doc) = match a.kind {
         Kind::Features => share_table(
             &fx,
-            &standing::by_dim(&ledger, &period, Dim::Feature)?,
+            &standing::by_dim(&*ledger, &period, Dim::Feature)?,
             "feature",
         )?,
         Kind::Tenants => share_table(
             &fx,
-            &standing::by_dim(&ledger, &period, Dim::Tenant)?,
+            &standing::by_dim(&*ledger, &period, Dim::Tenant)?,
             "tenant",
         )?,
         Kind::Users => {
-            let u = standing::by_user(&ledger, &period)?;
+            let u = standing::by_user(&*ledger, &period)?;
             let (mut t, mut d) = share_table(&fx, &u.rows, "user")?;
             let line = format!(
                 "Pareto: {} users; the top 1 % spent {} of the cost, the top 10 % spent {}",
@@ -206,7 +205,7 @@ pub fn run(ctx: &Ctx, a: &FinanceArgs) -> Result<()> {
             (t, d)
         }
         Kind::Daily => {
-            let days = standing::daily(&ledger, &period)?;
+            let days = standing::daily(&*ledger, &period)?;
             let mut t = Table {
                 columns: ["day", "requests", "cost", "change", "annotations"]
                     .iter()
@@ -244,7 +243,7 @@ pub fn run(ctx: &Ctx, a: &FinanceArgs) -> Result<()> {
             )
         }
         Kind::Budgets => {
-            let rows = standing::budgets(&ledger, &period)?;
+            let rows = standing::budgets(&*ledger, &period)?;
             let mut t = Table {
                 columns: [
                     "team",
@@ -340,7 +339,7 @@ pub fn annotate(ctx: &Ctx, a: &AnnotateArgs) -> Result<()> {
     if a.note.trim().is_empty() {
         bail!("--note: empty");
     }
-    let mut ledger = SqliteLedger::open(&ctx.data_dir)?;
+    let mut ledger = crate::cmd_ledger::open(ctx)?;
     let mut w = ledger.writer()?;
     w.record_annotation(&Annotation {
         at: format_instant(at),
@@ -377,7 +376,7 @@ pub enum BudgetsCommand {
 }
 
 pub fn budgets(ctx: &Ctx, cmd: &BudgetsCommand) -> Result<()> {
-    let mut ledger = SqliteLedger::open(&ctx.data_dir)?;
+    let mut ledger = crate::cmd_ledger::open(ctx)?;
     let entry = match cmd {
         BudgetsCommand::Set {
             team,

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use tollgate_core::Period;
 use tollgate_finance::focus::{self, FocusExport, FocusOptions};
-use tollgate_ledger::sqlite::SqliteLedger;
 
 use crate::Ctx;
 use crate::cmd_audit::AtomicFile;
@@ -29,8 +28,8 @@ pub struct FocusArgs {
 pub fn build_focus(ctx: &Ctx, a: &FocusArgs) -> Result<FocusExport> {
     let tz = a.tz.clone().unwrap_or_else(|| ctx.config.timezone.clone());
     let period = Period::parse(&a.period, &tz).map_err(|e| anyhow::anyhow!("--period: {e}"))?;
-    let ledger = SqliteLedger::open_read_only(&ctx.data_dir)?;
-    let export = focus::build(&ledger, &FocusOptions { period })?;
+    let ledger = crate::cmd_ledger::open_read_only(ctx)?;
+    let export = focus::build(&*ledger, &FocusOptions { period })?;
     if export.rows.is_empty() {
         bail!(
             "no usage in {} ({}): nothing to export; check --period and --tz",

@@ -15,7 +15,6 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tollgate_core::event::{FieldError, RawDecimal, RawEvent, parse_json_event};
 use tollgate_core::{Pricer, UsageEvent};
-use tollgate_ledger::sqlite::SqliteLedger;
 use tollgate_ledger::{ImportRecord, Ledger, PriceVersionRecord};
 use tollgate_render::{Cell, Table};
 
@@ -56,7 +55,8 @@ pub fn store_bill(
     let source = file.display().to_string();
     let (summary, import, records) = parse_bill_records(kind, &source, &bytes)?;
     drop(bytes);
-    record_bills(data_dir, vec![(import, records)])?;
+    let mut ledger = tollgate_ledger::sqlite::SqliteLedger::open(data_dir)?;
+    record_bills(&mut ledger, vec![(import, records)])?;
     Ok((
         summary.lines,
         summary
@@ -172,13 +172,12 @@ fn import_row(
 /// Stores bills in one ledger transaction: all of them or none. Each supersedes the earlier
 /// import of the same (bill type, provider, month).
 pub(crate) fn record_bills(
-    data_dir: &std::path::Path,
+    ledger: &mut dyn Ledger,
     bills: Vec<(
         tollgate_ledger::BillImport,
         Vec<tollgate_ledger::BillLineRecord>,
     )>,
 ) -> Result<()> {
-    let mut ledger = SqliteLedger::open(data_dir)?;
     let mut w = ledger.writer()?;
     for (import, records) in &bills {
         w.record_bill(import, records)?;
@@ -247,7 +246,8 @@ fn ingest_bills(ctx: &Ctx, a: &BillsArgs) -> Result<()> {
     let (summary, import, records) = parse_bill_records(kind, source, &bytes)?;
     drop(bytes);
     let fmt_ts = tollgate_core::event::format_instant;
-    record_bills(&ctx.data_dir, vec![(import, records)])?;
+    let mut ledger = crate::cmd_ledger::open(ctx)?;
+    record_bills(ledger.as_mut(), vec![(import, records)])?;
     let dec = |d: rust_decimal::Decimal| d.normalize().to_string();
     let t = &summary.tokens;
     let doc = bill_summary_json(&summary);
@@ -557,7 +557,7 @@ fn csv_event(
 
 /// Imports one source into the ledger, all or nothing.
 pub fn ingest(
-    ledger: &mut SqliteLedger,
+    ledger: &mut dyn Ledger,
     pricer: &Pricer,
     source: &str,
     input: Box<dyn BufRead + Send + '_>,
@@ -700,9 +700,9 @@ pub fn run(ctx: &Ctx, cmd: &IngestCommand) -> Result<()> {
             a.file.clone(),
         )
     };
-    let mut ledger = SqliteLedger::open(&ctx.data_dir)?;
+    let mut ledger = crate::cmd_ledger::open(ctx)?;
     let progress = std::io::stderr().is_terminal();
-    let s = ingest(&mut ledger, &pricer, &source, input, fmt, total, progress)?;
+    let s = ingest(&mut *ledger, &pricer, &source, input, fmt, total, progress)?;
     print_summary(&s, a.format)
 }
 

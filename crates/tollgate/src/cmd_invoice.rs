@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use tollgate_core::Period;
 use tollgate_finance::invoice::{self, Invoice};
-use tollgate_ledger::sqlite::SqliteLedger;
 use tollgate_ledger::{Ledger, StoredInvoice};
 
 use crate::Ctx;
@@ -70,7 +69,7 @@ pub enum PushTarget {
 }
 
 /// Pushes a finalized invoice to Stripe.
-fn push_stripe(ctx: &Ctx, t: &TenantConfig, inv: &Invoice, ledger: &SqliteLedger) -> Result<()> {
+fn push_stripe(ctx: &Ctx, t: &TenantConfig, inv: &Invoice, ledger: &dyn Ledger) -> Result<()> {
     if inv.kind != "invoice" {
         bail!("--push stripe: only invoices are pushed; record credit notes in Stripe by hand");
     }
@@ -183,7 +182,7 @@ fn render(inv: &Invoice, format: InvoiceFormat) -> Result<Vec<u8>> {
 }
 
 /// Builds (and with --finalize / --credit-note, stores) one tenant's document.
-fn one(ctx: &Ctx, a: &InvoiceArgs, t: &TenantConfig, ledger: &mut SqliteLedger) -> Result<Invoice> {
+fn one(ctx: &Ctx, a: &InvoiceArgs, t: &TenantConfig, ledger: &mut dyn Ledger) -> Result<Invoice> {
     let period = Period::parse(&a.period, &t.tenant.timezone)
         .map_err(|e| anyhow::anyhow!("--period: {e}"))?;
     if period.kind() != tollgate_core::period::PeriodKind::Month {
@@ -311,7 +310,7 @@ pub fn draft_invoice(
     ctx: &Ctx,
     t: &TenantConfig,
     period: &str,
-    ledger: &mut SqliteLedger,
+    ledger: &mut dyn Ledger,
 ) -> Result<Invoice> {
     let args = InvoiceArgs {
         tenant: Some(t.tenant.id.clone()),
@@ -348,28 +347,28 @@ pub fn run(ctx: &Ctx, a: &InvoiceArgs) -> Result<()> {
         vec![ctx.config.tenant(a.tenant.as_deref().unwrap_or_default())?]
     };
     let mut ledger = if a.finalize || a.credit_note {
-        SqliteLedger::open(&ctx.data_dir)?
+        crate::cmd_ledger::open(ctx)?
     } else {
-        SqliteLedger::open_read_only(&ctx.data_dir)?
+        crate::cmd_ledger::open_read_only(ctx)?
     };
     if !a.all {
-        let inv = one(ctx, a, tenants[0], &mut ledger)?;
+        let inv = one(ctx, a, tenants[0], &mut *ledger)?;
         emit(
             a.out.as_deref(),
             &render(&inv, a.format)?,
             a.format == InvoiceFormat::Pdf,
         )?;
         if a.push == Some(PushTarget::Stripe) {
-            push_stripe(ctx, tenants[0], &inv, &ledger)?;
+            push_stripe(ctx, tenants[0], &inv, &*ledger)?;
         }
         return Ok(());
     }
     let mut docs = Vec::new();
     for t in tenants {
-        match one(ctx, a, t, &mut ledger) {
+        match one(ctx, a, t, &mut *ledger) {
             Ok(inv) => {
                 if a.push == Some(PushTarget::Stripe)
-                    && let Err(e) = push_stripe(ctx, t, &inv, &ledger)
+                    && let Err(e) = push_stripe(ctx, t, &inv, &*ledger)
                 {
                     eprintln!("{}: not pushed: {e:#}", t.tenant.id);
                 }

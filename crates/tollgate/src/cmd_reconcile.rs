@@ -16,7 +16,6 @@ use tollgate_finance::reconcile::{
     CLASSES, Class, Draft, Inputs, Reconciliation, Row, RowKey, Thresholds, draft,
 };
 use tollgate_ledger::Ledger;
-use tollgate_ledger::sqlite::SqliteLedger;
 use tollgate_render::{Cell, Table};
 
 use crate::Ctx;
@@ -123,7 +122,7 @@ pub fn build(ctx: &Ctx, a: &ReconcileArgs) -> Result<Reconciliation> {
     let minute = !(whole_hours(&bill_tz, wide_start, wide_end)
         && whole_hours(&company_tz, wide_start, wide_end));
     let pricer = ctx.pricer()?;
-    let ledger = SqliteLedger::open_read_only(&ctx.data_dir)?;
+    let ledger = crate::cmd_ledger::open_read_only(ctx)?;
     let usage = ledger.usage_by_key(wide_start, wide_end, minute)?;
     let bills = ledger.bill_lines_in_force_merged(start, end, &bill_tz)?;
     if bills.is_empty() {
@@ -161,14 +160,14 @@ pub fn build(ctx: &Ctx, a: &ReconcileArgs) -> Result<Reconciliation> {
         thresholds,
         value_tokens: &value_tokens,
     })?;
-    let repriced = reprice(&ledger, &pricer, &d, &bill_tz)?;
+    let repriced = reprice(&*ledger, &pricer, &d, &bill_tz)?;
     Ok(d.finish(&repriced))
 }
 
 /// The ledger cost of each row needing it, every event re-priced under the rates in force now
 /// (rows with an event no rate covers are left out: they cannot be `stale_rate`).
 fn reprice(
-    ledger: &SqliteLedger,
+    ledger: &dyn Ledger,
     pricer: &tollgate_core::Pricer,
     d: &Draft,
     tz: &jiff::tz::TimeZone,

@@ -9,7 +9,6 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde_json::json;
-use tollgate_ledger::sqlite::SqliteLedger;
 use tollgate_ledger::{Ledger, REFDATA_KINDS, RefDataEntry, RefDataRecord};
 use tollgate_render::{Cell, Table};
 
@@ -180,7 +179,7 @@ fn same(e: &RefDataEntry, cur: Option<&RefDataRecord>) -> bool {
 }
 
 /// Records the entries that change something, in one transaction; returns (recorded, unchanged).
-pub fn apply(ledger: &mut SqliteLedger, entries: &[RefDataEntry]) -> Result<(usize, usize)> {
+pub fn apply(ledger: &mut dyn Ledger, entries: &[RefDataEntry]) -> Result<(usize, usize)> {
     let current = ledger.refdata(None)?;
     let find = |e: &RefDataEntry| {
         current
@@ -278,8 +277,8 @@ pub fn run(ctx: &Ctx, cmd: &RefdataCommand) -> Result<()> {
                 note: a.note.clone(),
             };
             validate(&e).map_err(|m| anyhow::anyhow!("refdata set: --{m}"))?;
-            let mut l = SqliteLedger::open(&ctx.data_dir)?;
-            let (n, _) = apply(&mut l, std::slice::from_ref(&e))?;
+            let mut l = crate::cmd_ledger::open(ctx)?;
+            let (n, _) = apply(l.as_mut(), std::slice::from_ref(&e))?;
             if n == 0 {
                 outln!("{} {}: unchanged (already in force)", e.kind, e.key);
             } else {
@@ -296,8 +295,8 @@ pub fn run(ctx: &Ctx, cmd: &RefdataCommand) -> Result<()> {
                 note: a.note.clone(),
                 ..Default::default()
             };
-            let mut l = SqliteLedger::open(&ctx.data_dir)?;
-            let (n, _) = apply(&mut l, std::slice::from_ref(&e))?;
+            let mut l = crate::cmd_ledger::open(ctx)?;
+            let (n, _) = apply(l.as_mut(), std::slice::from_ref(&e))?;
             if n == 0 {
                 outln!(
                     "{} {}: no mapping in force; nothing to remove",
@@ -312,8 +311,8 @@ pub fn run(ctx: &Ctx, cmd: &RefdataCommand) -> Result<()> {
             let text = std::fs::read_to_string(&a.file)
                 .with_context(|| format!("cannot read {}", a.file.display()))?;
             let entries = parse_file(&a.file, &text, &who(a.by.as_deref()))?;
-            let mut l = SqliteLedger::open(&ctx.data_dir)?;
-            let (n, same) = apply(&mut l, &entries)?;
+            let mut l = crate::cmd_ledger::open(ctx)?;
+            let (n, same) = apply(l.as_mut(), &entries)?;
             outln!(
                 "{}: {} entries, {n} changes recorded, {same} unchanged",
                 a.file.display(),
@@ -324,7 +323,7 @@ pub fn run(ctx: &Ctx, cmd: &RefdataCommand) -> Result<()> {
             if let Some(k) = &a.kind {
                 check_kind(k)?;
             }
-            let l = SqliteLedger::open(&ctx.data_dir)?;
+            let l = crate::cmd_ledger::open(ctx)?;
             let rows: Vec<RefDataRecord> = l
                 .refdata(a.as_of)?
                 .into_iter()
@@ -336,7 +335,7 @@ pub fn run(ctx: &Ctx, cmd: &RefdataCommand) -> Result<()> {
             if let Some(k) = &a.kind {
                 check_kind(k)?;
             }
-            let l = SqliteLedger::open(&ctx.data_dir)?;
+            let l = crate::cmd_ledger::open(ctx)?;
             let rows = l.refdata_history(a.kind.as_deref(), a.key.as_deref())?;
             print_records(&rows, a.format, true)?;
         }

@@ -6,7 +6,6 @@ use anyhow::{Result, bail};
 use jiff::Timestamp;
 use tollgate_core::Period;
 use tollgate_finance::summary::{self, RowKind, SummaryReport};
-use tollgate_ledger::sqlite::SqliteLedger;
 use tollgate_render::{Cell, Table};
 
 use crate::Ctx;
@@ -64,9 +63,9 @@ pub fn build_summary(ctx: &Ctx, a: &SummaryArgs, now: Timestamp) -> Result<Summa
     let dims = summary::parse_dims(&a.by)?;
     let (currency, fx) =
         crate::fx::resolve(ctx, a.currency.as_deref(), a.fx_rate.as_deref(), &period)?;
-    let ledger = SqliteLedger::open_read_only(&ctx.data_dir)?;
+    let ledger = crate::cmd_ledger::open_read_only(ctx)?;
     let report = summary::build(
-        &ledger,
+        &*ledger,
         &summary::SummaryOptions {
             period,
             dims,

@@ -13,8 +13,7 @@ use serde_json::json;
 use tollgate_core::money::round_half_away;
 use tollgate_core::{Period, Pricing};
 use tollgate_finance::close::{close_in_force, next_open};
-use tollgate_ledger::sqlite::SqliteLedger;
-use tollgate_ledger::{Adjustment, Ledger};
+use tollgate_ledger::Adjustment;
 use tollgate_render::{Cell, Table};
 
 use crate::Ctx;
@@ -59,7 +58,7 @@ pub fn run(ctx: &Ctx, a: &RepriceArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("--period: {e}"))?;
     let label = period.label();
     let pricer = ctx.pricer()?;
-    let mut l = SqliteLedger::open(&ctx.data_dir)?;
+    let mut l = crate::cmd_ledger::open(ctx)?;
     let mut diffs: BTreeMap<DiffKey, Diff> = BTreeMap::new();
     l.scan_events(period.start(), period.end(), &mut |mut ev| {
         let Some(old) = ev.pricing.cost else {

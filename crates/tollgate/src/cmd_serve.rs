@@ -98,6 +98,7 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> Result<()> {
         pricer,
         addr_file: a.addr_file.clone(),
         threads: a.threads,
+        ledger: Some(crate::cmd_ledger::gateway_opener(ctx)),
     })
 }
 

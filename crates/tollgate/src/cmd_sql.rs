@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use tollgate_ledger::sqlite::SqliteLedger;
-use tollgate_ledger::{Ledger, SqlValue};
+use tollgate_ledger::SqlValue;
 use tollgate_render::{Cell, Table};
 
 use crate::Ctx;
@@ -23,7 +22,7 @@ pub struct SqlArgs {
 }
 
 pub fn run(ctx: &Ctx, a: &SqlArgs) -> Result<()> {
-    let ledger = SqliteLedger::open_read_only(&ctx.data_dir)?;
+    let ledger = crate::cmd_ledger::open_read_only(ctx)?;
     let t = ledger.query_sql(&a.query)?;
     match a.format {
         Format::Json => {

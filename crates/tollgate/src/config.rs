@@ -127,6 +127,17 @@ struct RawTenant {
 #[serde(deny_unknown_fields)]
 struct RawLedger {
     data_dir: Option<String>,
+    /// `sqlite` (default) or `clickhouse`.
+    backend: Option<String>,
+    /// ClickHouse HTTP URL (default http://127.0.0.1:8123).
+    url: Option<String>,
+    /// ClickHouse database (default `tollgate`).
+    database: Option<String>,
+    /// ClickHouse user (default: the server's default user).
+    user: Option<String>,
+    /// Environment variable holding the ClickHouse password (default
+    /// TOLLGATE_CLICKHOUSE_PASSWORD).
+    password_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,11 +193,85 @@ pub struct Config {
     pub slack: SlackConfig,
     /// The CFO report's monthly target (report currency); `--target` wins.
     pub cfo_monthly_target: Option<Decimal>,
+    /// `[ledger] backend = "clickhouse"`: where the ClickHouse ledger is (None: SQLite).
+    pub clickhouse: Option<ClickHouseLedgerConfig>,
     pub reconcile: ReconcileConfig,
     /// The `[gateway]` section (`tollgate serve`), validated.
     pub gateway: tollgate_gateway::GatewayConfig,
     /// The `[bills]` section (`tollgate bills fetch`).
     pub bills: crate::cmd_bills::BillsConfig,
+}
+
+/// The ClickHouse ledger's settings (`[ledger] backend = "clickhouse"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickHouseLedgerConfig {
+    pub url: String,
+    pub database: String,
+    pub user: Option<String>,
+    /// The environment variable the password is read from (never the file itself).
+    pub password_env: String,
+}
+
+/// The default environment variable of the ClickHouse password.
+pub const CLICKHOUSE_PASSWORD_ENV: &str = "TOLLGATE_CLICKHOUSE_PASSWORD";
+
+fn clickhouse_config(
+    l: &RawLedger,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Option<ClickHouseLedgerConfig>> {
+    match l.backend.as_deref().unwrap_or("sqlite") {
+        "sqlite" => {
+            for (k, v) in [
+                ("url", &l.url),
+                ("database", &l.database),
+                ("user", &l.user),
+            ] {
+                if v.is_some() {
+                    bail!(
+                        "{}: only used with backend = \"clickhouse\"; remove it or set the backend",
+                        at(&format!("ledger.{k}"))
+                    );
+                }
+            }
+            Ok(None)
+        }
+        "clickhouse" => {
+            let url = l
+                .url
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:8123".into());
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!(
+                    "{}: {url:?} is not an http:// or https:// URL of ClickHouse's HTTP interface (e.g. http://127.0.0.1:8123)",
+                    at("ledger.url")
+                );
+            }
+            let database = l.database.clone().unwrap_or_else(|| "tollgate".into());
+            if database.is_empty()
+                || !database
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                bail!(
+                    "{}: {database:?}: use letters, digits and underscores",
+                    at("ledger.database")
+                );
+            }
+            Ok(Some(ClickHouseLedgerConfig {
+                url,
+                database,
+                user: l.user.clone(),
+                password_env: l
+                    .password_env
+                    .clone()
+                    .unwrap_or_else(|| CLICKHOUSE_PASSWORD_ENV.into()),
+            }))
+        }
+        other => bail!(
+            "{}: {other:?} is not a ledger backend; use \"sqlite\" (default) or \"clickhouse\"",
+            at("ledger.backend")
+        ),
+    }
 }
 
 /// Where the weekly digest goes.
@@ -276,6 +361,7 @@ impl Config {
                 );
             }
         }
+        let clickhouse = clickhouse_config(&raw.ledger, &at)?;
         let gateway = tollgate_gateway::GatewayConfig::from_raw(raw.gateway, base)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let reconcile = {
@@ -307,6 +393,7 @@ impl Config {
             }
         };
         Ok(Config {
+            clickhouse,
             bills: raw.bills,
             reconcile,
             gateway,

@@ -43,6 +43,7 @@ pub fn run(dir: &Path, pricer: tollgate_core::Pricer) -> Result<()> {
         pricer,
         addr_file: None,
         threads: Some(1),
+        ledger: None,
     })?;
     let base = format!("http://{}", gw.addr);
     let agent: ureq::Agent = ureq::Agent::config_builder()

@@ -21,6 +21,7 @@ mod cmd_finance;
 mod cmd_focus;
 mod cmd_ingest;
 mod cmd_invoice;
+mod cmd_ledger;
 mod cmd_prices;
 mod cmd_reconcile;
 mod cmd_refdata;
@@ -98,6 +99,11 @@ enum Command {
     Budgets {
         #[command(subcommand)]
         command: cmd_finance::BudgetsCommand,
+    },
+    /// The ledger itself: migrate, export, copy between backends, ClickHouse DDL.
+    Ledger {
+        #[command(subcommand)]
+        command: cmd_ledger::LedgerCommand,
     },
     /// Compare the ledger with the imported provider bills: variance per row and team, each
     /// flagged difference classified.
@@ -198,6 +204,7 @@ fn run() -> Result<()> {
         Command::Sql(a) => cmd_sql::run(&ctx, &a),
         Command::Annotate(a) => cmd_finance::annotate(&ctx, &a),
         Command::Budgets { command } => cmd_finance::budgets(&ctx, &command),
+        Command::Ledger { command } => cmd_ledger::run(&ctx, &command),
         Command::Reconcile(a) => cmd_reconcile::run(&ctx, &a),
         Command::Close(a) => cmd_close::close(&ctx, &a),
         Command::Reopen(a) => cmd_close::reopen(&ctx, &a),
@@ -225,7 +232,15 @@ fn run() -> Result<()> {
                         .display()
                         .to_string())
             );
-            outln!("  data dir: {}", ctx.data_dir.display());
+            match &ctx.config.clickhouse {
+                Some(c) => outln!(
+                    "  ledger: ClickHouse {} database {} (password from ${})",
+                    c.url,
+                    c.database,
+                    c.password_env
+                ),
+                None => outln!("  data dir: {}", ctx.data_dir.display()),
+            }
             outln!("  reporting time zone: {}", ctx.config.timezone);
             outln!("  gateway: {}", cmd_serve::describe(&ctx.config.gateway));
             for b in pricer.books() {

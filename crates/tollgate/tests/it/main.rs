@@ -17,6 +17,7 @@ mod bills_fetch;
 mod broken_pipe;
 mod catalog;
 mod cfo;
+mod clickhouse;
 mod close;
 mod demo;
 mod digest;

@@ -1,0 +1,193 @@
+//! Throughput of the ClickHouse ledger through the chDB adapter: batched inserts (events/s)
+//! and a month's summary report over all of them.
+//!
+//! ```sh
+//! TG_BENCH_EVENTS=10000000 cargo bench -p tollgate-clickhouse --bench clickhouse
+//! ```
+//!
+//! Starts `tests/clickhouse/adapter.py` (scripts/pyenv's Python) on port 0 in a temporary
+//! directory. Events are spread evenly over July 2026 with 20 teams, 10 services, 30
+//! features, 8 models, 50 tenants; each batch is one writer (`append` + `commit`) of
+//! `TG_BENCH_BATCH` events (default 100,000). Prints figures; asserts nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use tollgate_clickhouse::testing::{Adapter, cpu_seconds, python};
+use tollgate_clickhouse::{ClickHouseConfig, ClickHouseLedger};
+use tollgate_ledger::conformance::event;
+use tollgate_ledger::{Dim, Ledger, SummaryQuery};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let n = env("TG_BENCH_EVENTS", 1_000_000);
+    let batch = env("TG_BENCH_BATCH", 100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let adapter = Adapter::start(&python().unwrap(), dir.path(), None).unwrap();
+    let mut cfg = ClickHouseConfig::new(&adapter.url, "bench");
+    cfg.batch_rows = usize::try_from(batch).unwrap();
+    let mut l = ClickHouseLedger::open(cfg).unwrap();
+    let month0: Timestamp = "2026-07-01T00:00:00Z".parse().unwrap();
+    let month_us: i64 = 31 * 86_400 * 1_000_000;
+    let step = month_us / i64::try_from(n).unwrap();
+    let teams: Vec<String> = (0..20).map(|i| format!("team-{i}")).collect();
+    let services: Vec<String> = (0..10).map(|i| format!("svc-{i}")).collect();
+    let features: Vec<String> = (0..30).map(|i| format!("feature-{i}")).collect();
+    let models = [
+        "gpt-4o",
+        "gpt-4o-mini",
+        "o3",
+        "claude-sonnet-4-5",
+        "claude-haiku-4-5",
+        "gemini-2.5-pro",
+        "gemini-2.5-flash",
+        "mistral-large",
+    ];
+    let tenants: Vec<String> = (0..50).map(|i| format!("tenant-{i}")).collect();
+    let mut gen_time = Duration::ZERO;
+    let mut write_time = Duration::ZERO;
+    let mut append_time = Duration::ZERO;
+    let mut done: u64 = 0;
+    let (mut server_cpu, mut client_cpu) = (0.0f64, 0.0f64);
+    let mut i: u64 = 0;
+    while done < n {
+        let t0 = Instant::now();
+        let k = batch.min(n - done);
+        let evs: Vec<_> = (0..k)
+            .map(|_| {
+                let j = i;
+                i += 1;
+                let u = |m: u64| usize::try_from(j % m).unwrap();
+                let mut e = event(
+                    u32::try_from(j % u64::from(u32::MAX)).unwrap(),
+                    "2026-07-01T00:00:00Z",
+                    Some(&teams[u(20)]),
+                    1000 + j % 5000,
+                    Some("0.00453"),
+                );
+                e.event_id = format!("0190a000-0000-7000-8000-{j:012x}");
+                e.occurred_at = month0
+                    .checked_add(jiff::SignedDuration::from_micros(
+                        i64::try_from(j).unwrap() * step,
+                    ))
+                    .unwrap();
+                e.completed_at = Some(e.occurred_at);
+                e.attribution.service = Some(services[u(10)].clone());
+                e.attribution.feature = Some(features[u(30)].clone());
+                e.attribution.tenant_id = Some(tenants[u(50)].clone());
+                e.model = models[u(8)].to_string();
+                e
+            })
+            .collect();
+        gen_time += t0.elapsed();
+        let cpu0 = (cpu_seconds(adapter.pid()), cpu_seconds(std::process::id()));
+        let t1 = Instant::now();
+        let mut w = l.writer().unwrap();
+        let out = w.append(&evs).unwrap();
+        let t2 = Instant::now();
+        w.commit().unwrap();
+        write_time += t1.elapsed();
+        append_time += t2 - t1;
+        let cpu1 = (cpu_seconds(adapter.pid()), cpu_seconds(std::process::id()));
+        if let (Some(a0), Some(a1), Some(b0), Some(b1)) = (cpu0.0, cpu1.0, cpu0.1, cpu1.1) {
+            server_cpu += a1 - a0;
+            client_cpu += b1 - b0;
+        }
+        assert_eq!(out.inserted, k);
+        done += k;
+        if done.is_multiple_of(batch * 10) || done == n {
+            eprintln!(
+                "  {done} events, {:.0} events/s so far",
+                done as f64 / write_time.as_secs_f64()
+            );
+        }
+    }
+    println!(
+        "  of which append (duplicate check by id + encoding) {:.1} s, commit (the INSERTs) {:.1} s",
+        append_time.as_secs_f64(),
+        (write_time - append_time).as_secs_f64()
+    );
+    println!(
+        "insert: {n} events in batches of {batch}: {:.1} s writing ({:.0} events/s); generating them took {:.1} s (not counted)",
+        write_time.as_secs_f64(),
+        n as f64 / write_time.as_secs_f64(),
+        gen_time.as_secs_f64()
+    );
+    println!(
+        "  CPU time while writing: adapter (chDB + HTTP server) {server_cpu:.1} s = {:.0} events per CPU-second; client (encoding, HTTP) {client_cpu:.1} s = {:.0} events per CPU-second",
+        n as f64 / server_cpu.max(0.01),
+        n as f64 / client_cpu.max(0.01)
+    );
+    let month_end: Timestamp = "2026-08-01T00:00:00Z".parse().unwrap();
+    let queries = [
+        (
+            "month summary by team, service, model, provider",
+            SummaryQuery::new(
+                month0,
+                month_end,
+                vec![Dim::Team, Dim::Service, Dim::Model, Dim::Provider],
+            ),
+        ),
+        (
+            "month summary by tenant, feature",
+            SummaryQuery::new(month0, month_end, vec![Dim::Tenant, Dim::Feature]),
+        ),
+        (
+            "half-hour edges (2026-07-01T00:30 .. 2026-07-31T23:30) by team",
+            SummaryQuery::new(
+                "2026-07-01T00:30:00Z".parse().unwrap(),
+                "2026-07-31T23:30:00Z".parse().unwrap(),
+                vec![Dim::Team],
+            ),
+        ),
+    ];
+    for (name, q) in queries {
+        let mut times = Vec::new();
+        let mut total = 0;
+        for _ in 0..5 {
+            let t = Instant::now();
+            let rows = l.summarize(&q).unwrap();
+            times.push(t.elapsed());
+            total = rows.iter().map(|r| r.totals.requests).sum::<u64>();
+        }
+        times.sort();
+        println!(
+            "summary: {name}: {total} requests, median {:.3} s (min {:.3} s, max {:.3} s, 5 runs)",
+            times[2].as_secs_f64(),
+            times[0].as_secs_f64(),
+            times[4].as_secs_f64()
+        );
+    }
+    let t = Instant::now();
+    let c = l.event_count().unwrap();
+    println!(
+        "event_count (FINAL over all events): {c} in {:.3} s",
+        t.elapsed().as_secs_f64()
+    );
+    let parts = l
+        .query_sql(
+            "SELECT table, sum(rows), sum(bytes_on_disk), sum(data_uncompressed_bytes) FROM system.parts
+             WHERE database = 'bench' AND active AND table IN ('events', 'rollups') GROUP BY table ORDER BY table",
+        )
+        .unwrap();
+    for r in parts.rows {
+        let cell = |i: usize| r[i].to_string().parse::<f64>().unwrap_or(0.0);
+        println!(
+            "storage: {}: {} rows, {:.1} MB on disk ({:.0} bytes/row compressed, {:.0} uncompressed)",
+            r[0],
+            r[1],
+            cell(2) / 1e6,
+            cell(2) / cell(1).max(1.0),
+            cell(3) / cell(1).max(1.0)
+        );
+    }
+    drop(adapter);
+}
