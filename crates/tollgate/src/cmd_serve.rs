@@ -98,6 +98,7 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> Result<()> {
         pricer,
         addr_file: a.addr_file.clone(),
         threads: a.threads,
+        demo_stamps: false,
     })
 }
 
