@@ -35,6 +35,11 @@ use crate::config::Durability;
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// At most this many events per ledger transaction.
 const LEDGER_BATCH: usize = 4096;
+/// At least this long between two ledger transactions while events keep coming, so that each
+/// transaction (and its fsync) carries many events instead of a few.
+const LEDGER_PACE: Duration = Duration::from_millis(50);
+/// The ledger writer's SQLite page cache (KiB): appends need little.
+const LEDGER_CACHE_KIB: u32 = 8 * 1024;
 
 enum Msg {
     Event(Box<UsageEvent>, Option<tokio::sync::oneshot::Sender<()>>),
@@ -264,7 +269,8 @@ impl Spool {
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel::<Msg>();
         let (ltx, lrx) = mpsc::channel::<LedgerMsg>();
-        let ledger = SqliteLedger::open(data_dir)?;
+        let mut ledger = SqliteLedger::open(data_dir)?;
+        ledger.set_cache_kib(LEDGER_CACHE_KIB)?;
         let st = stats.clone();
         let ldir = dir.to_path_buf();
         std::thread::Builder::new()
@@ -468,11 +474,20 @@ fn ledger_loop(
     let mut file: Option<File> = None;
     let mut stuck = false;
     let mut rbuf: Vec<u8> = Vec::new();
+    let mut last_commit: Option<Instant> = None;
     loop {
         let caught_up = written.get(&seg).is_none_or(|e| off >= *e) && !closed.contains_key(&seg);
         let first = if caught_up && shutdown.is_none() {
             match rx.recv() {
-                Ok(m) => Some(m),
+                Ok(m) => {
+                    // Events keep coming: let them gather for one transaction.
+                    if let Some(t) = last_commit
+                        && let Some(rest) = LEDGER_PACE.checked_sub(t.elapsed())
+                    {
+                        std::thread::sleep(rest);
+                    }
+                    Some(m)
+                }
                 Err(_) => return,
             }
         } else {
@@ -514,6 +529,7 @@ fn ledger_loop(
             match decode_prefix(&rbuf[..want]) {
                 Ok((events, used)) => {
                     let mut backoff = Duration::from_millis(50);
+                    last_commit = Some(Instant::now());
                     for chunk in events.chunks(LEDGER_BATCH) {
                         loop {
                             match append(&mut ledger, chunk, &pricer, &mut known) {
