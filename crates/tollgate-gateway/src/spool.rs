@@ -341,10 +341,9 @@ fn syncer_loop(
         let Ok(first) = rx.recv() else { return };
         let mut reqs = vec![first];
         if durability == Durability::Group {
-            let deadline = Instant::now() + window;
-            while let Ok(r) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                reqs.push(r);
-            }
+            // Sleep out the window rather than wait on the channel: the writes made meanwhile
+            // queue up without waking this thread for each one.
+            std::thread::sleep(window);
         }
         while let Ok(r) = rx.try_recv() {
             reqs.push(r);
