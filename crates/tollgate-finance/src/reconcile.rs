@@ -334,6 +334,28 @@ struct BillCell {
     key_mapped: bool,
 }
 
+type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<tollgate_core::rates::FxHasher>>;
+
+/// A bill line identity resolved through the reference data.
+struct Resolved {
+    provider: String,
+    model: String,
+    key: String,
+    team: String,
+    model_known: bool,
+    key_mapped: bool,
+    counts_tokens: bool,
+}
+
+/// Bill lines of one identity and day, summed.
+#[derive(Default)]
+struct CellAcc {
+    tokens: [u64; 5],
+    cost: Decimal,
+    has_cost: bool,
+    has_tokens: bool,
+}
+
 /// The comparison before classification.
 pub struct Draft {
     rec: Reconciliation,
@@ -630,62 +652,124 @@ pub fn draft(inp: &Inputs<'_>) -> Result<Draft> {
             &inp.bill_tz,
         ),
     );
-    // Bill cells.
-    let mut cells: Vec<BillCell> = Vec::new();
+    // Bill cells: each distinct line identity (provider, model as billed, identifiers, bill
+    // type) is resolved once, each distinct charge start turned into a day once, and the
+    // lines are summed per (identity, day) before any row key is built.
+    type Identity<'l> = (
+        &'l str,
+        &'l str,
+        &'l str,
+        &'l str,
+        &'l str,
+        &'l str,
+        &'l str,
+        &'l str,
+    );
+    let mut memo: FxMap<Identity<'_>, usize> = FxMap::default();
+    let mut resolved: Vec<Resolved> = Vec::new();
+    let mut days: FxMap<&str, Date> = FxMap::default();
+    let mut accs: FxMap<(usize, Date), CellAcc> = FxMap::default();
+    fn o(v: &Option<String>) -> &str {
+        v.as_deref().unwrap_or("")
+    }
     for b in &usage_lines {
         let l = &b.line;
-        let start = parse_ts(&l.period_start)?;
-        let raw_model = l.model.clone().unwrap_or_default();
-        let (model, provider, model_known) = match maps.model(&raw_model) {
-            Some((m, p)) => (m.clone(), p.clone(), true),
+        let ident: Identity<'_> = (
+            l.provider.as_str(),
+            o(&l.model),
+            o(&l.api_key),
+            o(&l.project),
+            o(&l.workspace),
+            o(&l.principal),
+            o(&l.tags),
+            b.bill_type.as_str(),
+        );
+        let idx = match memo.get(&ident) {
+            Some(i) => *i,
             None => {
-                let known = ledger_models.contains(&(l.provider.clone(), raw_model.clone()));
-                (raw_model.clone(), l.provider.clone(), known)
+                let raw_model = l.model.clone().unwrap_or_default();
+                let (model, provider, model_known) = match maps.model(&raw_model) {
+                    Some((m, p)) => (m.clone(), p.clone(), true),
+                    None => {
+                        let known =
+                            ledger_models.contains(&(l.provider.clone(), raw_model.clone()));
+                        (raw_model.clone(), l.provider.clone(), known)
+                    }
+                };
+                let key_grain = grains.get(&l.provider).copied().unwrap_or(true);
+                let (kind, id) = identifier(l, &maps);
+                let owner = maps.owner(&kind, &id).cloned();
+                let (key, team, key_mapped) = if key_grain {
+                    let seen = key_team.get(&(provider.clone(), id.clone())).cloned();
+                    let team = owner
+                        .as_ref()
+                        .map(|o| o.0.clone())
+                        .or(seen.clone())
+                        .unwrap_or_default();
+                    (id.clone(), team, owner.is_some() || seen.is_some())
+                } else {
+                    match owner {
+                        Some(o) => (o.0.clone(), o.0, true),
+                        None => (format!("unmapped:{kind}:{id}"), String::new(), false),
+                    }
+                };
+                let counts_tokens = !has_usage_only.contains(&l.provider)
+                    || USAGE_ONLY.contains(&b.bill_type.as_str());
+                resolved.push(Resolved {
+                    provider,
+                    model,
+                    key,
+                    team,
+                    model_known,
+                    key_mapped,
+                    counts_tokens,
+                });
+                memo.insert(ident, resolved.len() - 1);
+                resolved.len() - 1
             }
         };
-        let key_grain = grains.get(&l.provider).copied().unwrap_or(true);
-        let (kind, id) = identifier(l, &maps);
-        let owner = maps.owner(&kind, &id).cloned();
-        let (key, team, key_mapped) = if key_grain {
-            let seen = key_team.get(&(provider.clone(), id.clone())).cloned();
-            let team = owner
-                .as_ref()
-                .map(|o| o.0.clone())
-                .or(seen.clone())
-                .unwrap_or_default();
-            (id.clone(), team, owner.is_some() || seen.is_some())
-        } else {
-            match owner {
-                Some(o) => (o.0.clone(), o.0, true),
-                None => (format!("unmapped:{kind}:{id}"), String::new(), false),
+        let day = match days.get(l.period_start.as_str()) {
+            Some(d) => *d,
+            None => {
+                let d = day_of(parse_ts(&l.period_start)?, &inp.bill_tz);
+                days.insert(l.period_start.as_str(), d);
+                d
             }
         };
-        let mut tokens = [0u64; 5];
-        let counts_tokens =
-            !has_usage_only.contains(&l.provider) || USAGE_ONLY.contains(&b.bill_type.as_str());
-        let mut has_tokens = false;
-        if counts_tokens
+        let acc = accs.entry((idx, day)).or_default();
+        if resolved[idx].counts_tokens
             && let (Some(c), Some(n)) = (l.token_class.as_deref().and_then(class_index), l.tokens)
         {
-            tokens[c] = n;
-            has_tokens = true;
+            acc.tokens[c] += n;
+            acc.has_tokens = true;
         }
-        cells.push(BillCell {
-            key: RowKey {
-                provider,
-                model,
-                day: day_of(start, &inp.bill_tz),
-                key,
-            },
-            team,
-            tokens,
-            cost: l.cost.as_deref().map(dec).transpose()?,
-            counts_tokens,
-            has_tokens,
-            model_known,
-            key_mapped,
-        });
+        if let Some(c) = l.cost.as_deref() {
+            acc.cost += dec(c)?;
+            acc.has_cost = true;
+        }
     }
+    let mut cells: Vec<BillCell> = accs
+        .into_iter()
+        .map(|((idx, day), acc)| {
+            let r = &resolved[idx];
+            BillCell {
+                key: RowKey {
+                    provider: r.provider.clone(),
+                    model: r.model.clone(),
+                    day,
+                    key: r.key.clone(),
+                },
+                team: r.team.clone(),
+                tokens: acc.tokens,
+                cost: acc.has_cost.then_some(acc.cost),
+                counts_tokens: r.counts_tokens,
+                has_tokens: acc.has_tokens,
+                model_known: r.model_known,
+                key_mapped: r.key_mapped,
+            }
+        })
+        .collect();
+    cells.sort_by(|a, b| a.key.cmp(&b.key));
     let billed: BTreeSet<String> = grains.keys().cloned().collect();
     let key_of = |provider: &str, api_key: &str, team: &str| -> String {
         if grains.get(provider).copied().unwrap_or(true) {

@@ -957,13 +957,29 @@ pub fn usage_by_key_and_bill_lines_in_force(l: &mut dyn Ledger) {
     };
     let mut w = l.writer().unwrap();
     w.record_bill(&imp, &[line("01", 1)]).unwrap();
-    w.record_bill(&imp, &[line("01", 150), line("02", 9)])
+    let mut later = line("01", 50);
+    later.period_start = "2026-07-01T13:00:00.000000Z".into();
+    w.record_bill(&imp, &[line("01", 150), line("02", 9), later])
         .unwrap();
     w.commit().unwrap();
+    // Merged per UTC day: the two lines of the 1st (00:00 and 13:00) become one of
+    // 150 + 50 = 200 tokens from the earlier start; no cost on either.
+    let m = l
+        .bill_lines_in_force_merged(
+            ts("2026-07-01T00:00:00Z"),
+            ts("2026-07-03T00:00:00Z"),
+            &jiff::tz::TimeZone::UTC,
+        )
+        .unwrap();
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[0].line.tokens, Some(200));
+    assert_eq!(m[0].line.period_start, "2026-07-01T00:00:00.000000Z");
+    assert_eq!(m[0].line.cost, None);
+    assert_eq!(m[1].line.tokens, Some(9));
     let b = l
         .bill_lines_in_force(ts("2026-07-01T00:00:00Z"), ts("2026-07-02T00:00:00Z"))
         .unwrap();
-    assert_eq!(b.len(), 1);
+    assert_eq!(b.len(), 2);
     assert_eq!(b[0].bill_type, "openai-usage");
     assert_eq!(b[0].line.tokens, Some(150));
     assert_eq!(b[0].line.api_key.as_deref(), Some("k1"));

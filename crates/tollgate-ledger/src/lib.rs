@@ -584,6 +584,19 @@ pub trait Ledger {
     /// The bill lines in force (newest import of each bill type, provider and month) whose
     /// charge period starts in `[start, end)`, in import and line order.
     fn bill_lines_in_force(&self, start: Timestamp, end: Timestamp) -> Result<Vec<StoredBillLine>>;
+    /// [`Ledger::bill_lines_in_force`] merged per day: lines equal in everything but their
+    /// amounts and charge period (bill type, provider, kind, the day of `period_start` in
+    /// `day_tz`, model, token class, currency, account, project, workspace, API key, principal,
+    /// tags, and whether tokens and cost are given) become one line whose tokens and cost are
+    /// the exact sums, whose period runs from the earliest start to the latest end, and whose
+    /// `source_line` is the first line's. What reconciliation reads: the same daily totals per
+    /// key, far fewer rows.
+    fn bill_lines_in_force_merged(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        day_tz: &jiff::tz::TimeZone,
+    ) -> Result<Vec<StoredBillLine>>;
     /// Usage over `[start, end)` per provider, model, API key, team, cost center and hour
     /// (`minute`: per minute), read from the raw events; sorted by its keys.
     fn usage_by_key(&self, start: Timestamp, end: Timestamp, minute: bool)

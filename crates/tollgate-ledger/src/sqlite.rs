@@ -1618,6 +1618,15 @@ impl Ledger for SqliteLedger {
         books_impl::bill_lines_in_force(&self.conn, start, end)
     }
 
+    fn bill_lines_in_force_merged(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        day_tz: &jiff::tz::TimeZone,
+    ) -> Result<Vec<crate::StoredBillLine>> {
+        books_impl::bill_lines_in_force_merged(&self.conn, start, end, day_tz)
+    }
+
     fn usage_by_key(
         &self,
         start: Timestamp,

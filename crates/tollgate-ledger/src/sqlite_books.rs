@@ -566,6 +566,141 @@ pub(super) fn usage_ingested_after(
     Ok(out)
 }
 
+pub(super) fn bill_lines_in_force_merged(
+    conn: &Connection,
+    start: Timestamp,
+    end: Timestamp,
+    day_tz: &jiff::tz::TimeZone,
+) -> Result<Vec<StoredBillLine>> {
+    use rusqlite::types::ValueRef;
+    let imports: Vec<(i64, String)> = {
+        let mut stmt =
+            conn.prepare_cached("SELECT id, bill_type FROM current_bill_imports ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let (a, b) = (format_instant(start), format_instant(end));
+    let mut stmt = conn.prepare_cached(
+        "SELECT provider, line_kind, period_start, period_end, model, token_class, currency,
+         account, project, workspace, api_key, principal, tags, tokens, cost, source_line
+         FROM bill_lines WHERE import_id = ?1 AND period_start >= ?2 AND period_start < ?3
+         ORDER BY id",
+    )?;
+    let mut out: Vec<StoredBillLine> = Vec::new();
+    for (import_id, bill_type) in imports {
+        // The identity as one text (fields separated by U+0001, NULL as U+0002, then whether
+        // tokens and cost are given): looked up without allocating; allocated once per group.
+        let mut index: super::FxMap<String, usize> = super::FxMap::default();
+        // Per group: (tokens, cost, has tokens, has cost).
+        let mut sums: Vec<(u64, rust_decimal::Decimal, bool, bool)> = Vec::new();
+        let first = out.len();
+        let mut rows = stmt.query(params![import_id, a, b])?;
+        let mut key = String::with_capacity(512);
+        // period_start text -> its day (few distinct values).
+        let mut days: super::FxMap<String, String> = super::FxMap::default();
+        while let Some(r) = rows.next()? {
+            key.clear();
+            for i in 0..13 {
+                if i == 2 || i == 3 {
+                    // The period: only the start's day is part of the identity.
+                    if i == 2 {
+                        let ps = match r.get_ref(2)? {
+                            ValueRef::Text(t) => std::str::from_utf8(t)
+                                .map_err(|e| corrupt("period_start", &e.to_string()))?,
+                            other => return Err(corrupt("period_start", &format!("{other:?}"))),
+                        };
+                        match days.get(ps) {
+                            Some(d) => key.push_str(d),
+                            None => {
+                                let t: Timestamp =
+                                    ps.parse().map_err(|_| corrupt("period_start", ps))?;
+                                let d = tollgate_core::period::civil_day(t, day_tz).to_string();
+                                key.push_str(&d);
+                                days.insert(ps.to_string(), d);
+                            }
+                        }
+                    }
+                    key.push('\u{1}');
+                    continue;
+                }
+                match r.get_ref(i)? {
+                    ValueRef::Null => key.push('\u{2}'),
+                    ValueRef::Text(t) => key.push_str(&String::from_utf8_lossy(t)),
+                    other => return Err(corrupt("bill line text", &format!("{other:?}"))),
+                }
+                key.push('\u{1}');
+            }
+            let tokens: Option<i64> = r.get(13)?;
+            let cost: Option<&str> = match r.get_ref(14)? {
+                ValueRef::Null => None,
+                ValueRef::Text(t) => {
+                    Some(std::str::from_utf8(t).map_err(|e| corrupt("cost", &e.to_string()))?)
+                }
+                other => return Err(corrupt("cost", &format!("{other:?}"))),
+            };
+            key.push(if tokens.is_some() { 't' } else { '-' });
+            key.push(if cost.is_some() { 'c' } else { '-' });
+            let i = match index.get(key.as_str()) {
+                Some(i) => *i,
+                None => {
+                    let line: i64 = r.get(15)?;
+                    let g = |i: usize| -> Result<Option<String>> { Ok(r.get(i)?) };
+                    out.push(StoredBillLine {
+                        bill_type: bill_type.clone(),
+                        import_id,
+                        line: BillLineRecord {
+                            provider: g(0)?.unwrap_or_default(),
+                            line_kind: g(1)?.unwrap_or_default(),
+                            period_start: g(2)?.unwrap_or_default(),
+                            period_end: g(3)?.unwrap_or_default(),
+                            model: g(4)?,
+                            token_class: g(5)?,
+                            currency: g(6)?.unwrap_or_default(),
+                            account: g(7)?,
+                            project: g(8)?,
+                            workspace: g(9)?,
+                            api_key: g(10)?,
+                            principal: g(11)?,
+                            tags: g(12)?,
+                            source_line: u64::try_from(line).unwrap_or(0),
+                            ..Default::default()
+                        },
+                    });
+                    sums.push((
+                        0,
+                        rust_decimal::Decimal::ZERO,
+                        tokens.is_some(),
+                        cost.is_some(),
+                    ));
+                    index.insert(key.clone(), sums.len() - 1);
+                    sums.len() - 1
+                }
+            };
+            if let (ValueRef::Text(ps), ValueRef::Text(pe)) = (r.get_ref(2)?, r.get_ref(3)?) {
+                let l = &mut out[first + i].line;
+                if ps < l.period_start.as_bytes() {
+                    l.period_start = String::from_utf8_lossy(ps).into_owned();
+                }
+                if pe > l.period_end.as_bytes() {
+                    l.period_end = String::from_utf8_lossy(pe).into_owned();
+                }
+            }
+            if let Some(t) = tokens {
+                sums[i].0 += u64::try_from(t).unwrap_or(0);
+            }
+            if let Some(c) = cost {
+                sums[i].1 += tollgate_core::money::parse_decimal("cost", c)?;
+            }
+        }
+        for (k, (t, c, has_tokens, has_cost)) in sums.into_iter().enumerate() {
+            let l = &mut out[first + k].line;
+            l.tokens = has_tokens.then_some(t);
+            l.cost = has_cost.then(|| c.normalize().to_string());
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -125,7 +125,7 @@ pub fn build(ctx: &Ctx, a: &ReconcileArgs) -> Result<Reconciliation> {
     let pricer = ctx.pricer()?;
     let ledger = SqliteLedger::open_read_only(&ctx.data_dir)?;
     let usage = ledger.usage_by_key(wide_start, wide_end, minute)?;
-    let bills = ledger.bill_lines_in_force(start, end)?;
+    let bills = ledger.bill_lines_in_force_merged(start, end, &bill_tz)?;
     if bills.is_empty() {
         bail!(
             "no bill in the ledger for {}: import the providers' bills first (tollgate ingest bills --type TYPE FILE)",
