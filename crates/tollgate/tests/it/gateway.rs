@@ -969,6 +969,40 @@ fn the_demo_sends_its_traffic_through_the_gateway() {
     );
 }
 
+/// `tollgate serve` ignores the demo's stamp header: the event keeps the gateway's own clock,
+/// ids, key attribution and status.
+#[test]
+fn serve_ignores_the_demo_stamp() {
+    let mut g = Gw::start(None);
+    let auth = format!("Bearer {}", g.key);
+    let stamp = r#"{"event_id":"stamped-id","occurred_at":"2020-01-01T00:00:00Z","team_id":"someone-else","api_key_id":"key_forged","attribution_status":"ok","status":"cancelled"}"#;
+    let (status, _, _) = http(
+        &g.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+            ("x-tollgate-feature", "search"),
+            ("x-tollgate-request-id", "stamp-1"),
+            ("x-tollgate-demo-stamp", stamp),
+        ],
+        br#"{"model":"gw-gpt","messages":[]}"#,
+    );
+    assert_eq!(status, 200);
+    g.stop();
+    let rows = g.sb.sql(
+        "SELECT event_id, occurred_at, team_id, api_key_id, status FROM events WHERE request_id = 'stamp-1'",
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let e = &rows[0];
+    assert_ne!(e["event_id"], "stamped-id");
+    assert!(e["occurred_at"].as_str().unwrap() > "2026-", "{e}");
+    assert_eq!(e["api_key_id"], g.key_id.as_str());
+    assert_ne!(e["team_id"], "someone-else");
+    assert_eq!(e["status"], "ok");
+}
+
 #[test]
 fn auditor_and_attribution_report_see_the_gaps() {
     let mut g = Gw::start(None);
