@@ -49,15 +49,14 @@ pub fn store_bill(
     bill_type: &str,
     file: &std::path::Path,
 ) -> Result<(usize, String)> {
-    use tollgate_providers::bills::{self, BillType};
+    use tollgate_providers::bills::BillType;
     let kind = BillType::parse(bill_type)
         .ok_or_else(|| anyhow::anyhow!("unknown bill type {bill_type:?}"))?;
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let source = file.display().to_string();
-    let lines = bills::parse(kind, &source, &bytes)?;
-    let summary = bills::summarize(&lines)?;
+    let (summary, import, records) = parse_bill_records(kind, &source, &bytes)?;
     drop(bytes);
-    record_bill_lines(data_dir, kind, &source, lines, &summary)?;
+    record_bills(data_dir, vec![(import, records)])?;
     Ok((
         summary.lines,
         summary
@@ -66,70 +65,156 @@ pub fn store_bill(
     ))
 }
 
-fn record_bill_lines(
-    data_dir: &std::path::Path,
+/// One parsed bill as the ledger's import row and line rows.
+pub(crate) fn bill_records(
     kind: tollgate_providers::bills::BillType,
     source: &str,
     lines: Vec<tollgate_providers::bills::BillLine>,
     summary: &tollgate_providers::bills::BillSummary,
-) -> Result<()> {
-    let fmt_ts = tollgate_core::event::format_instant;
+) -> (
+    tollgate_ledger::BillImport,
+    Vec<tollgate_ledger::BillLineRecord>,
+) {
     // The lines are moved into the records (no copy of their text).
-    let records: Vec<tollgate_ledger::BillLineRecord> = lines
-        .into_iter()
-        .map(|l| tollgate_ledger::BillLineRecord {
-            tags: (!l.tags.is_empty()).then(|| serde_json::to_string(&l.tags).unwrap_or_default()),
-            provider: l.provider,
-            line_kind: l.line_kind.as_str().to_string(),
-            period_start: fmt_ts(l.period_start),
-            period_end: fmt_ts(l.period_end),
-            model: l.model,
-            token_class: l.token_class.map(|c| c.as_str().to_string()),
-            tokens: l.tokens,
-            quantity: l.quantity.map(|q| q.normalize().to_string()),
-            unit: l.unit,
-            cost: l.cost.map(|c| c.normalize().to_string()),
-            currency: l.currency.to_string(),
-            account: l.account,
-            project: l.project,
-            workspace: l.workspace,
-            api_key: l.api_key,
-            principal: l.principal,
-            sku: l.sku,
-            service_tier: l.service_tier,
-            region: l.region,
-            source_line: l.source_line,
-        })
-        .collect();
-    let start = summary.period_start;
+    let records: Vec<tollgate_ledger::BillLineRecord> =
+        lines.into_iter().map(line_record).collect();
+    (import_row(kind, source, summary, records.len()), records)
+}
+
+/// Parses a bill straight into ledger rows, line by line (no intermediate list of parsed
+/// lines: a 1M-line CUR is held once, as rows), summarising as it goes.
+fn parse_bill_records(
+    kind: tollgate_providers::bills::BillType,
+    source: &str,
+    bytes: &[u8],
+) -> Result<(
+    tollgate_providers::bills::BillSummary,
+    tollgate_ledger::BillImport,
+    Vec<tollgate_ledger::BillLineRecord>,
+)> {
+    use tollgate_providers::bills;
+    let mut sum = bills::Summarizer::new();
+    let mut failed: Option<bills::BillError> = None;
+    let mut records = Vec::new();
+    bills::parse_each(kind, source, bytes, |line| {
+        if failed.is_some() {
+            return;
+        }
+        match sum.add(&line) {
+            Ok(()) => records.push(line_record(line)),
+            Err(e) => failed = Some(e),
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let summary = sum.finish()?;
+    let import = import_row(kind, source, &summary, records.len());
+    Ok((summary, import, records))
+}
+
+/// One bill line as a ledger row; its text is moved, not copied.
+fn line_record(l: tollgate_providers::bills::BillLine) -> tollgate_ledger::BillLineRecord {
+    let fmt_ts = tollgate_core::event::format_instant;
+    tollgate_ledger::BillLineRecord {
+        tags: (!l.tags.is_empty()).then(|| serde_json::to_string(&l.tags).unwrap_or_default()),
+        provider: l.provider,
+        line_kind: l.line_kind.as_str().to_string(),
+        period_start: fmt_ts(l.period_start),
+        period_end: fmt_ts(l.period_end),
+        model: l.model,
+        token_class: l.token_class.map(|c| c.as_str().to_string()),
+        tokens: l.tokens,
+        quantity: l.quantity.map(|q| q.normalize().to_string()),
+        unit: l.unit,
+        cost: l.cost.map(|c| c.normalize().to_string()),
+        currency: l.currency.to_string(),
+        account: l.account,
+        project: l.project,
+        workspace: l.workspace,
+        api_key: l.api_key,
+        principal: l.principal,
+        sku: l.sku,
+        service_tier: l.service_tier,
+        region: l.region,
+        source_line: l.source_line,
+    }
+}
+
+/// The import row of a bill: keyed by (bill type, provider, UTC month of its earliest line).
+fn import_row(
+    kind: tollgate_providers::bills::BillType,
+    source: &str,
+    summary: &tollgate_providers::bills::BillSummary,
+    lines: usize,
+) -> tollgate_ledger::BillImport {
+    let fmt_ts = tollgate_core::event::format_instant;
     let month = {
-        let d = start.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+        let d = summary
+            .period_start
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .date();
         format!("{:04}-{:02}", d.year(), d.month())
     };
+    tollgate_ledger::BillImport {
+        bill_type: kind.name().to_string(),
+        provider: summary.provider.clone(),
+        source: source.to_string(),
+        month,
+        period_start: fmt_ts(summary.period_start),
+        period_end: fmt_ts(summary.period_end),
+        currency: summary.currency.to_string(),
+        lines: lines as u64,
+        cost: summary.cost.map(|c| c.normalize().to_string()),
+    }
+}
+
+/// Stores bills in one ledger transaction: all of them or none. Each supersedes the earlier
+/// import of the same (bill type, provider, month).
+pub(crate) fn record_bills(
+    data_dir: &std::path::Path,
+    bills: Vec<(
+        tollgate_ledger::BillImport,
+        Vec<tollgate_ledger::BillLineRecord>,
+    )>,
+) -> Result<()> {
     let mut ledger = SqliteLedger::open(data_dir)?;
     let mut w = ledger.writer()?;
-    w.record_bill(
-        &tollgate_ledger::BillImport {
-            bill_type: kind.name().to_string(),
-            provider: summary.provider.clone(),
-            source: source.to_string(),
-            month,
-            period_start: fmt_ts(summary.period_start),
-            period_end: fmt_ts(summary.period_end),
-            currency: summary.currency.to_string(),
-            lines: records.len() as u64,
-            cost: summary.cost.map(|c| c.normalize().to_string()),
-        },
-        &records,
-    )?;
+    for (import, records) in &bills {
+        w.record_bill(import, records)?;
+    }
     w.commit()?;
     Ok(())
+}
+
+/// The bill summary document printed by `--format json` (issue #5's shape).
+pub(crate) fn bill_summary_json(
+    summary: &tollgate_providers::bills::BillSummary,
+) -> serde_json::Value {
+    let fmt_ts = tollgate_core::event::format_instant;
+    let dec = |d: rust_decimal::Decimal| d.normalize().to_string();
+    let t = &summary.tokens;
+    json!({
+        "provider": summary.provider,
+        "lines": summary.lines,
+        "period": {"start": fmt_ts(summary.period_start), "end": fmt_ts(summary.period_end)},
+        "currency": summary.currency.as_str(),
+        "cost": summary.cost.map(dec),
+        "credits": dec(summary.credits),
+        "tax": dec(summary.tax),
+        "refunds": dec(summary.refunds),
+        "other": dec(summary.other),
+        "tokens": {
+            "input": t.input, "cache_read": t.cache_read, "cache_write": t.cache_write,
+            "cache_write_1h": t.cache_write_1h, "output": t.output,
+        },
+    })
 }
 
 /// `tollgate ingest bills`: parse the whole file first (a bad row fails it with nothing
 /// written), then store it in one transaction.
 fn ingest_bills(ctx: &Ctx, a: &BillsArgs) -> Result<()> {
-    use tollgate_providers::bills::{self, BillType};
+    use tollgate_providers::bills::BillType;
     if matches!(a.format, Format::Csv | Format::Xlsx) {
         bail!(
             "--format {}: the bill summary is offered as table or json",
@@ -159,28 +244,13 @@ fn ingest_bills(ctx: &Ctx, a: &BillsArgs) -> Result<()> {
     } else {
         a.file.as_str()
     };
-    let lines = bills::parse(kind, source, &bytes)?;
-    let summary = bills::summarize(&lines)?;
+    let (summary, import, records) = parse_bill_records(kind, source, &bytes)?;
     drop(bytes);
     let fmt_ts = tollgate_core::event::format_instant;
-    record_bill_lines(&ctx.data_dir, kind, source, lines, &summary)?;
+    record_bills(&ctx.data_dir, vec![(import, records)])?;
     let dec = |d: rust_decimal::Decimal| d.normalize().to_string();
     let t = &summary.tokens;
-    let doc = json!({
-        "provider": summary.provider,
-        "lines": summary.lines,
-        "period": {"start": fmt_ts(summary.period_start), "end": fmt_ts(summary.period_end)},
-        "currency": summary.currency.as_str(),
-        "cost": summary.cost.map(dec),
-        "credits": dec(summary.credits),
-        "tax": dec(summary.tax),
-        "refunds": dec(summary.refunds),
-        "other": dec(summary.other),
-        "tokens": {
-            "input": t.input, "cache_read": t.cache_read, "cache_write": t.cache_write,
-            "cache_write_1h": t.cache_write_1h, "output": t.output,
-        },
-    });
+    let doc = bill_summary_json(&summary);
     match a.format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&doc)?),
         _ => {

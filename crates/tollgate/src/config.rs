@@ -29,6 +29,8 @@ struct RawConfig {
     gateway: tollgate_gateway::RawGateway,
     #[serde(default)]
     reconcile: RawReconcile,
+    #[serde(default)]
+    bills: crate::cmd_bills::BillsConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +185,8 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     /// The `[gateway]` section (`tollgate serve`), validated.
     pub gateway: tollgate_gateway::GatewayConfig,
+    /// The `[bills]` section (`tollgate bills fetch`).
+    pub bills: crate::cmd_bills::BillsConfig,
 }
 
 /// Where the weekly digest goes.
@@ -303,6 +307,7 @@ impl Config {
             }
         };
         Ok(Config {
+            bills: raw.bills,
             reconcile,
             gateway,
             tenants,

@@ -11,6 +11,7 @@
 
 mod cmd_attribution;
 mod cmd_audit;
+mod cmd_bills;
 mod cmd_cfo;
 mod cmd_chargeback;
 mod cmd_close;
@@ -115,6 +116,11 @@ enum Command {
     Allocate(cmd_chargeback::AllocateArgs),
     /// The chargeback journal: debit and credit lines per cost center, CSV for an ERP import.
     Journal(cmd_chargeback::JournalArgs),
+    /// Provider bills: fetch a month's usage and cost reports from a provider's admin API.
+    Bills {
+        #[command(subcommand)]
+        command: cmd_bills::BillsCommand,
+    },
     /// Reference data: owners of keys, projects, workspaces, principals and tags; the model
     /// dictionary; approvers. Versioned, every change logged with who and when.
     Refdata {
@@ -198,6 +204,7 @@ fn run() -> Result<()> {
         Command::Adjust(a) => cmd_close::adjust(&ctx, &a),
         Command::Books(a) => cmd_close::books(&ctx, &a),
         Command::Reprice(a) => cmd_reprice::run(&ctx, &a),
+        Command::Bills { command } => cmd_bills::run(&ctx, &command),
         Command::Allocate(a) => cmd_chargeback::allocate_cmd(&ctx, &a),
         Command::Journal(a) => cmd_chargeback::journal(&ctx, &a),
         Command::Refdata { command } => cmd_refdata::run(&ctx, &command),

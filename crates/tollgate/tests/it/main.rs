@@ -13,6 +13,7 @@ mod support;
 
 mod audit;
 mod bills;
+mod bills_fetch;
 mod broken_pipe;
 mod catalog;
 mod cfo;
