@@ -29,6 +29,19 @@ wait_file() { for _ in $(seq 300); do [ -s "$1" ] && return 0; sleep 0.05; done;
 
 echo "work dir: $WORK"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, load $(cut -d' ' -f1-3 /proc/loadavg)"
+# What the sync mode waits for: this disk's fdatasync latency right now.
+python3 - "$WORK/fsync.probe" << 'EOF'
+import os, sys, time
+f = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+ts = []
+for _ in range(200):
+    os.write(f, b"x" * 200)
+    t = time.perf_counter()
+    os.fdatasync(f)
+    ts.append(time.perf_counter() - t)
+ts.sort()
+print("disk: fdatasync of a 200-byte append p50 %.2f ms, p99 %.2f ms" % (ts[100] * 1e3, ts[197] * 1e3))
+EOF
 
 # 1. nginx with a canned completion.
 NPORT=$(free_port)

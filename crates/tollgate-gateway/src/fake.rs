@@ -17,6 +17,7 @@
 //! - `x-fake-cut-after: N` break the connection after N content chunks (no usage record).
 //! - `x-fake-stream-error: 1` send the provider's error event mid-stream, then end.
 //! - `x-fake-no-usage: 1` leave `usage` out of a whole response.
+//! - `x-fake-model: NAME` answer as model NAME (default: the request's `model`).
 //!
 //! Anthropic streams send two cumulative `message_delta` events (half, then all of the
 //! output), as Anthropic does with server tools: a reader that sums them is wrong.
@@ -241,7 +242,11 @@ async fn route(
             );
         }
     }
-    let model = req["model"].as_str().unwrap_or("fake-model").to_string();
+    // The model that "ran": `x-fake-model`, else the one asked for.
+    let model = hdr(parts, "x-fake-model")
+        .or_else(|| req["model"].as_str())
+        .unwrap_or("fake-model")
+        .to_string();
     let stream = req["stream"] == json!(true);
     let u = usage_map(parts);
     let g = |k: &str, d: u64| u.get(k).copied().unwrap_or(d);

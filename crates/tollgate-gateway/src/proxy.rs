@@ -73,6 +73,8 @@ pub struct Gateway {
     /// Upstream API keys read from the environment at startup, by upstream name.
     upstream_keys: HashMap<String, Option<HeaderValue>>,
     otel: Option<crate::otel::Otel>,
+    /// Honour the demo's [`crate::demo::HEADER`] (only `tollgate demo` sets this, in process).
+    demo_stamps: bool,
 }
 
 const REQUEST_ID: &str = "x-tollgate-request-id";
@@ -127,9 +129,17 @@ impl Gateway {
             spool,
             attempts: Mutex::new(HashMap::new()),
             upstream_keys,
+            demo_stamps: false,
         };
         g.reload_keys(true)?;
         Ok(g)
+    }
+
+    /// Makes the gateway honour the demo's clock and attribution stamp
+    /// ([`crate::demo`]); for `tollgate demo`'s in-process gateway only.
+    pub fn with_demo_stamps(mut self, on: bool) -> Gateway {
+        self.demo_stamps = on;
+        self
     }
 
     /// Re-reads the key store when its modification time changed (or when forced).
@@ -270,6 +280,14 @@ impl Gateway {
                 ));
             }
         };
+        let stamp = match header(&parts.headers, crate::demo::HEADER).filter(|_| self.demo_stamps) {
+            None => None,
+            Some(h) => match crate::demo::parse(h) {
+                Ok(s) => Some(Box::new(s)),
+                Err(msg) => return Ok(error(shape, StatusCode::BAD_REQUEST, &msg, &request_id)),
+            },
+        };
+        let occurred_at = stamp.as_ref().map_or(occurred_at, |s| s.occurred_at);
         let session_id = header(&parts.headers, "x-tollgate-session")
             .filter(|s| !s.is_empty() && s.len() <= 512)
             .map(str::to_string);
@@ -302,6 +320,7 @@ impl Gateway {
             api,
             streamed: info.stream,
             request_bytes: body.len() as u64,
+            stamp,
         };
 
         // Forward.
@@ -532,7 +551,11 @@ impl Gateway {
         match m.get_mut(&key) {
             Some((first, n)) => {
                 *n += 1;
-                (fresh(), *n, Some(first.clone()))
+                // A retry that names itself with a new request id keeps it.
+                let rid = client_rid
+                    .filter(|r| !r.is_empty() && r.len() <= 200 && r != first)
+                    .unwrap_or_else(fresh);
+                (rid, *n, Some(first.clone()))
             }
             None => {
                 let rid = client_rid
@@ -765,6 +788,9 @@ impl Gateway {
         if estimated {
             ev.pricing.pricing_status = PricingStatus::Estimated;
         }
+        if let Some(s) = &d.stamp {
+            s.apply(&mut ev);
+        }
         // An unknown model stays unpriced (never $0); the reason is visible in reports.
         let _ = self.pricer.price_event(&mut ev);
         ev
@@ -848,7 +874,10 @@ impl Gateway {
             tap.service_tier.clone(),
             estimate,
         );
-        ev.ttft_ms = ttft;
+        ev.ttft_ms = match &d.stamp {
+            Some(s) => s.ttft_ms(),
+            None => ttft,
+        };
         if matches!(end, End::ClientGone) {
             if let Some(o) = &self.otel {
                 o.record(crate::otel::CallRecord {
@@ -921,6 +950,8 @@ struct Draft {
     api: Api,
     streamed: bool,
     request_bytes: u64,
+    /// The demo's stamp, if any ([`crate::demo`]).
+    stamp: Option<Box<crate::demo::Stamp>>,
 }
 
 #[derive(Debug, Default)]

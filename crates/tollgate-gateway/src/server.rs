@@ -29,6 +29,9 @@ pub struct ServeOptions {
     /// Opens the ledger the spool writes to (`[ledger] backend`); None: the SQLite ledger in
     /// `data_dir`.
     pub ledger: Option<crate::spool::OpenLedger>,
+    /// Honour the demo's clock and attribution stamp ([`crate::demo`]). Only `tollgate demo`
+    /// sets it, for its in-process gateway; `tollgate serve` never does.
+    pub demo_stamps: bool,
 }
 
 /// Runs the gateway until SIGTERM / Ctrl-C.
@@ -127,12 +130,10 @@ async fn run(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    let gw = Arc::new(Gateway::new(
-        cfg,
-        opts.data_dir.clone(),
-        pricer,
-        spool.clone(),
-    )?);
+    let gw = Arc::new(
+        Gateway::new(cfg, opts.data_dir.clone(), pricer, spool.clone())?
+            .with_demo_stamps(opts.demo_stamps),
+    );
 
     // Keys added or revoked while serving take effect within a second.
     {

@@ -35,6 +35,11 @@ use crate::config::Durability;
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// At most this many events per ledger transaction.
 const LEDGER_BATCH: usize = 4096;
+/// At least this long between two ledger transactions while events keep coming, so that each
+/// transaction (and its fsync) carries many events instead of a few.
+const LEDGER_PACE: Duration = Duration::from_millis(50);
+/// The ledger writer's SQLite page cache (KiB): appends need little.
+const LEDGER_CACHE_KIB: u32 = 8 * 1024;
 
 enum Msg {
     Event(Box<UsageEvent>, Option<tokio::sync::oneshot::Sender<()>>),
@@ -171,7 +176,12 @@ pub type OpenLedger = Arc<dyn Fn() -> Result<Box<dyn Ledger + Send>> + Send + Sy
 /// The SQLite ledger in `data_dir` (the default).
 pub fn sqlite_ledger(data_dir: &Path) -> OpenLedger {
     let dir = data_dir.to_path_buf();
-    Arc::new(move || Ok(Box::new(SqliteLedger::open(&dir)?) as Box<dyn Ledger + Send>))
+    Arc::new(move || {
+        let mut l = SqliteLedger::open(&dir)?;
+        // A small page cache: the gateway only appends (see LEDGER_CACHE_KIB).
+        l.set_cache_kib(LEDGER_CACHE_KIB)?;
+        Ok(Box::new(l) as Box<dyn Ledger + Send>)
+    })
 }
 
 /// Moves every leftover segment into the ledger; returns the number of events replayed.
@@ -344,10 +354,9 @@ fn syncer_loop(
         let Ok(first) = rx.recv() else { return };
         let mut reqs = vec![first];
         if durability == Durability::Group {
-            let deadline = Instant::now() + window;
-            while let Ok(r) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                reqs.push(r);
-            }
+            // Sleep out the window rather than wait on the channel: the writes made meanwhile
+            // queue up without waking this thread for each one.
+            std::thread::sleep(window);
         }
         while let Ok(r) = rx.try_recv() {
             reqs.push(r);
@@ -477,11 +486,20 @@ fn ledger_loop(
     let mut file: Option<File> = None;
     let mut stuck = false;
     let mut rbuf: Vec<u8> = Vec::new();
+    let mut last_commit: Option<Instant> = None;
     loop {
         let caught_up = written.get(&seg).is_none_or(|e| off >= *e) && !closed.contains_key(&seg);
         let first = if caught_up && shutdown.is_none() {
             match rx.recv() {
-                Ok(m) => Some(m),
+                Ok(m) => {
+                    // Events keep coming: let them gather for one transaction.
+                    if let Some(t) = last_commit
+                        && let Some(rest) = LEDGER_PACE.checked_sub(t.elapsed())
+                    {
+                        std::thread::sleep(rest);
+                    }
+                    Some(m)
+                }
                 Err(_) => return,
             }
         } else {
@@ -523,6 +541,7 @@ fn ledger_loop(
             match decode_prefix(&rbuf[..want]) {
                 Ok((events, used)) => {
                     let mut backoff = Duration::from_millis(50);
+                    last_commit = Some(Instant::now());
                     for chunk in events.chunks(LEDGER_BATCH) {
                         loop {
                             match append(ledger.as_mut(), chunk, &pricer, &mut known) {

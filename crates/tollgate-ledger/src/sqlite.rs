@@ -535,6 +535,14 @@ impl SqliteLedger {
         &self.path
     }
 
+    /// Sets this connection's page cache to `kib` KiB (default 64 MiB). The gateway's
+    /// append-only writer needs little: its inserts touch the right edge of each index.
+    pub fn set_cache_kib(&mut self, kib: u32) -> Result<()> {
+        self.conn
+            .pragma_update(None, "cache_size", -i64::from(kib.max(64)))?;
+        Ok(())
+    }
+
     fn migrate(&mut self) -> Result<()> {
         self.conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -102,20 +102,31 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
         data_dir: dir.clone(),
         price_files: files,
     };
-    let mut ledger = tollgate_ledger::sqlite::SqliteLedger::open(dir)?;
-    let input = Box::new(BufReader::new(std::fs::File::open(&events_path)?));
-    outln!("== Ingest {} ==", events_path.display());
-    let s = ingest(
-        &mut ledger,
-        &pricer,
-        &events_path.display().to_string(),
-        input,
-        InputFormat::Jsonl,
-        None,
-        false,
-    )?;
-    drop(ledger);
-    print_summary(&s, Format::Table)?;
+    // The month goes through the real gateway (demo_live.rs); a benchmark-sized month is
+    // ingested directly.
+    if a.events <= crate::demo_live::DIRECT_ABOVE {
+        let t = crate::demo_live::run(dir, &demo_ctx.price_files, &period, a.seed, a.events)?;
+        crate::demo_live::print(&t)?;
+    } else {
+        let mut ledger = tollgate_ledger::sqlite::SqliteLedger::open(dir)?;
+        let input = Box::new(BufReader::new(std::fs::File::open(&events_path)?));
+        outln!(
+            "== Ingest {} (above {} events the demo skips the gateway) ==",
+            events_path.display(),
+            crate::demo_live::DIRECT_ABOVE
+        );
+        let s = ingest(
+            &mut ledger,
+            &pricer,
+            &events_path.display().to_string(),
+            input,
+            InputFormat::Jsonl,
+            None,
+            false,
+        )?;
+        drop(ledger);
+        print_summary(&s, Format::Table)?;
+    }
 
     // 4. Reports.
     let reports = dir.join("reports");
@@ -333,8 +344,6 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
         );
     }
     out!("{reconciliation}");
-    // 8. A few live calls through the real gateway to the fake provider (their own ledger).
-    crate::demo_live::run(dir, crate::cmd_prices::load_pricer(&demo_ctx.price_files)?)?;
     outln!();
     outln!("== Where the outputs are ==");
     outln!(

@@ -109,7 +109,7 @@ pub fn gateway_opener(ctx: &Ctx) -> tollgate_gateway::spool::OpenLedger {
                 ClickHouseLedger::open(clickhouse_config(c))
                     .with_context(|| format!("opening the ClickHouse ledger at {}", c.url))?,
             ),
-            None => Box::new(SqliteLedger::open(&dir)?),
+            None => (tollgate_gateway::spool::sqlite_ledger(&dir))()?,
         })
     })
 }

@@ -99,6 +99,7 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> Result<()> {
         addr_file: a.addr_file.clone(),
         threads: a.threads,
         ledger: Some(crate::cmd_ledger::gateway_opener(ctx)),
+        demo_stamps: false,
     })
 }
 

@@ -856,65 +856,151 @@ fn a_crash_loses_no_event_and_a_restart_replays_the_spool() {
     );
 }
 
+/// The demo's month goes through the real gateway into the demo's ledger: every generated
+/// call that is not a batch job is recorded by the gateway with the generated call's tokens,
+/// status and attribution; batch jobs are ingested directly.
 #[test]
-fn the_demo_sends_live_calls_through_the_gateway() {
+fn the_demo_sends_its_traffic_through_the_gateway() {
     let sb = Sandbox::new();
     let d = sb.path().join("d");
     let out = sb
-        .run(&["demo", "--dir", path_str(&d), "--events", "200"])
+        .run(&["demo", "--dir", path_str(&d), "--events", "1500"])
         .ok()
         .to_string();
+    // What the generator wrote, read independently of the demo.
+    let generated: Vec<Value> = std::fs::read_to_string(d.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(generated.len(), 1500);
+    let is_batch = |e: &Value| e["operation"] == "batch" || e["service_tier"] == "batch";
+    let batch = generated.iter().filter(|e| is_batch(e)).count();
+    let live = generated.len() - batch;
+    assert!(batch > 0 && live > 1000, "{batch} {live}");
     assert!(
-        out.contains("== Live: 4 calls through the gateway"),
+        out.contains(&format!(
+            "== Traffic: {live} calls through the gateway (tollgate serve, in process)"
+        )),
         "{out}"
     );
-    assert!(out.contains("HTTP statuses [200, 200, 200, 200]"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "all {live} recorded events equal the generated calls"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "batch jobs ingested directly (Batch API results): {batch}"
+        )),
+        "{out}"
+    );
+    // The gateway's own traces: its key store, and its spool, emptied into the ledger.
+    assert!(d.join("gateway/keys.json").is_file());
+    assert!(std::fs::read_dir(d.join("spool")).unwrap().next().is_none());
+
+    // Every generated event is in the ledger with the same tokens, status and attribution.
     let mut c = sb.bare_command();
-    c.arg("--data-dir").arg(d.join("gateway")).args([
+    c.arg("--data-dir").arg(&d).args([
         "sql",
-        "SELECT model, streamed, attribution_status, input_tokens, cache_read_tokens, output_tokens FROM events ORDER BY occurred_at",
+        "SELECT event_id, request_id, attempt, parent_request_id, occurred_at, team_id, feature, \
+         tenant_id, provider, model, operation, status, http_status, streamed, input_tokens, \
+         cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens, \
+         reasoning_tokens, attribution_status, tags FROM events",
         "--format",
         "json",
     ]);
     let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
-    // The demo's fake usage: gpt-4o 3,400 prompt (1,200 cached) + 620 out; gpt-4o-mini
-    // streamed 900 + 150; Claude streamed 25 + 20,000 read + 512 out; Claude without a feature.
-    let got: Vec<(String, i64, String, i64, i64, i64)> = rows
-        .as_array()
-        .unwrap()
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1500);
+    let by_id: std::collections::HashMap<&str, &Value> = rows
         .iter()
-        .map(|r| {
-            (
-                r["model"].as_str().unwrap().to_string(),
-                n(r, "streamed"),
-                r["attribution_status"].as_str().unwrap().to_string(),
-                n(r, "input_tokens"),
-                n(r, "cache_read_tokens"),
-                n(r, "output_tokens"),
-            )
-        })
+        .map(|r| (r["event_id"].as_str().unwrap(), r))
         .collect();
-    let want = [
-        ("gpt-4o", 0, "ok", 2200, 1200, 620),
-        ("gpt-4o-mini", 1, "ok", 900, 0, 150),
-        ("claude-sonnet-4-5", 1, "ok", 25, 20000, 512),
-        ("claude-sonnet-4-5", 0, "flagged", 300, 0, 80),
-    ];
-    assert_eq!(got.len(), 4, "{rows}");
-    for (g, w) in got.iter().zip(want) {
-        assert_eq!((g.0.as_str(), g.1, g.2.as_str(), g.3, g.4, g.5), w);
+    let (mut retries, mut streamed, mut errors, mut problems) = (0, 0, 0, 0);
+    for g in &generated {
+        let r = by_id[g["event_id"].as_str().unwrap()];
+        for f in [
+            "request_id",
+            "attempt",
+            "parent_request_id",
+            "occurred_at",
+            "team_id",
+            "feature",
+            "tenant_id",
+            "provider",
+            "model",
+            "operation",
+            "status",
+            "http_status",
+            "input_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cache_write_1h_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "attribution_status",
+        ] {
+            assert_eq!(r[f], g[f], "{f} of {g}");
+        }
+        assert_eq!(r["streamed"] == 1, g["streamed"] == true, "{g}");
+        retries += usize::from(g["attempt"] == 2);
+        streamed += usize::from(g["streamed"] == true);
+        errors += usize::from(g["status"] != "ok");
+        // A call without a feature carries the gateway's note of the problem.
+        if g["feature"].is_null() && !is_batch(g) {
+            problems += 1;
+            assert!(
+                r["tags"]
+                    .as_str()
+                    .unwrap()
+                    .contains("tollgate_attribution_problems"),
+                "{r}"
+            );
+        }
     }
-    // The demo month's own ledger is untouched: 200 events.
-    let mut c = sb.bare_command();
-    c.arg("--data-dir").arg(&d).args([
-        "sql",
-        "SELECT COUNT(*) AS n FROM events",
-        "--format",
-        "json",
-    ]);
-    let v: Value = serde_json::from_slice(&c.output().unwrap().stdout).unwrap();
-    assert_eq!(v[0]["n"], 200);
+    // The sample exercises retries, streams and errors through the gateway.
+    assert!(
+        retries > 0 && streamed > 100 && errors > 5 && problems > 0,
+        "{retries} {streamed} {errors} {problems}"
+    );
+}
+
+/// `tollgate serve` ignores the demo's stamp header: the event keeps the gateway's own clock,
+/// ids, key attribution and status.
+#[test]
+fn serve_ignores_the_demo_stamp() {
+    let mut g = Gw::start(None);
+    let auth = format!("Bearer {}", g.key);
+    let stamp = r#"{"event_id":"stamped-id","occurred_at":"2020-01-01T00:00:00Z","team_id":"someone-else","api_key_id":"key_forged","attribution_status":"ok","status":"cancelled"}"#;
+    let (status, _, _) = http(
+        &g.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+            ("x-tollgate-feature", "search"),
+            ("x-tollgate-request-id", "stamp-1"),
+            ("x-tollgate-demo-stamp", stamp),
+        ],
+        br#"{"model":"gw-gpt","messages":[]}"#,
+    );
+    assert_eq!(status, 200);
+    g.stop();
+    let rows = g.sb.sql(
+        "SELECT event_id, occurred_at, team_id, api_key_id, status FROM events WHERE request_id = 'stamp-1'",
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let e = &rows[0];
+    assert_ne!(e["event_id"], "stamped-id");
+    assert!(e["occurred_at"].as_str().unwrap() > "2026-", "{e}");
+    assert_eq!(e["api_key_id"], g.key_id.as_str());
+    assert_ne!(e["team_id"], "someone-else");
+    assert_eq!(e["status"], "ok");
 }
 
 #[test]
