@@ -1153,23 +1153,29 @@ fn read_grouped(
         for i in 0..ndims {
             keys.push(r.get::<_, String>(i)?);
         }
-        let n = |i: usize| -> Result<u64> {
-            let v: i64 = r.get(ndims + i)?;
-            u64::try_from(v).map_err(|_| corrupt("total", &v.to_string()))
-        };
-        let t = Totals {
-            requests: n(0)?,
-            input_tokens: n(1)?,
-            cache_read_tokens: n(2)?,
-            cache_write_tokens: n(3)?,
-            cache_write_1h_tokens: n(4)?,
-            output_tokens: n(5)?,
-            reasoning_tokens: n(6)?,
-            cost_e12: i128::from(r.get::<_, i64>(ndims + 7)?),
-        };
+        let t = row_totals(r, ndims)?;
         acc.entry(keys).or_default().add(&t);
     }
     Ok(())
+}
+
+/// The eight totals (requests, the six token counts, cost in 10^-12) that follow `ndims` key
+/// columns in a summary row.
+fn row_totals(r: &rusqlite::Row<'_>, ndims: usize) -> Result<Totals> {
+    let n = |i: usize| -> Result<u64> {
+        let v: i64 = r.get(ndims + i)?;
+        u64::try_from(v).map_err(|_| corrupt("total", &v.to_string()))
+    };
+    Ok(Totals {
+        requests: n(0)?,
+        input_tokens: n(1)?,
+        cache_read_tokens: n(2)?,
+        cache_write_tokens: n(3)?,
+        cache_write_1h_tokens: n(4)?,
+        output_tokens: n(5)?,
+        reasoning_tokens: n(6)?,
+        cost_e12: i128::from(r.get::<_, i64>(ndims + 7)?),
+    })
 }
 
 /// Reads ungrouped rollup rows (`ndims` key columns, then the eight totals) and sums them per
@@ -1193,20 +1199,7 @@ fn read_summed(
             key.extend_from_slice(&(v.len() as u64).to_le_bytes());
             key.extend_from_slice(v);
         }
-        let n = |i: usize| -> Result<u64> {
-            let v: i64 = r.get(ndims + i)?;
-            u64::try_from(v).map_err(|_| corrupt("total", &v.to_string()))
-        };
-        let t = Totals {
-            requests: n(0)?,
-            input_tokens: n(1)?,
-            cache_read_tokens: n(2)?,
-            cache_write_tokens: n(3)?,
-            cache_write_1h_tokens: n(4)?,
-            output_tokens: n(5)?,
-            reasoning_tokens: n(6)?,
-            cost_e12: i128::from(r.get::<_, i64>(ndims + 7)?),
-        };
+        let t = row_totals(r, ndims)?;
         match groups.get_mut(key.as_slice()) {
             Some((_, sum)) => sum.add(&t),
             None => {
@@ -1551,22 +1544,9 @@ impl Ledger for SqliteLedger {
                 for i in 0..nd {
                     keys.push(r.get::<_, String>(i)?);
                 }
-                let n = |i: usize| -> Result<u64> {
-                    let v: i64 = r.get(nd + i)?;
-                    u64::try_from(v).map_err(|_| corrupt("total", &v.to_string()))
-                };
                 let m = |i: usize| -> Result<i128> { Ok(i128::from(r.get::<_, i64>(nd + i)?)) };
-                let t = Totals {
-                    requests: n(0)?,
-                    input_tokens: n(1)?,
-                    cache_read_tokens: n(2)?,
-                    cache_write_tokens: n(3)?,
-                    cache_write_1h_tokens: n(4)?,
-                    output_tokens: n(5)?,
-                    reasoning_tokens: n(6)?,
-                    cost_e12: m(7)?,
-                };
-                with_units |= n(13)? > 0;
+                let t = row_totals(r, nd)?;
+                with_units |= r.get::<_, i64>(nd + 13)? > 0;
                 let e = acc.entry(keys.clone()).or_insert_with(|| ClassTotals {
                     keys,
                     totals: Totals::default(),
