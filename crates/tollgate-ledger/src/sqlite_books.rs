@@ -573,6 +573,35 @@ fn id_taken(what: &str, id: i64) -> crate::LedgerError {
     ))
 }
 
+/// Whether a copied history row is already in the target: `true` when `found` (the row with
+/// its id, looked up by the caller) equals `want`; an error when the id in `table` holds
+/// anything else; `false` when the id is free.
+fn already_copied<T: PartialEq>(
+    tx: &Connection,
+    found: Option<T>,
+    want: &T,
+    table: &str,
+    what: &str,
+    id: i64,
+) -> Result<bool> {
+    if let Some(x) = found {
+        return if x == *want {
+            Ok(true)
+        } else {
+            Err(id_taken(what, id))
+        };
+    }
+    let taken: i64 = tx.query_row(
+        &format!("SELECT COUNT(*) FROM {table} WHERE id = ?1"),
+        [id],
+        |x| x.get(0),
+    )?;
+    if taken > 0 {
+        return Err(id_taken(what, id));
+    }
+    Ok(false)
+}
+
 /// [`crate::LedgerWriter::copy_refdata`]: inserts the change with its version and instant;
 /// nothing when an identical row is there.
 pub(super) fn copy_refdata(tx: &Connection, r: &RefDataRecord) -> Result<()> {
@@ -613,23 +642,11 @@ pub(super) fn copy_refdata(tx: &Connection, r: &RefDataRecord) -> Result<()> {
 
 /// [`crate::LedgerWriter::copy_period_action`].
 pub(super) fn copy_period_action(tx: &Connection, r: &crate::PeriodActionRecord) -> Result<()> {
-    if let Some(x) = period_actions(tx, Some(&r.action.period))?
+    let found = period_actions(tx, Some(&r.action.period))?
         .into_iter()
-        .find(|x| x.id == r.id)
-    {
-        return if x == *r {
-            Ok(())
-        } else {
-            Err(id_taken("period log entry", r.id))
-        };
-    }
-    if tx.query_row(
-        "SELECT COUNT(*) FROM period_log WHERE id = ?1",
-        [r.id],
-        |x| x.get::<_, i64>(0),
-    )? > 0
-    {
-        return Err(id_taken("period log entry", r.id));
+        .find(|x| x.id == r.id);
+    if already_copied(tx, found, r, "period_log", "period log entry", r.id)? {
+        return Ok(());
     }
     let a = &r.action;
     tx.execute(
@@ -642,23 +659,11 @@ pub(super) fn copy_period_action(tx: &Connection, r: &crate::PeriodActionRecord)
 
 /// [`crate::LedgerWriter::copy_adjustment`].
 pub(super) fn copy_adjustment(tx: &Connection, r: &crate::AdjustmentRecord) -> Result<()> {
-    if let Some(x) = adjustments(tx, Some(&r.adjustment.period))?
+    let found = adjustments(tx, Some(&r.adjustment.period))?
         .into_iter()
-        .find(|x| x.id == r.id)
-    {
-        return if x == *r {
-            Ok(())
-        } else {
-            Err(id_taken("adjustment", r.id))
-        };
-    }
-    if tx.query_row(
-        "SELECT COUNT(*) FROM adjustments WHERE id = ?1",
-        [r.id],
-        |x| x.get::<_, i64>(0),
-    )? > 0
-    {
-        return Err(id_taken("adjustment", r.id));
+        .find(|x| x.id == r.id);
+    if already_copied(tx, found, r, "adjustments", "adjustment", r.id)? {
+        return Ok(());
     }
     let a = &r.adjustment;
     tx.execute(
