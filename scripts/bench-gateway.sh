@@ -10,13 +10,19 @@
 #    durable spool on, in `group` durability (fsync within 10 ms) and then `sync` (fsync
 #    before every response ends);
 # 3. the same with 1 connection, for the latency the gateway adds when it is not saturated;
-# 4. prints p50/p99 latency, requests/s, the gateway's peak RSS and the events in its ledger.
+# 4. open loop: 8 connections at fixed rates (RATES, default "2000 5000" req/s in all) with
+#    the repo's `loadgen` example, nginx directly and then through the gateway (group), so the
+#    added latency is the gateway's service time, not queueing at saturation (wrk is a closed
+#    loop: at saturation its latency is connections / throughput);
+# 5. prints p50/p99 latency, requests/s, the gateway's peak RSS and the events in its ledger.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR="${1:-10}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tollgate-target}"
-cargo build --release -q -p tollgate
+cargo build --release -q -p tollgate -p tollgate-gateway --bins --example loadgen
 BIN="$CARGO_TARGET_DIR/release/tollgate"
+LOADGEN="$CARGO_TARGET_DIR/release/examples/loadgen"
+RATES="${RATES:-2000 5000}"
 command -v wrk > /dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 [ -x "$NGINX" ] || { echo "nginx not found (apt-get install nginx-light)" >&2; exit 1; }
@@ -97,6 +103,16 @@ run_wrk() { # label url conns [lua] -> prints a summary line
 }
 THROUGH=0
 
+printf '%s' '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello."}]}' > "$WORK/body.json"
+run_fixed() { # label host:port rate -> prints a summary line
+  local out
+  out=$("$LOADGEN" --url "http://$2/v1/chat/completions" --conns 8 --rate "$3" --seconds "$DUR" \
+    --body-file "$WORK/body.json" --header "Content-Type: application/json" \
+    --header "Authorization: Bearer $KEY" --header "x-tollgate-feature: bench")
+  LAST_TOTAL=$(echo "$out" | awk '{print $2}' | tr -d ,)
+  echo "$1 (8 conn, open loop at $3 req/s): $out"
+}
+
 start_gateway() { # durability -> sets GPID, GADDR
   local dur=$1
   rm -f "$WORK/gw.addr"
@@ -128,6 +144,13 @@ for dur in group sync; do
   run_wrk "tollgate ($dur durability)" "http://$GADDR" 1
   THROUGH=$((THROUGH + LAST_TOTAL))
   stop_gateway "$dur"
+done
+for rate in $RATES; do
+  run_fixed "direct nginx" "127.0.0.1:$NPORT" "$rate"
+  start_gateway group
+  run_fixed "tollgate (group durability)" "$GADDR" "$rate"
+  THROUGH=$((THROUGH + LAST_TOTAL))
+  stop_gateway group
 done
 echo "requests wrk completed through the gateway: $THROUGH; ledger events: $("$BIN" --data-dir "$WORK/data" sql 'SELECT COUNT(*) AS n FROM events' --format csv | tail -1)"
 

@@ -3,12 +3,13 @@
 //! Record format (little endian): `u32 length`, `u32 CRC-32 of the payload`, payload (the
 //! event as canonical JSON). Segment files `spool-NNNNNNNNNN.log` in the spool directory.
 //!
-//! - The spool thread writes every queued event in one `write` (group commit); an fsync
-//!   thread does the `fdatasync`s, so writing never waits for the disk. `group` durability
-//!   acknowledges as soon as the bytes are written (in the OS: a crash of the process loses
-//!   nothing) and fsyncs within the window; `sync` durability acknowledges only after an fsync
-//!   that began after the write (one fsync serves everything queued meanwhile). A response
-//!   ends only after its acknowledgement.
+//! - The request's own thread writes its record (one `write` under the segment's lock, no
+//!   hand-off to another thread); an fsync thread does the `fdatasync`s, so writing never
+//!   waits for the disk. `group` durability acknowledges as soon as the bytes are written (in
+//!   the OS: a crash of the process loses nothing) and fsyncs within the window; `sync`
+//!   durability acknowledges only after an fsync that began after the write (one fsync serves
+//!   everything queued meanwhile: group commit). A response ends only after its
+//!   acknowledgement.
 //! - The ledger thread tails the segments and appends what was spooled in batches (one
 //!   transaction each; the ledger is idempotent on `event_id`) and deletes a segment once all
 //!   of it is in the ledger.
@@ -19,9 +20,9 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -40,11 +41,6 @@ const LEDGER_BATCH: usize = 4096;
 const LEDGER_PACE: Duration = Duration::from_millis(50);
 /// The ledger writer's SQLite page cache (KiB): appends need little.
 const LEDGER_CACHE_KIB: u32 = 8 * 1024;
-
-enum Msg {
-    Event(Box<UsageEvent>, Option<tokio::sync::oneshot::Sender<()>>),
-    Shutdown(std::sync::mpsc::Sender<()>),
-}
 
 enum LedgerMsg {
     /// Segment `seg` now holds `end` bytes of whole records.
@@ -69,10 +65,30 @@ pub struct Stats {
     pub ledger_errors: AtomicU64,
 }
 
-/// Handle to the spool thread.
+/// The spool's current segment, written under a lock by the request's own thread.
+struct Writer {
+    dir: PathBuf,
+    /// The current segment's id; its file, or `None` when it is opened on the next write
+    /// (after a shutdown closed the previous one).
+    id: u64,
+    file: Option<Arc<File>>,
+    /// Bytes of whole records in the current segment.
+    size: u64,
+}
+
+struct Inner {
+    writer: Mutex<Writer>,
+    /// To the ledger thread: what is written and what is closed.
+    ltx: mpsc::Sender<LedgerMsg>,
+    /// To the fsync thread.
+    stx: mpsc::Sender<SyncReq>,
+    durability: Durability,
+}
+
+/// Handle to the spool: cheap to clone, shared by every request.
 #[derive(Clone)]
 pub struct Spool {
-    tx: mpsc::Sender<Msg>,
+    inner: Arc<Inner>,
     pub stats: Arc<Stats>,
 }
 
@@ -270,7 +286,7 @@ fn append(
 }
 
 impl Spool {
-    /// Starts the spool and ledger threads (after [`replay`]).
+    /// Starts the fsync and ledger threads (after [`replay`]).
     pub fn start(
         dir: &Path,
         open: &OpenLedger,
@@ -281,8 +297,8 @@ impl Spool {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let next_id = segments(dir)?.last().map_or(1, |(id, _)| id + 1);
         let stats = Arc::new(Stats::default());
-        let (tx, rx) = mpsc::channel::<Msg>();
         let (ltx, lrx) = mpsc::channel::<LedgerMsg>();
+        let (stx, srx) = mpsc::channel::<SyncReq>();
         let ledger = open()?;
         let st = stats.clone();
         let ldir = dir.to_path_buf();
@@ -290,38 +306,136 @@ impl Spool {
             .name("tollgate-ledger".into())
             .spawn(move || ledger_loop(ledger, ldir, next_id, lrx, pricer, st))?;
         let st = stats.clone();
-        let dir = dir.to_path_buf();
-        let first = open_segment(&dir, next_id)?;
         std::thread::Builder::new()
-            .name("tollgate-spool".into())
-            .spawn(move || {
-                if let Err(e) = spool_loop(dir, next_id, first, rx, ltx, durability, window, st) {
-                    eprintln!("tollgate serve: spool failed: {e:#}");
-                    std::process::exit(3);
-                }
-            })?;
-        Ok(Spool { tx, stats })
+            .name("tollgate-fsync".into())
+            .spawn(move || syncer_loop(srx, durability, window, st))?;
+        let first = open_segment(dir, next_id)?;
+        let size = first.metadata()?.len();
+        Ok(Spool {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(Writer {
+                    dir: dir.to_path_buf(),
+                    id: next_id,
+                    file: Some(Arc::new(first)),
+                    size,
+                }),
+                ltx,
+                stx,
+                durability,
+            }),
+            stats,
+        })
     }
 
     /// Spools an event; resolves once it is as durable as the configured mode promises.
+    /// The record is written by the calling thread (no hand-off to another thread and back):
+    /// in `group` mode the call returns as soon as the bytes are in the OS, in `sync` mode it
+    /// waits for an fsync that began after the write.
     pub async fn record(&self, ev: UsageEvent) {
-        let (ack, wait) = tokio::sync::oneshot::channel();
-        if self.tx.send(Msg::Event(Box::new(ev), Some(ack))).is_ok() {
+        if let Some(wait) = self.write(&ev, true) {
             let _ = wait.await;
         }
     }
 
-    /// Spools an event without waiting (the client is gone, nobody to hold back).
+    /// Spools an event without waiting for its fsync (the client is gone, nobody to hold
+    /// back).
     pub fn record_nowait(&self, ev: UsageEvent) {
-        let _ = self.tx.send(Msg::Event(Box::new(ev), None));
+        let _ = self.write(&ev, false);
     }
 
-    /// Flushes everything into the ledger and stops both threads.
+    /// Appends one record to the current segment; returns what to wait on in `sync` mode. A
+    /// spool that cannot be written stops the process: nothing may be acknowledged that is
+    /// not spooled.
+    fn write(&self, ev: &UsageEvent, ack: bool) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let mut rec = Vec::with_capacity(1024);
+        encode(ev, &mut rec);
+        let inner = &*self.inner;
+        let mut w = inner
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match w.append(&rec, &inner.ltx) {
+            Ok(file) => {
+                self.stats.spooled.fetch_add(1, Ordering::Relaxed);
+                let (acks, wait) = if ack && inner.durability == Durability::Sync {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    (vec![tx], Some(rx))
+                } else {
+                    (Vec::new(), None)
+                };
+                // In `group` mode the fsync thread sleeps out its window while these queue up,
+                // so this wakes it at most once per window.
+                let _ = inner.stx.send(SyncReq { file, acks });
+                wait
+            }
+            Err(e) => {
+                eprintln!("tollgate serve: spool failed: {e:#}");
+                std::process::exit(3);
+            }
+        }
+    }
+
+    /// Flushes everything into the ledger and stops the ledger thread. A record written after
+    /// this (a straggler) goes to a new segment, replayed at the next start.
     pub fn shutdown(&self) {
+        let inner = &*self.inner;
+        {
+            let mut w = inner
+                .writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Err(e) = w.close(&inner.ltx) {
+                eprintln!("tollgate serve: spool failed at shutdown: {e:#}");
+            }
+        }
         let (tx, rx) = mpsc::channel();
-        if self.tx.send(Msg::Shutdown(tx)).is_ok() {
+        if inner.ltx.send(LedgerMsg::Shutdown(tx)).is_ok() {
             let _ = rx.recv_timeout(Duration::from_secs(60));
         }
+    }
+}
+
+impl Writer {
+    /// Writes one whole record, tells the ledger thread, rotates a full segment; returns the
+    /// file the record went to (for its fsync).
+    fn append(&mut self, rec: &[u8], ltx: &mpsc::Sender<LedgerMsg>) -> Result<Arc<File>> {
+        let file = match &self.file {
+            Some(f) => f.clone(),
+            None => {
+                let f = Arc::new(open_segment(&self.dir, self.id)?);
+                self.size = f.metadata()?.len();
+                self.file = Some(f.clone());
+                f
+            }
+        };
+        (&*file)
+            .write_all(rec)
+            .with_context(|| format!("cannot write {}", segment_name(self.id)))?;
+        self.size += rec.len() as u64;
+        let _ = ltx.send(LedgerMsg::Written {
+            seg: self.id,
+            end: self.size,
+        });
+        if self.size >= SEGMENT_BYTES {
+            self.close(ltx)?;
+        }
+        Ok(file)
+    }
+
+    /// Fsyncs the current segment and hands it to the ledger thread to finish and delete; the
+    /// next write opens the next segment.
+    fn close(&mut self, ltx: &mpsc::Sender<LedgerMsg>) -> Result<()> {
+        if let Some(f) = self.file.take() {
+            f.sync_data()
+                .with_context(|| format!("cannot fsync {}", segment_name(self.id)))?;
+            let _ = ltx.send(LedgerMsg::Closed {
+                seg: self.id,
+                end: self.size,
+            });
+            self.id += 1;
+            self.size = 0;
+        }
+        Ok(())
     }
 }
 
@@ -377,90 +491,6 @@ fn syncer_loop(
             for a in r.acks {
                 let _ = a.send(());
             }
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn spool_loop(
-    dir: PathBuf,
-    mut id: u64,
-    file: File,
-    rx: mpsc::Receiver<Msg>,
-    ltx: mpsc::Sender<LedgerMsg>,
-    durability: Durability,
-    window: Duration,
-    stats: Arc<Stats>,
-) -> Result<()> {
-    let mut size = file.metadata()?.len();
-    let mut file = Arc::new(file);
-    let (stx, srx) = mpsc::channel::<SyncReq>();
-    let st = stats.clone();
-    std::thread::Builder::new()
-        .name("tollgate-fsync".into())
-        .spawn(move || syncer_loop(srx, durability, window, st))?;
-    let mut buf = Vec::with_capacity(1 << 16);
-    let mut acks = Vec::new();
-    let mut n_events: u64 = 0;
-    loop {
-        let Ok(first) = rx.recv() else {
-            return Ok(());
-        };
-        let mut shutdown = None;
-        let mut next = Some(first);
-        while let Some(m) = next {
-            match m {
-                Msg::Event(ev, ack) => {
-                    encode(&ev, &mut buf);
-                    n_events += 1;
-                    if let Some(a) = ack {
-                        acks.push(a);
-                    }
-                }
-                Msg::Shutdown(done) => {
-                    shutdown = Some(done);
-                    break;
-                }
-            }
-            if buf.len() > 4 << 20 {
-                break;
-            }
-            next = rx.try_recv().ok();
-        }
-        if !buf.is_empty() {
-            (&*file).write_all(&buf)?;
-            size += buf.len() as u64;
-            buf.clear();
-            stats.spooled.fetch_add(n_events, Ordering::Relaxed);
-            n_events = 0;
-            let waiting = match durability {
-                // In the OS: a crash of the process loses nothing; the fsync follows.
-                Durability::Group => {
-                    for a in acks.drain(..) {
-                        let _ = a.send(());
-                    }
-                    Vec::new()
-                }
-                Durability::Sync => std::mem::take(&mut acks),
-            };
-            let _ = stx.send(SyncReq {
-                file: file.clone(),
-                acks: waiting,
-            });
-            let _ = ltx.send(LedgerMsg::Written { seg: id, end: size });
-        }
-        if let Some(done) = shutdown {
-            file.sync_data()?;
-            let _ = ltx.send(LedgerMsg::Closed { seg: id, end: size });
-            let _ = ltx.send(LedgerMsg::Shutdown(done));
-            return Ok(());
-        }
-        if size >= SEGMENT_BYTES {
-            file.sync_data()?;
-            let _ = ltx.send(LedgerMsg::Closed { seg: id, end: size });
-            id += 1;
-            file = Arc::new(open_segment(&dir, id)?);
-            size = 0;
         }
     }
 }
