@@ -19,6 +19,7 @@ pub struct RawGateway {
     group_commit_ms: Option<u64>,
     upstream_timeout_secs: Option<u64>,
     spool_dir: Option<String>,
+    ca_file: Option<String>,
     #[serde(default)]
     attribution: RawAttribution,
     #[serde(default)]
@@ -162,6 +163,8 @@ pub struct GatewayConfig {
     pub group_commit: Duration,
     pub upstream_timeout: Duration,
     pub spool_dir: Option<PathBuf>,
+    /// Extra trusted root certificates (PEM) for HTTPS upstreams and the OTLP endpoint.
+    pub ca_file: Option<PathBuf>,
     pub attribution: AttributionConfig,
     /// By name; always has `openai` and `anthropic`.
     pub upstreams: BTreeMap<String, Upstream>,
@@ -302,6 +305,14 @@ impl GatewayConfig {
                 })
             }
         };
+        let ca_file = match raw.ca_file {
+            Some(f) => {
+                let p = base.join(f);
+                crate::tls::load_ca_file(&p).map_err(|e| format!("gateway.ca_file: {e}"))?;
+                Some(p)
+            }
+            None => None,
+        };
         Ok(GatewayConfig {
             otel,
             listen,
@@ -310,6 +321,7 @@ impl GatewayConfig {
             group_commit: Duration::from_millis(group_ms),
             upstream_timeout: Duration::from_secs(timeout),
             spool_dir: raw.spool_dir.map(|d| base.join(d)),
+            ca_file,
             attribution,
             upstreams,
         })

@@ -9,7 +9,7 @@
 //!
 //! Modules: [`audit`] (the chargeback auditor), [`config`] (the `[gateway]` section), [`demo`] (the demo's clock and attribution stamp), [`keys`] (gateway keys), [`otel`] (OTLP export), [`usage`] (provider
 //! usage -> disjoint token classes, SSE parsing), [`proxy`] (the request path), [`spool`]
-//! (durability), [`server`] (listener, shutdown), [`fake`] (a fake provider for tests and the
+//! (durability), [`tls`] (outgoing TLS roots), [`server`] (listener, shutdown), [`fake`] (a fake provider for tests and the
 //! demo), [`ids`] (UUIDv7 and secrets). User documentation: `docs/gateway.md`.
 
 pub mod audit;
@@ -22,6 +22,7 @@ pub mod otel;
 pub mod proxy;
 pub mod server;
 pub mod spool;
+pub mod tls;
 pub mod usage;
 
 pub use config::{GatewayConfig, RawGateway};

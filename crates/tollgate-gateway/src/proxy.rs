@@ -90,7 +90,7 @@ impl Gateway {
         http.set_nodelay(true);
         http.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(crate::tls::client_config(cfg.ca_file.as_deref())?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);

@@ -44,7 +44,7 @@ cache_write_1h_per_mtok = "6"
 output_per_mtok = "15"
 "#;
 
-fn wait_for_file(p: &Path, child: &mut Child) -> String {
+pub fn wait_for_file(p: &Path, child: &mut Child) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(s) = std::fs::read_to_string(p)
@@ -74,6 +74,8 @@ pub struct Gw {
     pub key: String,
     pub key_id: String,
     config: Option<PathBuf>,
+    /// Replaces the fake provider as the OpenAI upstream at the next (re)start.
+    pub openai_base_url: Option<String>,
 }
 
 impl Gw {
@@ -114,6 +116,7 @@ impl Gw {
             key: out["key"].as_str().unwrap().to_string(),
             key_id: out["key_id"].as_str().unwrap().to_string(),
             config,
+            openai_base_url: None,
         };
         g.launch();
         g
@@ -141,7 +144,9 @@ impl Gw {
         .arg(&addr_file)
         .env(
             "TOLLGATE_OPENAI_BASE_URL",
-            format!("http://{}/v1", self.fake_addr),
+            self.openai_base_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}/v1", self.fake_addr)),
         )
         .env(
             "TOLLGATE_ANTHROPIC_BASE_URL",
@@ -259,7 +264,7 @@ pub fn http(
     (status, head.to_lowercase(), body.to_string())
 }
 
-fn n(e: &Value, f: &str) -> i64 {
+pub fn n(e: &Value, f: &str) -> i64 {
     e[f].as_i64().unwrap_or_else(|| panic!("{f} in {e}"))
 }
 

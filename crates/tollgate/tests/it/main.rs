@@ -24,6 +24,7 @@ mod digest;
 mod finance;
 mod focus;
 mod gateway;
+mod gateway_tls;
 mod global;
 mod ingest;
 mod ingest_errors;

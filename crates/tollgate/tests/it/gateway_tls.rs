@@ -1,0 +1,243 @@
+//! An HTTPS upstream. A TLS terminator (Python's `ssl` module) with a certificate issued by a
+//! private CA (made here with the `openssl` command) stands in front of the fake provider.
+//! With `gateway.ca_file` naming that CA, the gateway's calls go over TLS and are recorded
+//! token by token, streamed or not; without it, the gateway refuses the upstream's certificate
+//! (502 naming the reason) and the failed call still has its event.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::gateway::{Gw, http, n, wait_for_file};
+use crate::support::{Sandbox, path_str, python};
+
+/// Terminates TLS on a port of its choosing (written to the address file) and relays the
+/// bytes both ways to the plain-HTTP fake provider.
+const RELAY: &str = r#"
+import socket, ssl, sys, threading
+cert, key, target, addr_file = sys.argv[1:5]
+host, port = target.rsplit(":", 1)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(64)
+with open(addr_file, "w") as f:
+    f.write("127.0.0.1:%d\n" % srv.getsockname()[1])
+
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+def serve(c):
+    try:
+        t = ctx.wrap_socket(c, server_side=True)
+    except (ssl.SSLError, OSError):
+        c.close()  # a client that refused the certificate
+        return
+    u = socket.create_connection((host, int(port)))
+    threading.Thread(target=pipe, args=(t, u), daemon=True).start()
+    pipe(u, t)
+
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it: (ca.pem, leaf.pem, leaf.key).
+fn make_certs(dir: &Path) {
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Tollgate test CA",
+    ]);
+    openssl(dir, &ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(dir, &csr);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+    );
+}
+
+struct Relay(Child);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn relay(certs: &Path, target: &str) -> (Relay, String) {
+    let addr_file = certs.join("relay.addr");
+    let mut child = Command::new(python())
+        .arg("-c")
+        .arg(RELAY)
+        .arg(certs.join("leaf.pem"))
+        .arg(certs.join("leaf.key"))
+        .arg(target)
+        .arg(&addr_file)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the TLS relay");
+    let addr = wait_for_file(&addr_file, &mut child);
+    (Relay(child), addr)
+}
+
+#[test]
+fn https_upstream_with_a_private_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let ca = certs.path().join("ca.pem");
+    let mut g = Gw::start(Some(&format!(
+        "[gateway]\nca_file = \"{}\"\n",
+        path_str(&ca)
+    )));
+    let (_relay, relay_addr) = relay(certs.path(), &g.fake_addr);
+    g.stop();
+    g.openai_base_url = Some(format!("https://{relay_addr}/v1"));
+    g.restart();
+    let r = g.py(
+        r#"
+import json, openai
+c = openai.OpenAI(max_retries=0)
+out = {}
+u = "prompt_tokens=1000,completion_tokens=200"
+r = c.chat.completions.create(model="gw-gpt", messages=[],
+    extra_headers={"x-tollgate-request-id": "tls-whole", "x-tollgate-feature": "f", "x-fake-usage": u})
+out["whole"] = r.choices[0].message.content
+s = c.chat.completions.create(model="gw-gpt", messages=[], stream=True,
+    extra_headers={"x-tollgate-request-id": "tls-stream", "x-tollgate-feature": "f", "x-fake-usage": u})
+out["stream"] = "".join(ch.choices[0].delta.content or "" for ch in s if ch.choices)
+print(json.dumps(out))
+"#,
+    );
+    assert_eq!(r["whole"], "Hello from the");
+    assert_eq!(r["stream"], "Hello from the");
+    g.stop();
+    for rid in ["tls-whole", "tls-stream"] {
+        let e = g.event(rid);
+        assert_eq!(e["status"], "ok", "{e}");
+        assert_eq!((n(&e, "input_tokens"), n(&e, "output_tokens")), (1000, 200));
+        // 1,000 x 1e-6 + 200 x 5e-6 = 0.001 + 0.001 = 0.002
+        assert_eq!(e["cost"], "0.002", "{e}");
+    }
+
+    // The same upstream without the CA: its certificate is refused, the call still recorded.
+    let mut plain = Gw::start(None);
+    plain.stop();
+    plain.openai_base_url = Some(format!("https://{relay_addr}/v1"));
+    plain.restart();
+    let auth = format!("Bearer {}", plain.key);
+    let (status, _, body) = http(
+        &plain.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+            ("x-tollgate-request-id", "tls-untrusted"),
+            ("x-tollgate-feature", "f"),
+        ],
+        br#"{"model":"gw-gpt","messages":[]}"#,
+    );
+    assert_eq!(status, 502, "{body}");
+    assert!(body.to_lowercase().contains("certificate"), "{body}");
+    plain.stop();
+    let e = plain.event("tls-untrusted");
+    assert_eq!(
+        (e["status"].as_str(), n(&e, "http_status")),
+        (Some("upstream_error"), 502)
+    );
+}
+
+#[test]
+fn a_bad_ca_file_is_named_by_config_check() {
+    let sb = Sandbox::new();
+    sb.write("not-a-cert.pem", "hello\n");
+    for (toml, want) in [
+        (
+            "[gateway]\nca_file = \"missing.pem\"\n",
+            "gateway.ca_file: cannot read",
+        ),
+        (
+            "[gateway]\nca_file = \"not-a-cert.pem\"\n",
+            "not-a-cert.pem: holds no certificate",
+        ),
+    ] {
+        let p = sb.write("bad.toml", toml);
+        let mut c = sb.bare_command();
+        c.arg("--config").arg(&p).args(["config", "check"]);
+        let o = c.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{toml}: {err}");
+    }
+}
