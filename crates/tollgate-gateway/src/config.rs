@@ -20,6 +20,8 @@ pub struct RawGateway {
     upstream_timeout_secs: Option<u64>,
     spool_dir: Option<String>,
     ca_file: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
     #[serde(default)]
     attribution: RawAttribution,
     #[serde(default)]
@@ -165,6 +167,8 @@ pub struct GatewayConfig {
     pub spool_dir: Option<PathBuf>,
     /// Extra trusted root certificates (PEM) for HTTPS upstreams and the OTLP endpoint.
     pub ca_file: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain and key (PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub attribution: AttributionConfig,
     /// By name; always has `openai` and `anthropic`.
     pub upstreams: BTreeMap<String, Upstream>,
@@ -313,6 +317,25 @@ impl GatewayConfig {
             }
             None => None,
         };
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (Some(c), Some(k)) => {
+                let (c, k) = (base.join(c), base.join(k));
+                crate::tls::server_config(&c, &k)?;
+                Some((c, k))
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(
+                    "gateway.tls_key: missing; tls_cert needs the certificate's private key (PEM)"
+                        .into(),
+                );
+            }
+            (None, Some(_)) => {
+                return Err(
+                    "gateway.tls_cert: missing; tls_key needs its certificate chain (PEM)".into(),
+                );
+            }
+        };
         Ok(GatewayConfig {
             otel,
             listen,
@@ -322,6 +345,7 @@ impl GatewayConfig {
             upstream_timeout: Duration::from_secs(timeout),
             spool_dir: raw.spool_dir.map(|d| base.join(d)),
             ca_file,
+            tls,
             attribution,
             upstreams,
         })

@@ -130,6 +130,12 @@ async fn run(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
+    let tls = match &cfg.tls {
+        Some((cert, key)) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+            crate::tls::server_config(cert, key).map_err(anyhow::Error::msg)?,
+        ))),
+        None => None,
+    };
     let gw = Arc::new(
         Gateway::new(cfg, opts.data_dir.clone(), pricer, spool.clone())?
             .with_demo_stamps(opts.demo_stamps),
@@ -167,7 +173,8 @@ async fn run(
     if let Some(r) = ready {
         let _ = r.send(addr);
     } else {
-        eprintln!("tollgate serve: listening on {addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        eprintln!("tollgate serve: listening on {addr} ({scheme})");
     }
     let mut stop = stop;
     let stopped = async move {
@@ -199,16 +206,36 @@ async fn run(
                 let Ok((stream, _)) = acc else { continue };
                 let _ = stream.set_nodelay(true);
                 let gw = gw.clone();
-                let conn = http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(
-                        TokioIo::new(stream),
-                        service_fn(move |req| gw.clone().handle(req)),
-                    );
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                let watcher = graceful.watcher();
+                let svc = service_fn(move |req| gw.clone().handle(req));
+                match &tls {
+                    None => {
+                        let conn = http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), svc);
+                        tokio::spawn(async move {
+                            let _ = watcher.watch(conn).await;
+                        });
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            // A client that does not finish its handshake is dropped.
+                            let Ok(Ok(stream)) = tokio::time::timeout(
+                                Duration::from_secs(10),
+                                acceptor.accept(stream),
+                            )
+                            .await
+                            else {
+                                return;
+                            };
+                            let conn = http1::Builder::new()
+                                .keep_alive(true)
+                                .serve_connection(TokioIo::new(stream), svc);
+                            let _ = watcher.watch(conn).await;
+                        });
+                    }
+                }
             }
             _ = &mut signals => break,
             _ = &mut stopped => break,

@@ -1,6 +1,7 @@
-//! TLS for the gateway's outgoing calls (upstreams and the OTLP endpoint): rustls with the
-//! Mozilla root store (webpki-roots), plus the certificates of `gateway.ca_file` when set (a
-//! private CA in front of a self-hosted, OpenAI-compatible server).
+//! TLS with rustls (ring). Outgoing calls (upstreams and the OTLP endpoint) trust the Mozilla
+//! root store (webpki-roots), plus the certificates of `gateway.ca_file` when set (a private CA
+//! in front of a self-hosted, OpenAI-compatible server). The listener serves HTTPS when
+//! `gateway.tls_cert` and `gateway.tls_key` are set.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -55,4 +56,33 @@ pub fn client_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientCon
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// The server TLS configuration for `gateway.tls_cert` (PEM chain, leaf first) and
+/// `gateway.tls_key` (PEM private key): HTTP/1.1 over TLS 1.2 or 1.3.
+pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
+    let chain = load_ca_file(cert).map_err(|e| format!("gateway.tls_cert: {e}"))?;
+    let pem = std::fs::read(key)
+        .map_err(|e| format!("gateway.tls_key: cannot read {}: {e}", key.display()))?;
+    let key_der = rustls_pki_types::PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        format!(
+            "gateway.tls_key: {}: no readable PEM private key ({e}); give a `-----BEGIN PRIVATE KEY-----` (PKCS#8), RSA or EC key",
+            key.display()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(|e| {
+            format!(
+                "gateway.tls_key: {} does not go with the certificate of {}: {e}",
+                key.display(),
+                cert.display()
+            )
+        })?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
 }

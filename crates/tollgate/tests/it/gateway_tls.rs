@@ -2,7 +2,8 @@
 //! private CA (made here with the `openssl` command) stands in front of the fake provider.
 //! With `gateway.ca_file` naming that CA, the gateway's calls go over TLS and are recorded
 //! token by token, streamed or not; without it, the gateway refuses the upstream's certificate
-//! (502 naming the reason) and the failed call still has its event.
+//! (502 naming the reason) and the failed call still has its event. With `gateway.tls_cert`
+//! and `gateway.tls_key` the gateway itself serves HTTPS to the official SDKs.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -220,6 +221,61 @@ print(json.dumps(out))
 }
 
 #[test]
+fn the_gateway_serves_https_to_the_official_sdks() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let mut g = Gw::start(Some(&format!(
+        "[gateway]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        path_str(&certs.path().join("leaf.pem")),
+        path_str(&certs.path().join("leaf.key"))
+    )));
+    let script = format!(
+        r#"
+import json, os, ssl, openai, anthropic
+ctx = ssl.create_default_context(cafile={ca:?})
+gw = os.environ["GATEWAY"]
+out = {{}}
+c = openai.OpenAI(base_url="https://" + gw + "/v1", max_retries=0, http_client=openai.DefaultHttpxClient(verify=ctx))
+r = c.chat.completions.create(model="gw-gpt", messages=[],
+    extra_headers={{"x-tollgate-request-id": "https-openai", "x-tollgate-feature": "f",
+                   "x-fake-usage": "prompt_tokens=1000,completion_tokens=200"}})
+out["openai"] = r.choices[0].message.content
+a = anthropic.Anthropic(base_url="https://" + gw, max_retries=0, http_client=anthropic.DefaultHttpxClient(verify=ctx))
+with a.messages.stream(model="gw-claude", max_tokens=5, messages=[],
+        extra_headers={{"x-tollgate-request-id": "https-anthropic", "x-tollgate-feature": "f",
+                       "x-fake-usage": "input_tokens=100,output_tokens=10"}}) as s:
+    out["anthropic"] = "".join(s.text_stream)
+# A client that does not trust the CA is refused during the handshake.
+try:
+    openai.OpenAI(base_url="https://" + gw + "/v1", max_retries=0).models.list()
+    out["untrusted"] = "accepted"
+except openai.APIConnectionError as e:
+    out["untrusted"] = repr(e.__cause__)
+print(json.dumps(out))
+"#,
+        ca = path_str(&certs.path().join("ca.pem"))
+    );
+    let r = g.py(&script);
+    assert_eq!(r["openai"], "Hello from the");
+    assert_eq!(r["anthropic"], "Hello from the");
+    assert!(
+        r["untrusted"]
+            .as_str()
+            .unwrap()
+            .contains("CERTIFICATE_VERIFY_FAILED"),
+        "{r}"
+    );
+    g.stop();
+    let e = g.event("https-openai");
+    // 1,000 x 1e-6 + 200 x 5e-6 = 0.002
+    assert_eq!(e["cost"], "0.002", "{e}");
+    let e = g.event("https-anthropic");
+    // 100 x 3e-6 + 10 x 15e-6 = 0.0003 + 0.00015 = 0.00045
+    assert_eq!((n(&e, "input_tokens"), n(&e, "output_tokens")), (100, 10));
+    assert_eq!(e["cost"], "0.00045", "{e}");
+}
+
+#[test]
 fn a_bad_ca_file_is_named_by_config_check() {
     let sb = Sandbox::new();
     sb.write("not-a-cert.pem", "hello\n");
@@ -231,6 +287,14 @@ fn a_bad_ca_file_is_named_by_config_check() {
         (
             "[gateway]\nca_file = \"not-a-cert.pem\"\n",
             "not-a-cert.pem: holds no certificate",
+        ),
+        (
+            "[gateway]\ntls_cert = \"not-a-cert.pem\"\n",
+            "gateway.tls_key: missing",
+        ),
+        (
+            "[gateway]\ntls_cert = \"not-a-cert.pem\"\ntls_key = \"k.pem\"\n",
+            "gateway.tls_cert: ",
         ),
     ] {
         let p = sb.write("bad.toml", toml);
