@@ -27,6 +27,22 @@ pub struct RawGateway {
     #[serde(default)]
     upstreams: BTreeMap<String, RawUpstream>,
     otel: Option<RawOtel>,
+    #[serde(default)]
+    budgets: Vec<RawBudget>,
+}
+
+/// `[[gateway.budgets]]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    team: Option<String>,
+    tenant: Option<String>,
+    feature: Option<String>,
+    key: Option<String>,
+    monthly_limit: String,
+    enforce: Option<String>,
+    timezone: Option<String>,
+    default_max_output_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +189,8 @@ pub struct GatewayConfig {
     /// By name; always has `openai` and `anthropic`.
     pub upstreams: BTreeMap<String, Upstream>,
     pub otel: Option<OtelConfig>,
+    /// Monthly spending limits checked before each call (`[[gateway.budgets]]`).
+    pub budgets: Vec<crate::budget::BudgetRule>,
 }
 
 impl Default for GatewayConfig {
@@ -181,6 +199,76 @@ impl Default for GatewayConfig {
         GatewayConfig::from_raw(RawGateway::default(), &PathBuf::from("."))
             .expect("the built-in gateway defaults are valid")
     }
+}
+
+/// Validates `[[gateway.budgets]]` entry `i`; errors name `gateway.budgets[i].KEY`.
+fn budget_rule(i: usize, b: RawBudget) -> Result<crate::budget::BudgetRule, String> {
+    use crate::budget::{BudgetRule, Scope};
+    let at = |k: &str| format!("gateway.budgets[{i}].{k}");
+    let scopes: Vec<(Scope, String)> = [
+        (Scope::Team, b.team),
+        (Scope::Tenant, b.tenant),
+        (Scope::Feature, b.feature),
+        (Scope::Key, b.key),
+    ]
+    .into_iter()
+    .filter_map(|(s, v)| v.map(|v| (s, v)))
+    .collect();
+    let (scope, value) = match scopes.as_slice() {
+        [(s, v)] if !v.is_empty() => (*s, v.clone()),
+        [(s, _)] => return Err(format!("{}: must not be empty", at(s.as_str()))),
+        [] => {
+            return Err(format!(
+                "gateway.budgets[{i}]: says what it limits with one of team, tenant, feature or key (a key_id from `tollgate keys list`)"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "gateway.budgets[{i}]: has more than one of team, tenant, feature and key; write one budget per scope"
+            ));
+        }
+    };
+    let monthly_limit: rust_decimal::Decimal = b
+        .monthly_limit
+        .trim()
+        .parse()
+        .ok()
+        .filter(|d: &rust_decimal::Decimal| *d > rust_decimal::Decimal::ZERO)
+        .ok_or_else(|| {
+            format!(
+                "{}: {:?} is not a positive decimal amount (e.g. \"4000.00\", in the rates' currency, USD)",
+                at("monthly_limit"),
+                b.monthly_limit
+            )
+        })?;
+    let hard = match b.enforce.as_deref() {
+        None | Some("hard") => true,
+        Some("soft") => false,
+        Some(o) => {
+            return Err(format!(
+                "{}: {o:?} is not an enforcement; use \"hard\" (refuse calls with 429 at the limit) or \"soft\" (warn only)",
+                at("enforce")
+            ));
+        }
+    };
+    if let Some(tz) = &b.timezone {
+        tollgate_core::period::time_zone(tz).map_err(|e| format!("{}: {e}", at("timezone")))?;
+    }
+    let default_max_output_tokens = b.default_max_output_tokens.unwrap_or(32_768);
+    if default_max_output_tokens == 0 {
+        return Err(format!(
+            "{}: must be above zero",
+            at("default_max_output_tokens")
+        ));
+    }
+    Ok(BudgetRule {
+        scope,
+        value,
+        monthly_limit,
+        hard,
+        timezone: b.timezone,
+        default_max_output_tokens,
+    })
 }
 
 /// Fields a request can carry in headers (and hence can be required).
@@ -336,7 +424,12 @@ impl GatewayConfig {
                 );
             }
         };
+        let mut budgets = Vec::new();
+        for (i, b) in raw.budgets.into_iter().enumerate() {
+            budgets.push(budget_rule(i, b)?);
+        }
         Ok(GatewayConfig {
+            budgets,
             otel,
             listen,
             max_body_bytes,

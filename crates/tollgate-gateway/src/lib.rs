@@ -7,12 +7,13 @@
 //! usage event: first in a local checksummed spool (before the client sees the end of its
 //! response), then in the ledger.
 //!
-//! Modules: [`audit`] (the chargeback auditor), [`config`] (the `[gateway]` section), [`demo`] (the demo's clock and attribution stamp), [`keys`] (gateway keys), [`otel`] (OTLP export), [`usage`] (provider
+//! Modules: [`audit`] (the chargeback auditor), [`budget`] (monthly limits checked at the edge), [`config`] (the `[gateway]` section), [`demo`] (the demo's clock and attribution stamp), [`keys`] (gateway keys), [`otel`] (OTLP export), [`usage`] (provider
 //! usage -> disjoint token classes, SSE parsing), [`proxy`] (the request path), [`spool`]
 //! (durability), [`tls`] (outgoing TLS roots), [`server`] (listener, shutdown), [`fake`] (a fake provider for tests and the
 //! demo), [`ids`] (UUIDv7 and secrets). User documentation: `docs/gateway.md`.
 
 pub mod audit;
+pub mod budget;
 pub mod config;
 pub mod demo;
 pub mod fake;

@@ -75,6 +75,7 @@ pub struct Gateway {
     otel: Option<crate::otel::Otel>,
     /// Honour the demo's [`crate::demo::HEADER`] (only `tollgate demo` sets this, in process).
     demo_stamps: bool,
+    budgets: Option<Arc<crate::budget::Budgets>>,
 }
 
 const REQUEST_ID: &str = "x-tollgate-request-id";
@@ -130,6 +131,7 @@ impl Gateway {
             attempts: Mutex::new(HashMap::new()),
             upstream_keys,
             demo_stamps: false,
+            budgets: None,
         };
         g.reload_keys(true)?;
         Ok(g)
@@ -139,6 +141,12 @@ impl Gateway {
     /// ([`crate::demo`]); for `tollgate demo`'s in-process gateway only.
     pub fn with_demo_stamps(mut self, on: bool) -> Gateway {
         self.demo_stamps = on;
+        self
+    }
+
+    /// Checks these budgets before every priced call ([`crate::budget`]).
+    pub fn with_budgets(mut self, b: Option<Arc<crate::budget::Budgets>>) -> Gateway {
+        self.budgets = b.filter(|b| !b.is_empty());
         self
     }
 
@@ -321,7 +329,43 @@ impl Gateway {
             streamed: info.stream,
             request_bytes: body.len() as u64,
             stamp,
+            budget: None,
         };
+
+        // Budgets: a hard limit refuses the call before it costs anything.
+        let mut budget_warnings = Vec::new();
+        if let Some(b) = &self.budgets
+            && api.is_priced()
+        {
+            let (provider, model) = (&draft.provider, info.model.as_deref());
+            let worst = |default_out: u64| {
+                model.and_then(|m| {
+                    crate::budget::worst_case_cost(
+                        &self.pricer,
+                        provider,
+                        m,
+                        occurred_at,
+                        draft.request_bytes,
+                        info.max_output_tokens.unwrap_or(default_out),
+                    )
+                })
+            };
+            match b.admit(&draft.attribution, &worst, occurred_at) {
+                crate::budget::Admission::Refuse(msg) => {
+                    let mut r = error(shape, StatusCode::TOO_MANY_REQUESTS, &msg, &request_id);
+                    // The official SDKs retry a 429 unless told not to.
+                    r.headers_mut().insert(
+                        HeaderName::from_static("x-should-retry"),
+                        HeaderValue::from_static("false"),
+                    );
+                    return Ok(r);
+                }
+                crate::budget::Admission::Go { hold, warnings } => {
+                    draft.budget = hold;
+                    budget_warnings = warnings;
+                }
+            }
+        }
 
         // Forward.
         let upstream_req = match self.upstream_request(&upstream, &parts, api, body) {
@@ -396,6 +440,11 @@ impl Gateway {
             HeaderName::from_static("x-tollgate-attribution"),
             HeaderValue::from_static(draft.status.as_str()),
         );
+        if !budget_warnings.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&budget_warnings.join("; "))
+        {
+            headers.insert(HeaderName::from_static("x-tollgate-budget-warning"), v);
+        }
 
         if is_sse && rparts.status.is_success() && api.is_priced() {
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
@@ -793,6 +842,9 @@ impl Gateway {
         }
         // An unknown model stays unpriced (never $0); the reason is visible in reports.
         let _ = self.pricer.price_event(&mut ev);
+        if let Some(h) = d.budget.take() {
+            h.settle(ev.pricing.cost);
+        }
         ev
     }
 
@@ -952,6 +1004,8 @@ struct Draft {
     request_bytes: u64,
     /// The demo's stamp, if any ([`crate::demo`]).
     stamp: Option<Box<crate::demo::Stamp>>,
+    /// The call's budget reservation, settled when its event is priced.
+    budget: Option<crate::budget::Hold>,
 }
 
 #[derive(Debug, Default)]
@@ -959,6 +1013,9 @@ struct RequestInfo {
     model: Option<String>,
     stream: bool,
     injected_usage: bool,
+    /// The request's own output bound (`max_tokens`, `max_completion_tokens`,
+    /// `max_output_tokens`), for budget reservations.
+    max_output_tokens: Option<u64>,
 }
 
 #[derive(serde::Deserialize)]
@@ -969,6 +1026,12 @@ struct ReqPeek<'a> {
     stream: Option<bool>,
     #[serde(borrow, default)]
     stream_options: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    max_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    max_completion_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    max_output_tokens: Option<serde_json::Value>,
 }
 
 /// Reads the model and stream flag; for OpenAI chat/completions streams without
@@ -984,6 +1047,14 @@ fn inspect(api: Api, body: &[u8]) -> Result<(RequestInfo, Option<Bytes>), String
             .map(str::to_string),
         stream: peek.stream == Some(true),
         injected_usage: false,
+        max_output_tokens: [
+            &peek.max_tokens,
+            &peek.max_completion_tokens,
+            &peek.max_output_tokens,
+        ]
+        .into_iter()
+        .filter_map(|v| v.as_ref().and_then(serde_json::Value::as_u64))
+        .min(),
     };
     if info.stream && matches!(api, Api::Chat | Api::Completions) {
         let asked = peek
@@ -1091,6 +1162,7 @@ pub fn error(shape: Format, status: StatusCode, message: &str, rid: &str) -> Res
                 404 => ("invalid_request_error", "unknown_url"),
                 413 => ("invalid_request_error", "request_too_large"),
                 400 => ("invalid_request_error", "invalid_request"),
+                429 => ("insufficient_quota", "budget_exceeded"),
                 _ => ("api_error", "upstream_error"),
             };
             serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
@@ -1101,6 +1173,7 @@ pub fn error(shape: Format, status: StatusCode, message: &str, rid: &str) -> Res
                 401 => "authentication_error",
                 404 => "not_found_error",
                 413 => "request_too_large",
+                429 => "rate_limit_error",
                 504 => "timeout_error",
                 _ => "api_error",
             };

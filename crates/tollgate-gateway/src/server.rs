@@ -32,6 +32,8 @@ pub struct ServeOptions {
     /// Honour the demo's clock and attribution stamp ([`crate::demo`]). Only `tollgate demo`
     /// sets it, for its in-process gateway; `tollgate serve` never does.
     pub demo_stamps: bool,
+    /// IANA zone of the budgets' months when a budget names none (`reporting.timezone`).
+    pub timezone: String,
 }
 
 /// Runs the gateway until SIGTERM / Ctrl-C.
@@ -115,6 +117,17 @@ async fn run(
     if replayed > 0 {
         eprintln!("tollgate serve: replayed {replayed} spooled events into the ledger");
     }
+    let budgets = if cfg.budgets.is_empty() {
+        None
+    } else {
+        let ledger = open()?;
+        Some(crate::budget::Budgets::load(
+            cfg.budgets.clone(),
+            &opts.timezone,
+            ledger.as_ref(),
+            jiff::Timestamp::now(),
+        )?)
+    };
     let spool = Spool::start(
         &spool_dir,
         &open,
@@ -138,7 +151,8 @@ async fn run(
     };
     let gw = Arc::new(
         Gateway::new(cfg, opts.data_dir.clone(), pricer, spool.clone())?
-            .with_demo_stamps(opts.demo_stamps),
+            .with_demo_stamps(opts.demo_stamps)
+            .with_budgets(budgets),
     );
 
     // Keys added or revoked while serving take effect within a second.

@@ -100,6 +100,7 @@ pub fn serve(ctx: &Ctx, a: &ServeArgs) -> Result<()> {
         threads: a.threads,
         ledger: Some(crate::cmd_ledger::gateway_opener(ctx)),
         demo_stamps: false,
+        timezone: ctx.config.timezone.clone(),
     })
 }
 

@@ -294,6 +294,7 @@ pub fn run(
         threads: Some(2),
         ledger: None,
         demo_stamps: true,
+        timezone: "UTC".into(),
     })?;
     let base = format!("http://{}", gw.addr);
 

@@ -15,6 +15,7 @@ mod audit;
 mod bills;
 mod bills_fetch;
 mod broken_pipe;
+mod budgets;
 mod catalog;
 mod cfo;
 mod clickhouse;
