@@ -43,16 +43,29 @@ pub struct Traffic {
     pub seconds: f64,
     pub by_status: std::collections::BTreeMap<u16, u64>,
     pub matched: u64,
+    /// The soft budget the demo sets on [`BUDGET_TEAM`] (USD per month) and the calls whose
+    /// answer carried `x-tollgate-budget-warning`.
+    pub budget_limit: rust_decimal::Decimal,
+    pub budget_warned: u64,
 }
+
+/// The team the demo gives a soft monthly budget of 80 % of its month's gateway spend, so the
+/// gateway starts warning in the last days of the month.
+pub const BUDGET_TEAM: &str = "team-support";
 
 /// The gateway config of the demo: the fake provider behind every upstream.
 fn gateway_config(
     dir: &Path,
     fake: std::net::SocketAddr,
+    budget: rust_decimal::Decimal,
 ) -> Result<tollgate_gateway::GatewayConfig> {
     let toml = format!(
         r#"
 listen = "127.0.0.1:0"
+[[budgets]]
+team = "{BUDGET_TEAM}"
+monthly_limit = "{budget}"
+enforce = "soft"
 [attribution]
 mode = "quarantine"
 required = ["feature"]
@@ -217,13 +230,14 @@ fn fingerprint(ev: &UsageEvent) -> u64 {
 fn worker(
     base: String,
     rx: std::sync::mpsc::Receiver<Call>,
-) -> Result<std::collections::BTreeMap<u16, u64>> {
+) -> Result<(std::collections::BTreeMap<u16, u64>, u64)> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(std::time::Duration::from_secs(60)))
         .build()
         .into();
     let mut by_status = std::collections::BTreeMap::new();
+    let mut warned = 0u64;
     for c in rx {
         let mut req = agent
             .post(&format!("{base}{}", c.path))
@@ -235,12 +249,15 @@ fn worker(
             .send(c.body.as_str())
             .with_context(|| format!("the demo's call to the gateway ({})", c.path))?;
         let status = resp.status().as_u16();
+        if resp.headers().contains_key("x-tollgate-budget-warning") {
+            warned += 1;
+        }
         resp.body_mut()
             .read_to_vec()
             .with_context(|| format!("reading the gateway's answer ({})", c.path))?;
         *by_status.entry(status).or_insert(0) += 1;
     }
-    Ok(by_status)
+    Ok((by_status, warned))
 }
 
 /// Sends the month through the gateway into the ledger in `dir`; batch jobs are ingested.
@@ -262,7 +279,13 @@ pub fn run(
     // One gateway key per generated API key (team and environment), made before the gateway
     // starts.
     let mut keys: HashMap<String, String> = HashMap::new();
+    let mut team_spend = rust_decimal::Decimal::ZERO;
     for ev in DemoGenerator::new(seed, period, total) {
+        if !ev.is_batch() && ev.attribution.team_id.as_deref() == Some(BUDGET_TEAM) {
+            let mut priced = ev.clone();
+            let _ = pricer.price_event(&mut priced);
+            team_spend += priced.pricing.cost.unwrap_or_default();
+        }
         let a = &ev.attribution;
         let Some(key_id) = &a.api_key_id else {
             continue;
@@ -285,9 +308,13 @@ pub fn run(
         )?;
         keys.insert(key_id.clone(), k);
     }
+    // 80 % of the team's month, in whole dollars (at least one).
+    let budget_limit = (team_spend * rust_decimal::Decimal::new(8, 1))
+        .floor()
+        .max(rust_decimal::Decimal::ONE);
     let fake = tollgate_gateway::fake::spawn("127.0.0.1:0")?;
     let gw = tollgate_gateway::server::start(tollgate_gateway::ServeOptions {
-        config: gateway_config(dir, fake)?,
+        config: gateway_config(dir, fake, budget_limit)?,
         data_dir: dir.to_path_buf(),
         pricer: crate::cmd_prices::load_pricer(files)?,
         addr_file: None,
@@ -341,10 +368,12 @@ pub fn run(
     }
     drop(txs);
     let mut by_status = std::collections::BTreeMap::new();
+    let mut budget_warned = 0;
     let mut failure = None;
     for h in handles {
         match h.join() {
-            Ok(Ok(m)) => {
+            Ok(Ok((m, w))) => {
+                budget_warned += w;
                 for (k, v) in m {
                     *by_status.entry(k).or_insert(0) += v;
                 }
@@ -404,6 +433,8 @@ pub fn run(
         seconds,
         by_status,
         matched,
+        budget_limit,
+        budget_warned,
     })
 }
 
@@ -427,6 +458,11 @@ pub fn print(t: &Traffic) -> Result<()> {
     outln!(
         "  batch jobs ingested directly (Batch API results): {}",
         t.batch_ingested
+    );
+    outln!(
+        "  budgets: a soft limit of {} USD/month on {BUDGET_TEAM} (80 % of its month); {} calls after it was reached carried x-tollgate-budget-warning",
+        t.budget_limit,
+        t.budget_warned
     );
     Ok(())
 }

@@ -901,6 +901,23 @@ fn the_demo_sends_its_traffic_through_the_gateway() {
         )),
         "{out}"
     );
+    // The soft budget on team-support (80 % of its month): the gateway warned on some of the
+    // team's calls, those after its spend reached the limit, never on all of them.
+    let support = generated
+        .iter()
+        .filter(|e| !is_batch(e) && e["team_id"] == "team-support")
+        .count();
+    let line = out
+        .lines()
+        .find(|l| l.contains("budgets: a soft limit of"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let warned: usize = line
+        .split("); ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(warned > 0 && warned < support, "{warned} of {support}: {line}");
     // The gateway's own traces: its key store, and its spool, emptied into the ledger.
     assert!(d.join("gateway/keys.json").is_file());
     assert!(std::fs::read_dir(d.join("spool")).unwrap().next().is_none());
