@@ -8,9 +8,14 @@
 //!   as displayed, and a header with the period, its UTC bounds, time zone, currency, FX rule
 //!   and the price versions used.
 //!
+//! - [`alerts`]: anomaly alerts (daily jumps, cache hit drops, reasoning surges, cost-per-call
+//!   jumps, runaway users, off-hours services, budget overruns and forecasts), each keyed by
+//!   rule, subject and time bucket so that a check every five minutes sends it once.
+//!
 //! Invariants: money stays exact until a cell is shown; each shown amount is rounded half away
 //! from zero to the currency's minor unit; a shown total is the sum of the shown amounts.
 
+pub mod alerts;
 pub mod allocation;
 pub mod audit;
 pub mod cfo;

@@ -31,6 +31,22 @@ struct RawConfig {
     reconcile: RawReconcile,
     #[serde(default)]
     bills: crate::cmd_bills::BillsConfig,
+    alerts: Option<RawAlerts>,
+}
+
+/// `[alerts]`: thresholds of `tollgate alerts check` (decimal strings; ratios as fractions).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    daily_jump: Option<String>,
+    min_daily_spend: Option<String>,
+    cache_hit_drop: Option<String>,
+    reasoning_surge: Option<String>,
+    cost_per_call_jump: Option<String>,
+    min_calls: Option<u64>,
+    runaway_calls_per_hour: Option<u64>,
+    off_hours_share: Option<String>,
+    off_hours_min_calls: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,6 +214,8 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     /// The `[gateway]` section (`tollgate serve`), validated.
     pub gateway: tollgate_gateway::GatewayConfig,
+    /// `[alerts]` thresholds (None: the defaults).
+    pub alerts: Option<tollgate_finance::alerts::AlertThresholds>,
     /// The `[bills]` section (`tollgate bills fetch`).
     pub bills: crate::cmd_bills::BillsConfig,
 }
@@ -392,7 +410,50 @@ impl Config {
                 bill_timezone: r.bill_timezone,
             }
         };
+        let alerts = match raw.alerts {
+            None => None,
+            Some(r) => {
+                let mut t = tollgate_finance::alerts::AlertThresholds::default();
+                let dec = |k: &str, v: Option<String>, slot: &mut Decimal| -> Result<()> {
+                    if let Some(v) = v {
+                        *slot = v
+                            .trim()
+                            .parse::<Decimal>()
+                            .ok()
+                            .filter(|d| *d >= Decimal::ZERO)
+                            .ok_or_else(|| {
+                                anyhow::anyhow!(
+                                    "{}: {v:?} is not a decimal number of zero or more, written as a string (ratios as fractions: \"0.30\" = 30 %)",
+                                    at(&format!("alerts.{k}"))
+                                )
+                            })?;
+                    }
+                    Ok(())
+                };
+                dec("daily_jump", r.daily_jump, &mut t.daily_jump)?;
+                dec("min_daily_spend", r.min_daily_spend, &mut t.min_daily_spend)?;
+                dec("cache_hit_drop", r.cache_hit_drop, &mut t.cache_hit_drop)?;
+                dec("reasoning_surge", r.reasoning_surge, &mut t.reasoning_surge)?;
+                dec(
+                    "cost_per_call_jump",
+                    r.cost_per_call_jump,
+                    &mut t.cost_per_call_jump,
+                )?;
+                dec("off_hours_share", r.off_hours_share, &mut t.off_hours_share)?;
+                if let Some(n) = r.min_calls {
+                    t.min_calls = n;
+                }
+                if let Some(n) = r.runaway_calls_per_hour {
+                    t.runaway_calls_per_hour = n;
+                }
+                if let Some(n) = r.off_hours_min_calls {
+                    t.off_hours_min_calls = n;
+                }
+                Some(t)
+            }
+        };
         Ok(Config {
+            alerts,
             clickhouse,
             bills: raw.bills,
             reconcile,

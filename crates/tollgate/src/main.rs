@@ -9,6 +9,7 @@
 //! to stderr as `error: ...` with their cause chain and a non-zero exit code; output files are
 //! written atomically (a temporary file renamed into place), so a failed command leaves none.
 
+mod cmd_alerts;
 mod cmd_attribution;
 mod cmd_audit;
 mod cmd_bills;
@@ -95,6 +96,12 @@ enum Command {
     Sql(cmd_sql::SqlArgs),
     /// Pin a note (a deploy, a model switch) to an instant; shown on the daily spend report.
     Annotate(cmd_finance::AnnotateArgs),
+    /// Anomaly alerts: daily jumps, cache hit drops, runaway users, budget overruns; posted
+    /// to Slack once each.
+    Alerts {
+        #[command(subcommand)]
+        command: cmd_alerts::AlertsCommand,
+    },
     /// Team budgets: set a monthly limit, record the owner's comment.
     Budgets {
         #[command(subcommand)]
@@ -204,6 +211,7 @@ fn run() -> Result<()> {
         Command::Sql(a) => cmd_sql::run(&ctx, &a),
         Command::Annotate(a) => cmd_finance::annotate(&ctx, &a),
         Command::Budgets { command } => cmd_finance::budgets(&ctx, &command),
+        Command::Alerts { command } => cmd_alerts::run(&ctx, &command),
         Command::Ledger { command } => cmd_ledger::run(&ctx, &command),
         Command::Reconcile(a) => cmd_reconcile::run(&ctx, &a),
         Command::Close(a) => cmd_close::close(&ctx, &a),

@@ -917,7 +917,10 @@ fn the_demo_sends_its_traffic_through_the_gateway() {
         .and_then(|r| r.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{line}"));
-    assert!(warned > 0 && warned < support, "{warned} of {support}: {line}");
+    assert!(
+        warned > 0 && warned < support,
+        "{warned} of {support}: {line}"
+    );
     // The gateway's own traces: its key store, and its spool, emptied into the ledger.
     assert!(d.join("gateway/keys.json").is_file());
     assert!(std::fs::read_dir(d.join("spool")).unwrap().next().is_none());

@@ -11,6 +11,7 @@
 
 mod support;
 
+mod alerts;
 mod audit;
 mod bills;
 mod bills_fetch;
