@@ -293,6 +293,36 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
     )?;
     written.push(digest_path);
 
+    // Anomaly alerts as a check every five minutes would have seen them on the 17th at 10:00
+    // (the growth team's runaway session starts on the 16th), also as JSON.
+    let alerts_at = period
+        .first_day()
+        .checked_add(jiff::ToSpan::days(16))
+        .map_err(|e| anyhow::anyhow!("demo alerts: {e}"))?
+        .at(10, 0, 0, 0)
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .map_err(|e| anyhow::anyhow!("demo alerts: {e}"))?
+        .timestamp();
+    let found = {
+        let ledger = tollgate_ledger::sqlite::SqliteLedger::open_read_only(dir)?;
+        tollgate_finance::alerts::check(
+            &ledger,
+            alerts_at,
+            "UTC",
+            &tollgate_finance::alerts::AlertThresholds::default(),
+        )?
+    };
+    let alerts_path = reports.join(format!("alerts-{}.json", alerts_at.strftime("%Y-%m-%d")));
+    let rows: Vec<serde_json::Value> = found
+        .iter()
+        .map(|x| serde_json::json!({"key": x.key, "kind": x.kind, "subject": x.subject, "message": x.message}))
+        .collect();
+    write_atomic(
+        &alerts_path,
+        format!("{}\n", serde_json::to_string_pretty(&serde_json::json!({"at": tollgate_core::event::format_instant(alerts_at), "timezone": "UTC", "alerts": rows}))?).as_bytes(),
+    )?;
+    written.push(alerts_path);
+
     // 7. The auditor's per-call CSV for one tenant, and the FinOps FOCUS export of the month.
     let audit_path = reports.join(format!("audit-acme-{}.csv", period.label()));
     crate::cmd_audit::run(
@@ -344,6 +374,14 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
         );
     }
     out!("{reconciliation}");
+    outln!();
+    outln!("== Anomaly alerts at {alerts_at} (tollgate alerts check) ==");
+    if found.is_empty() {
+        outln!("  none");
+    }
+    for x in &found {
+        outln!("  {:<18} {}", x.kind, x.message);
+    }
     outln!();
     outln!("== Where the outputs are ==");
     outln!(

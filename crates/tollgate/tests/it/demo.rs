@@ -67,6 +67,41 @@ fn demo_is_deterministic_and_starts_fresh() {
             .unwrap()
             .starts_with(b"PK")
     );
+    // The alerts the demo wrote are the ones `alerts check` finds at the same instant.
+    assert!(
+        out.contains("== Anomaly alerts at 2026-10-17T10:00:00Z (tollgate alerts check) =="),
+        "{out}"
+    );
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(d.join("reports/alerts-2026-10-17.json")).unwrap())
+            .unwrap();
+    let mut c = sb.bare_command();
+    c.arg("--data-dir").arg(&d).args([
+        "alerts",
+        "check",
+        "--at",
+        "2026-10-17T10:00:00Z",
+        "--tz",
+        "UTC",
+        "--format",
+        "json",
+    ]);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let checked: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let keys = |v: &Value| -> Vec<String> {
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(keys(&written), keys(&checked));
+    for k in keys(&written) {
+        let kind = k.split(':').next().unwrap().to_string();
+        assert!(out.contains(&format!("  {kind:<18} ")), "{k}: {out}");
+    }
     let first_events = std::fs::read(d.join("events.jsonl")).unwrap();
     assert_eq!(demo_count(&sb, &d), 3000);
 
