@@ -20,7 +20,8 @@ cd "$(dirname "$0")/.."
 DUR="${1:-10}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tollgate-target}"
 cargo build --release -q -p tollgate -p tollgate-gateway --bins --example loadgen
-BIN="$CARGO_TARGET_DIR/release/tollgate"
+# TOLLGATE_BIN=path measures another build of the gateway (an A/B against an older commit).
+BIN="${TOLLGATE_BIN:-$CARGO_TARGET_DIR/release/tollgate}"
 LOADGEN="$CARGO_TARGET_DIR/release/examples/loadgen"
 RATES="${RATES:-2000 5000}"
 command -v wrk > /dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
