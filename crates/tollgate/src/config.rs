@@ -32,6 +32,8 @@ struct RawConfig {
     #[serde(default)]
     bills: crate::cmd_bills::BillsConfig,
     alerts: Option<RawAlerts>,
+    #[serde(default)]
+    schedules: Vec<crate::cmd_schedule::RawSchedule>,
 }
 
 /// `[alerts]`: thresholds of `tollgate alerts check` (decimal strings; ratios as fractions).
@@ -216,6 +218,8 @@ pub struct Config {
     pub gateway: tollgate_gateway::GatewayConfig,
     /// `[alerts]` thresholds (None: the defaults).
     pub alerts: Option<tollgate_finance::alerts::AlertThresholds>,
+    /// `[[schedules]]`, validated (`tollgate schedule run`).
+    pub schedules: Vec<crate::cmd_schedule::Schedule>,
     /// The `[bills]` section (`tollgate bills fetch`).
     pub bills: crate::cmd_bills::BillsConfig,
 }
@@ -452,7 +456,25 @@ impl Config {
                 Some(t)
             }
         };
+        let mut schedules = Vec::new();
+        for (i, r) in raw.schedules.into_iter().enumerate() {
+            schedules.push(
+                crate::cmd_schedule::parse(i, r, base, &timezone)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for s in &schedules {
+            if !names.insert(s.name.clone()) {
+                bail!(
+                    "{}: schedules: two schedules are named {:?}; names keep their run state apart",
+                    path.display(),
+                    s.name
+                );
+            }
+        }
         Ok(Config {
+            schedules,
             alerts,
             clickhouse,
             bills: raw.bills,

@@ -28,6 +28,7 @@ mod cmd_reconcile;
 mod cmd_refdata;
 mod cmd_report;
 mod cmd_reprice;
+mod cmd_schedule;
 mod cmd_serve;
 mod cmd_sql;
 mod config;
@@ -101,6 +102,12 @@ enum Command {
     Alerts {
         #[command(subcommand)]
         command: cmd_alerts::AlertsCommand,
+    },
+    /// Scheduled jobs ([[schedules]]): the weekly digest, the CFO PDF, invoice drafts, the
+    /// anomaly check; missed runs caught up, none run twice.
+    Schedule {
+        #[command(subcommand)]
+        command: cmd_schedule::ScheduleCommand,
     },
     /// Team budgets: set a monthly limit, record the owner's comment.
     Budgets {
@@ -212,6 +219,7 @@ fn run() -> Result<()> {
         Command::Annotate(a) => cmd_finance::annotate(&ctx, &a),
         Command::Budgets { command } => cmd_finance::budgets(&ctx, &command),
         Command::Alerts { command } => cmd_alerts::run(&ctx, &command),
+        Command::Schedule { command } => cmd_schedule::run(&ctx, &command),
         Command::Ledger { command } => cmd_ledger::run(&ctx, &command),
         Command::Reconcile(a) => cmd_reconcile::run(&ctx, &a),
         Command::Close(a) => cmd_close::close(&ctx, &a),

@@ -35,5 +35,6 @@ mod price;
 mod reconcile;
 mod refdata;
 mod report;
+mod schedule;
 mod sql;
 mod stripe;
