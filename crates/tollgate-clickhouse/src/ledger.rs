@@ -44,6 +44,9 @@ mod books;
 pub struct ClickHouseLedger {
     client: Client,
     now: fn() -> Timestamp,
+    /// Migrations still to apply before the first write ([`ClickHouseLedger::open_when_reachable`]
+    /// found the server unreachable).
+    migrate_first: bool,
 }
 
 type Params = Vec<(&'static str, String)>;
@@ -329,6 +332,25 @@ impl ClickHouseLedger {
         Ok(l)
     }
 
+    /// Opens the ledger for a writer that must not wait for the server (the gateway's spool):
+    /// when the server answers `/ping`, as [`ClickHouseLedger::open`]; when it cannot be
+    /// reached (or answers a transient error), returns at once, and the pending migrations
+    /// are applied by the first [`Ledger::writer`] call that reaches it. Errors that will not
+    /// fix themselves (authentication, a newer schema) still fail here once it is reachable.
+    pub fn open_when_reachable(cfg: ClickHouseConfig) -> Result<ClickHouseLedger> {
+        let mut l = ClickHouseLedger::connect(cfg);
+        match l.client.ping() {
+            Err(f) if f.retryable() => {
+                l.migrate_first = true;
+                Ok(l)
+            }
+            _ => {
+                l.migrate()?;
+                Ok(l)
+            }
+        }
+    }
+
     /// Connects to an existing ledger for reading: refuses a missing or newer schema.
     pub fn open_read_only(cfg: ClickHouseConfig) -> Result<ClickHouseLedger> {
         let l = ClickHouseLedger::connect(cfg);
@@ -358,6 +380,7 @@ impl ClickHouseLedger {
         ClickHouseLedger {
             client: Client::new(cfg),
             now: Timestamp::now,
+            migrate_first: false,
         }
     }
 
@@ -544,6 +567,10 @@ const RANGE: &str =
 
 impl Ledger for ClickHouseLedger {
     fn writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>> {
+        if self.migrate_first {
+            self.migrate()?;
+            self.migrate_first = false;
+        }
         Ok(Box::new(ClickHouseWriter::new(self)))
     }
 
