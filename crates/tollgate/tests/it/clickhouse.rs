@@ -634,7 +634,7 @@ fn clickhouse_password_comes_from_the_environment() {
         String::from_utf8_lossy(&ok.stderr)
     );
     assert!(
-        out.contains("database pw: migrated from version 0 to 3 (applied 1, 2, 3)"),
+        out.contains("database pw: migrated from version 0 to 4 (applied 1, 2, 3, 4)"),
         "{out}"
     );
 }
