@@ -503,24 +503,28 @@ impl ClickHouseLedger {
     /// Event ids among `ids` that are stored already.
     fn stored_ids(&self, ids: &[&str]) -> Result<HashSet<String>> {
         let mut out = HashSet::new();
-        let Some(lowest) = ids.iter().min() else {
+        if ids.is_empty() {
             return Ok(out);
-        };
-        // Gateway ids are UUIDv7 (time-ordered): new traffic usually sorts after everything
-        // stored, and then none of it can be stored already. The largest stored id is one
-        // read at the end of the primary key.
-        let top = self.client.rows(&Request::new(
-            "SELECT event_id FROM events ORDER BY event_id DESC LIMIT 1",
-        ))?;
-        match top.first().and_then(|r| r.first()).cloned().flatten() {
-            None => return Ok(out),
-            Some(max) if *lowest > max.as_str() => return Ok(out),
-            Some(_) => {}
         }
         // The ids are inlined (query parameters ride in the URL, too short for a batch), so
         // the request raises the parser's max_query_size for this one query.
         let settings: Params = vec![("max_query_size", "67108864".into())];
         for chunk in ids.chunks(100_000) {
+            let lo = chunk.iter().min().copied().unwrap_or("");
+            let hi = chunk.iter().max().copied().unwrap_or("");
+            // First, whether any stored id falls in the chunk's range at all: one read at a
+            // place in the primary key (`ORDER BY event_id`). Usually none does: gateway ids
+            // are UUIDv7 (time-ordered), so new traffic sorts after everything stored, and
+            // batches of concurrent writers cover ranges of their own.
+            let probe = self.client.rows(
+                &Request::new(
+                    "SELECT event_id FROM events WHERE event_id >= {lo:String} AND event_id <= {hi:String} LIMIT 1",
+                )
+                .params(&[("lo", lo.to_string()), ("hi", hi.to_string())]),
+            )?;
+            if probe.is_empty() {
+                continue;
+            }
             // One string literal holding the ids as TabSeparated rows, read by the format()
             // table function: far cheaper to parse than a literal per id.
             let mut sql = String::with_capacity(chunk.len() * 40 + 160);
@@ -535,8 +539,6 @@ impl ClickHouseLedger {
             sql.push_str(&quote(&rows));
             // The batch's id range too, which the primary key (`ORDER BY event_id`) prunes by
             // directly: gateway ids are UUIDv7, so a batch spans few granules.
-            let lo = chunk.iter().min().copied().unwrap_or("");
-            let hi = chunk.iter().max().copied().unwrap_or("");
             sql.push_str(&format!(
                 ")) AND event_id >= {} AND event_id <= {} GROUP BY event_id",
                 quote(lo),
