@@ -246,7 +246,7 @@ fn main() {
     let parts = l
         .query_sql(
             "SELECT table, sum(rows), sum(bytes_on_disk), sum(data_uncompressed_bytes) FROM system.parts
-             WHERE database = 'bench' AND active AND table IN ('events', 'rollups') GROUP BY table ORDER BY table",
+             WHERE database = 'bench' AND active AND table IN ('events', 'rollups', 'key_rollups') GROUP BY table ORDER BY table",
         )
         .unwrap();
     for r in parts.rows {
@@ -258,6 +258,42 @@ fn main() {
             cell(2) / 1e6,
             cell(2) / cell(1).max(1.0),
             cell(3) / cell(1).max(1.0)
+        );
+    }
+    // What reconciliation reads: usage per provider, model, hour, API key, team and cost
+    // center (whole hours from key_rollups, edge hours from events FINAL); last, the month
+    // with key_rollups emptied (a ledger from before migration 4: all from events FINAL).
+    let edges: (Timestamp, Timestamp) = (
+        "2026-07-01T00:30:00Z".parse().unwrap(),
+        "2026-07-31T23:30:00Z".parse().unwrap(),
+    );
+    for (name, a, b) in [
+        ("month", month0, month_end),
+        ("half-hour edges", edges.0, edges.1),
+        ("month, key_rollups emptied", month0, month_end),
+    ] {
+        if name.contains("emptied") {
+            l.client()
+                .run(&tollgate_clickhouse::client::Request::new(
+                    "TRUNCATE TABLE key_rollups",
+                ))
+                .unwrap();
+        }
+        let mut times = Vec::new();
+        let (mut rows, mut total) = (0, 0);
+        for _ in 0..5 {
+            let t = Instant::now();
+            let u = l.usage_by_key(a, b, false).unwrap();
+            times.push(t.elapsed());
+            rows = u.len();
+            total = u.iter().map(|r| r.totals.requests).sum::<u64>();
+        }
+        times.sort();
+        println!(
+            "usage_by_key ({name}): {rows} rows, {total} requests, median {:.3} s (min {:.3} s, max {:.3} s, 5 runs)",
+            times[2].as_secs_f64(),
+            times[0].as_secs_f64(),
+            times[4].as_secs_f64()
         );
     }
     drop(adapter);
