@@ -729,4 +729,50 @@ mod tests {
         assert!(!tail_is_torn(&bad, &got));
         assert_eq!(decode_prefix(&bad).unwrap_err(), first_len);
     }
+
+    /// A ledger that cannot take the leftover segments at startup: `replay_or_defer` returns
+    /// at once (the gateway serves), and a background thread replays exactly the segments
+    /// that were there (not the new one the live spool writes meanwhile) once it can.
+    #[test]
+    fn a_replay_the_ledger_cannot_take_yet_is_deferred_to_a_background_thread() {
+        use std::sync::atomic::AtomicBool;
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().join("spool");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = Vec::new();
+        encode(&ev(1), &mut b);
+        encode(&ev(2), &mut b);
+        std::fs::write(dir.join(segment_name(1)), &b).unwrap();
+        let up = Arc::new(AtomicBool::new(false));
+        let attempts = Arc::new(AtomicU64::new(0));
+        let sqlite = sqlite_ledger(data.path());
+        let open: OpenLedger = {
+            let (up, attempts) = (up.clone(), attempts.clone());
+            Arc::new(move || {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                if up.load(Ordering::Relaxed) {
+                    sqlite()
+                } else {
+                    anyhow::bail!("cannot reach the ledger")
+                }
+            })
+        };
+        let pricer = Arc::new(Pricer::new(Vec::new()));
+        let r = replay_or_defer(&dir, &open, pricer).unwrap();
+        assert_eq!(r.events, 0);
+        let done = r.deferred.expect("deferred");
+        // The live spool's next segment, written while the ledger is still down.
+        let mut b3 = Vec::new();
+        encode(&ev(3), &mut b3);
+        std::fs::write(dir.join(segment_name(2)), &b3).unwrap();
+        up.store(true, Ordering::Relaxed);
+        done.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert!(attempts.load(Ordering::Relaxed) >= 2);
+        // Segment 1 is in the ledger (events 1 and 2) and gone; segment 2 is the ledger
+        // thread's, untouched.
+        assert!(!dir.join(segment_name(1)).exists());
+        assert_eq!(std::fs::read(dir.join(segment_name(2))).unwrap(), b3);
+        let l = SqliteLedger::open(data.path()).unwrap();
+        assert_eq!(l.event_count().unwrap(), 2);
+    }
 }
