@@ -382,7 +382,7 @@ fn key_rollups_answer_whole_hours_and_fall_back_where_they_disagree() {
     evs[3].attribution.api_key_id = Some("k2".into());
     l.append(&evs).unwrap();
     let ts = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
-    let day = || {
+    let day = |l: &ClickHouseLedger| {
         l.usage_by_key(
             ts("2026-07-01T00:00:00Z"),
             ts("2026-07-02T00:00:00Z"),
@@ -390,7 +390,7 @@ fn key_rollups_answer_whole_hours_and_fall_back_where_they_disagree() {
         )
         .unwrap()
     };
-    let want = day();
+    let want = day(&l);
     // Hour 10 on k1: 150 tokens, 1.75; hour 11 on the events' default key-1: 7 tokens,
     // unpriced; hour 12 on k2: 9 tokens, 9.
     let got: Vec<(String, String, u64, i128, u64)> = want
@@ -457,10 +457,10 @@ fn key_rollups_answer_whole_hours_and_fall_back_where_they_disagree() {
     exec(
         "INSERT INTO key_rollups SELECT * FROM key_rollups WHERE hour = toDateTime('2026-07-01 11:00:00', 'UTC')",
     );
-    assert_eq!(day(), want);
+    assert_eq!(day(&l), want);
     // No key rollups at all (a ledger from before migration 4): every hour from the events.
     exec("TRUNCATE TABLE key_rollups");
-    assert_eq!(day(), want);
+    assert_eq!(day(&l), want);
     // The migration's backfill fills them from `events FINAL`, and only while they are empty.
     let fill: Vec<String> = tollgate_clickhouse::schema::MIGRATIONS
         .iter()
@@ -482,7 +482,33 @@ fn key_rollups_answer_whole_hours_and_fall_back_where_they_disagree() {
         key_rollups(&l),
         vec![vec![SqlValue::Integer(4), SqlValue::Integer(166)]]
     );
-    assert_eq!(day(), want);
+    assert_eq!(day(&l), want);
+
+    // An upgrade from schema version 3 with events stored: migrating applies 4, which fills
+    // key_rollups from the events and attaches the view for the appends that follow.
+    exec("DROP VIEW key_rollups_mv");
+    exec("DROP TABLE key_rollups");
+    exec("DELETE FROM schema_migrations WHERE version = 4");
+    assert_eq!(l.applied_version().unwrap(), 3);
+    assert_eq!(l.migrate().unwrap(), vec![4]);
+    assert_eq!(
+        key_rollups(&l),
+        vec![vec![SqlValue::Integer(4), SqlValue::Integer(166)]]
+    );
+    let mut e5 = event(5, "2026-07-01T12:10:00Z", Some("b"), 11, Some("1"));
+    e5.attribution.api_key_id = Some("k2".into());
+    l.append(&[e5]).unwrap();
+    // 5 requests, 166 + 11 = 177 tokens; hour 12 on k2 now 9 + 11 = 20 tokens, 9 + 1 = 10.
+    assert_eq!(
+        key_rollups(&l),
+        vec![vec![SqlValue::Integer(5), SqlValue::Integer(177)]]
+    );
+    let after = day(&l);
+    assert_eq!(after[..2], want[..2]);
+    assert_eq!(
+        (after[2].totals.input_tokens, after[2].totals.cost_e12),
+        (20, 10_000_000_000_000)
+    );
 }
 
 /// The gateway's opener: a server that is down does not stop it (the migrations wait for the
