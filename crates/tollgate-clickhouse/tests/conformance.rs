@@ -361,6 +361,15 @@ fn duplicates_are_found_below_and_above_the_largest_stored_id() {
     let out = l.append(&[ev(7), ev(7)]).unwrap();
     assert_eq!((out.inserted, out.duplicates), (1, 1));
     assert_eq!(l.event_count().unwrap(), 7);
+    // Both ways of finding them: a range holding at most twice the batch's size in stored
+    // ids is read and intersected here (above: 2..5 stored in the range 1..6 of a batch of
+    // 4; 4..7 in the range 4..8 of a batch of 2); one holding more is looked up id by id on
+    // the server (1..8 stored in the range 1..9 of a batch of 2).
+    let out = l.append(&[ev(4), ev(8)]).unwrap();
+    assert_eq!((out.inserted, out.duplicates), (1, 1));
+    let out = l.append(&[ev(1), ev(9)]).unwrap();
+    assert_eq!((out.inserted, out.duplicates), (1, 1));
+    assert_eq!(l.event_count().unwrap(), 9);
 }
 
 /// `usage_by_key` reads whole hours from `key_rollups` (migration 4) only where they agree
