@@ -227,12 +227,17 @@ impl Client {
         Err(classify(status, code, message))
     }
 
-    /// One `GET /ping` without retries: `Err` with the failure when the server cannot be
-    /// reached or answers other than 200 (a probe before deciding whether to wait for it).
+    /// One `GET /ping` without retries, within 5 s (a host that drops packets must not hold
+    /// a gateway's startup for the whole request timeout): `Err` with the failure when the
+    /// server cannot be reached or answers other than 200 (a probe before deciding whether
+    /// to wait for it).
     pub fn ping(&self) -> std::result::Result<(), Failure> {
         let mut resp = self
             .agent
             .get(format!("{}/ping", self.cfg.url))
+            .config()
+            .timeout_global(Some(self.cfg.timeout.min(Duration::from_secs(5))))
+            .build()
             .call()
             .map_err(|e| Failure::Transport(e.to_string()))?;
         let status = resp.status().as_u16();
@@ -269,7 +274,7 @@ impl Client {
         ))
     }
 
-    fn error(&self, f: Failure, attempts: u32) -> LedgerError {
+    pub(crate) fn error(&self, f: Failure, attempts: u32) -> LedgerError {
         let tries = if attempts > 1 {
             format!(" (after {attempts} attempts)")
         } else {

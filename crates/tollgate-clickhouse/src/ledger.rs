@@ -335,7 +335,8 @@ impl ClickHouseLedger {
     /// Opens the ledger for a writer that must not wait for the server (the gateway's spool):
     /// when the server answers `/ping`, as [`ClickHouseLedger::open`]; when it cannot be
     /// reached (or answers a transient error), returns at once, and the pending migrations
-    /// are applied by the first [`Ledger::writer`] call that reaches it. Errors that will not
+    /// are applied by the first [`Ledger::writer`] call that reaches it (each call until
+    /// then fails after one probe of `/ping`, within 5 s). Errors that will not
     /// fix themselves (authentication, a newer schema) still fail here once it is reachable.
     pub fn open_when_reachable(cfg: ClickHouseConfig) -> Result<ClickHouseLedger> {
         let mut l = ClickHouseLedger::connect(cfg);
@@ -600,6 +601,11 @@ const RANGE: &str =
 impl Ledger for ClickHouseLedger {
     fn writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>> {
         if self.migrate_first {
+            // Still unreachable: say so after one probe (at most 5 s), not after the full
+            // retries of every migration statement.
+            if let Err(f) = self.client.ping() {
+                return Err(self.client.error(f, 1));
+            }
             self.migrate()?;
             self.migrate_first = false;
         }

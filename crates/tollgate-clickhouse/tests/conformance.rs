@@ -540,3 +540,22 @@ fn a_ledger_opened_while_the_server_is_down_migrates_on_the_first_write() {
     );
     assert_eq!(l.get_event(&e.event_id).unwrap().unwrap(), e);
 }
+
+/// A server that accepts connections and never answers (a hung host) does not hold the
+/// gateway's opener or its first writes for the request timeout: each waits for one `/ping`
+/// of at most 5 s, then defers (open) or fails (writer, retried by the spool).
+#[test]
+fn a_silent_server_is_given_up_on_after_one_short_probe() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut c = ClickHouseConfig::new(&format!("http://127.0.0.1:{port}"), "hung");
+    c.timeout = Duration::from_secs(600);
+    let t = std::time::Instant::now();
+    let mut l = ClickHouseLedger::open_when_reachable(c).unwrap();
+    let e = event(1, "2026-07-01T10:05:00Z", Some("a"), 1, Some("1"));
+    let err = l.append(&[e]).unwrap_err().to_string();
+    assert!(err.contains("cannot reach ClickHouse"), "{err}");
+    // Two probes of 5 s, not the 600 s request timeout.
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    drop(silent);
+}
