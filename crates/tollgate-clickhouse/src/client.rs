@@ -227,6 +227,31 @@ impl Client {
         Err(classify(status, code, message))
     }
 
+    /// One `GET /ping` without retries, within 5 s (a host that drops packets must not hold
+    /// a gateway's startup for the whole request timeout): `Err` with the failure when the
+    /// server cannot be reached or answers other than 200 (a probe before deciding whether
+    /// to wait for it).
+    pub fn ping(&self) -> std::result::Result<(), Failure> {
+        let mut resp = self
+            .agent
+            .get(format!("{}/ping", self.cfg.url))
+            .config()
+            .timeout_global(Some(self.cfg.timeout.min(Duration::from_secs(5))))
+            .build()
+            .call()
+            .map_err(|e| Failure::Transport(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| Failure::Transport(e.to_string()))?;
+        if status == 200 {
+            Ok(())
+        } else {
+            Err(classify(status, None, body))
+        }
+    }
+
     /// Runs a request, retrying transient failures.
     pub fn run(&self, r: &Request<'_>) -> Result<Vec<u8>> {
         let mut wait = self.cfg.backoff;
@@ -249,7 +274,7 @@ impl Client {
         ))
     }
 
-    fn error(&self, f: Failure, attempts: u32) -> LedgerError {
+    pub(crate) fn error(&self, f: Failure, attempts: u32) -> LedgerError {
         let tries = if attempts > 1 {
             format!(" (after {attempts} attempts)")
         } else {

@@ -44,6 +44,9 @@ mod books;
 pub struct ClickHouseLedger {
     client: Client,
     now: fn() -> Timestamp,
+    /// Migrations still to apply before the first write ([`ClickHouseLedger::open_when_reachable`]
+    /// found the server unreachable).
+    migrate_first: bool,
 }
 
 type Params = Vec<(&'static str, String)>;
@@ -329,6 +332,26 @@ impl ClickHouseLedger {
         Ok(l)
     }
 
+    /// Opens the ledger for a writer that must not wait for the server (the gateway's spool):
+    /// when the server answers `/ping`, as [`ClickHouseLedger::open`]; when it cannot be
+    /// reached (or answers a transient error), returns at once, and the pending migrations
+    /// are applied by the first [`Ledger::writer`] call that reaches it (each call until
+    /// then fails after one probe of `/ping`, within 5 s). Errors that will not
+    /// fix themselves (authentication, a newer schema) still fail here once it is reachable.
+    pub fn open_when_reachable(cfg: ClickHouseConfig) -> Result<ClickHouseLedger> {
+        let mut l = ClickHouseLedger::connect(cfg);
+        match l.client.ping() {
+            Err(f) if f.retryable() => {
+                l.migrate_first = true;
+                Ok(l)
+            }
+            _ => {
+                l.migrate()?;
+                Ok(l)
+            }
+        }
+    }
+
     /// Connects to an existing ledger for reading: refuses a missing or newer schema.
     pub fn open_read_only(cfg: ClickHouseConfig) -> Result<ClickHouseLedger> {
         let l = ClickHouseLedger::connect(cfg);
@@ -358,6 +381,7 @@ impl ClickHouseLedger {
         ClickHouseLedger {
             client: Client::new(cfg),
             now: Timestamp::now,
+            migrate_first: false,
         }
     }
 
@@ -480,24 +504,58 @@ impl ClickHouseLedger {
     /// Event ids among `ids` that are stored already.
     fn stored_ids(&self, ids: &[&str]) -> Result<HashSet<String>> {
         let mut out = HashSet::new();
-        let Some(lowest) = ids.iter().min() else {
+        if ids.is_empty() {
             return Ok(out);
-        };
-        // Gateway ids are UUIDv7 (time-ordered): new traffic usually sorts after everything
-        // stored, and then none of it can be stored already. The largest stored id is one
-        // read at the end of the primary key.
-        let top = self.client.rows(&Request::new(
-            "SELECT event_id FROM events ORDER BY event_id DESC LIMIT 1",
-        ))?;
-        match top.first().and_then(|r| r.first()).cloned().flatten() {
-            None => return Ok(out),
-            Some(max) if *lowest > max.as_str() => return Ok(out),
-            Some(_) => {}
         }
         // The ids are inlined (query parameters ride in the URL, too short for a batch), so
         // the request raises the parser's max_query_size for this one query.
         let settings: Params = vec![("max_query_size", "67108864".into())];
         for chunk in ids.chunks(100_000) {
+            let lo = chunk.iter().min().copied().unwrap_or("");
+            let hi = chunk.iter().max().copied().unwrap_or("");
+            let range: Params = vec![("lo", lo.to_string()), ("hi", hi.to_string())];
+            // First, how many stored ids fall in the chunk's range: a read of that range of
+            // the primary key (`ORDER BY event_id`). Usually none does: gateway ids are UUIDv7
+            // (time-ordered), so new traffic sorts after everything stored, and batches of
+            // concurrent writers cover ranges of their own.
+            let counted = self.client.rows(
+                &Request::new(
+                    "SELECT count() FROM events WHERE event_id >= {lo:String} AND event_id <= {hi:String}",
+                )
+                .params(&range),
+            )?;
+            let in_range: u64 = counted
+                .first()
+                .and_then(|r| r.first())
+                .cloned()
+                .flatten()
+                .unwrap_or_default()
+                .parse()
+                .map_err(|_| corrupt("count", "of stored ids"))?;
+            if in_range == 0 {
+                continue;
+            }
+            // A range that holds about as many stored ids as the chunk (a replayed spool,
+            // writers whose batches overlap in time): read those ids and intersect here, which
+            // costs the server a range read instead of parsing the chunk's ids.
+            if in_range <= 2 * chunk.len() as u64 {
+                let wanted: HashSet<&str> = chunk.iter().copied().collect();
+                let body = self.client.run(
+                    &Request::new(
+                        "SELECT event_id FROM events WHERE event_id >= {lo:String} AND event_id <= {hi:String}",
+                    )
+                    .params(&range),
+                )?;
+                for_each_tsv_row(&body, &mut |r| {
+                    if let Some(Some(id)) = r.into_iter().next()
+                        && wanted.contains(id.as_str())
+                    {
+                        out.insert(id);
+                    }
+                    Ok(())
+                })?;
+                continue;
+            }
             // One string literal holding the ids as TabSeparated rows, read by the format()
             // table function: far cheaper to parse than a literal per id.
             let mut sql = String::with_capacity(chunk.len() * 40 + 160);
@@ -512,8 +570,6 @@ impl ClickHouseLedger {
             sql.push_str(&quote(&rows));
             // The batch's id range too, which the primary key (`ORDER BY event_id`) prunes by
             // directly: gateway ids are UUIDv7, so a batch spans few granules.
-            let lo = chunk.iter().min().copied().unwrap_or("");
-            let hi = chunk.iter().max().copied().unwrap_or("");
             sql.push_str(&format!(
                 ")) AND event_id >= {} AND event_id <= {} GROUP BY event_id",
                 quote(lo),
@@ -544,6 +600,15 @@ const RANGE: &str =
 
 impl Ledger for ClickHouseLedger {
     fn writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>> {
+        if self.migrate_first {
+            // Still unreachable: say so after one probe (at most 5 s), not after the full
+            // retries of every migration statement.
+            if let Err(f) = self.client.ping() {
+                return Err(self.client.error(f, 1));
+            }
+            self.migrate()?;
+            self.migrate_first = false;
+        }
         Ok(Box::new(ClickHouseWriter::new(self)))
     }
 
@@ -1444,7 +1509,14 @@ impl LedgerWriter for ClickHouseWriter<'_> {
                 "Native",
                 &b.encode(),
                 Some(format!("{}-ev{i}", self.token)),
-                &[("low_cardinality_allow_in_native_format", "0".into())],
+                &[
+                    ("low_cardinality_allow_in_native_format", "0".into()),
+                    // No merge of the block on insert: the writer never sends an id twice in
+                    // a block (nothing for ReplacingMergeTree to collapse), and the views'
+                    // output is already grouped by the rollups' whole key (nothing for
+                    // SummingMergeTree to sum). About half of the server's insert work.
+                    ("optimize_on_insert", "0".into()),
+                ],
             )?;
         }
         let mut inv = String::new();

@@ -348,6 +348,14 @@ impl ClickHouseLedger {
         Ok(out)
     }
 
+    /// Usage per provider, model, hour (or minute), API key, team and cost center, as the
+    /// SQLite ledger answers it: per hour, whole hours come from `key_rollups` (migration 4,
+    /// a materialized view) and the partial hours at either edge from `events FINAL`; per
+    /// minute, everything from `events FINAL`. A whole hour is taken from `key_rollups` only
+    /// when its request count there equals the count in `rollups` (the summaries' view of the
+    /// same inserts, complete since migration 1); an hour where they differ — before the
+    /// migration's backfill, or an insert that raced it — is read from the events, so the
+    /// answer is exact either way.
     pub(super) fn books_usage_by_key(
         &self,
         start: Timestamp,
@@ -357,6 +365,88 @@ impl ClickHouseLedger {
         if end <= start {
             return Ok(Vec::new());
         }
+        let (s, e) = (start.as_second(), end.as_second());
+        let h0 = if s.rem_euclid(3600) == 0 && start.subsec_nanosecond() == 0 {
+            s
+        } else {
+            (s.div_euclid(3600) + 1) * 3600
+        };
+        let h1 = e.div_euclid(3600) * 3600;
+        if minute || h0 >= h1 {
+            return Ok(sorted(self.usage_by_key_events(start, end, minute)?));
+        }
+        let ts =
+            |secs: i64| Timestamp::from_second(secs).map_err(|e| corrupt("hour", &e.to_string()));
+        let hours: Params = vec![("h0", h0.to_string()), ("h1", h1.to_string())];
+        const IN_HOURS: &str =
+            "hour >= toDateTime({h0:Int64}, 'UTC') AND hour < toDateTime({h1:Int64}, 'UTC')";
+        let per_hour = |table: &str| -> Result<HashMap<i64, u64>> {
+            let mut m = HashMap::new();
+            for r in self.rows(
+                &format!(
+                    "SELECT toUnixTimestamp(hour), sum(requests) FROM {table} WHERE {IN_HOURS} GROUP BY 1"
+                ),
+                &hours,
+            )? {
+                m.insert(i64_at(&r, 0)?, r.u64(1)?);
+            }
+            Ok(m)
+        };
+        let want = per_hour("rollups")?;
+        let have = per_hour("key_rollups")?;
+        let good =
+            |h: i64| want.get(&h).copied().unwrap_or(0) == have.get(&h).copied().unwrap_or(0);
+        let mut parts = Vec::new();
+        if !have.is_empty() {
+            for r in self.rows(
+                &format!(
+                    "SELECT provider, model, toString(hour), api_key_id, team_id, cost_center,
+                        sum(requests), sum(input_tokens), sum(cache_read_tokens),
+                        sum(cache_write_tokens), sum(cache_write_1h_tokens), sum(output_tokens),
+                        sum(reasoning_tokens), sum(cost_e12), sum(unpriced), toUnixTimestamp(hour)
+                     FROM key_rollups WHERE {IN_HOURS} GROUP BY 1, 2, 3, 4, 5, 6, 16"
+                ),
+                &hours,
+            )? {
+                if good(i64_at(&r, 15)?) {
+                    parts.push(key_usage_row(&r)?);
+                }
+            }
+        }
+        // Hours to read from the events: the edges, and runs of whole hours that failed the
+        // check (every hour, on a ledger whose key rollups are empty).
+        let mut ranges: Vec<(i64, i64)> = Vec::new();
+        let mut h = h0;
+        while h < h1 {
+            if good(h) {
+                h += 3600;
+                continue;
+            }
+            let a = h;
+            while h < h1 && !good(h) {
+                h += 3600;
+            }
+            ranges.push((a, h));
+        }
+        if start < ts(h0)? {
+            parts.extend(self.usage_by_key_events(start, ts(h0)?, false)?);
+        }
+        for (a, b) in ranges {
+            parts.extend(self.usage_by_key_events(ts(a)?, ts(b)?, false)?);
+        }
+        if ts(h1)? < end {
+            parts.extend(self.usage_by_key_events(ts(h1)?, end, false)?);
+        }
+        Ok(sorted(parts))
+    }
+
+    /// Usage by key straight from `events FINAL`.
+    fn usage_by_key_events(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        minute: bool,
+    ) -> Result<Vec<KeyUsage>> {
         let bucket = if minute {
             "toStartOfMinute(occurred_at)"
         } else {
@@ -371,38 +461,7 @@ impl ClickHouseLedger {
             ),
             &range_params(start, end),
         )?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(KeyUsage {
-                provider: r.s(0)?,
-                model: r.s(1)?,
-                bucket: ledger_instant(r.str(2)),
-                api_key_id: r.str(3).to_string(),
-                team_id: r.str(4).to_string(),
-                cost_center: r.str(5).to_string(),
-                totals: read_totals(r, 6)?,
-                unpriced: r.u64(14)?,
-            });
-        }
-        out.sort_by(|a, b| {
-            (
-                &a.provider,
-                &a.model,
-                &a.bucket,
-                &a.api_key_id,
-                &a.team_id,
-                &a.cost_center,
-            )
-                .cmp(&(
-                    &b.provider,
-                    &b.model,
-                    &b.bucket,
-                    &b.api_key_id,
-                    &b.team_id,
-                    &b.cost_center,
-                ))
-        });
-        Ok(out)
+        rows.iter().map(key_usage_row).collect()
     }
 
     pub(super) fn books_usage_ingested_after(
@@ -588,4 +647,42 @@ impl ClickHouseWriter<'_> {
             }
         }
     }
+}
+
+/// A usage-by-key row: provider, model, bucket, key, team, cost center, totals, unpriced.
+fn key_usage_row(r: &Row) -> Result<KeyUsage> {
+    Ok(KeyUsage {
+        provider: r.s(0)?,
+        model: r.s(1)?,
+        bucket: ledger_instant(r.str(2)),
+        api_key_id: r.str(3).to_string(),
+        team_id: r.str(4).to_string(),
+        cost_center: r.str(5).to_string(),
+        totals: read_totals(r, 6)?,
+        unpriced: r.u64(14)?,
+    })
+}
+
+/// Sorted by key (byte order, as SQLite); the parts of a usage-by-key answer cover disjoint
+/// buckets, so no two rows share a key.
+fn sorted(mut out: Vec<KeyUsage>) -> Vec<KeyUsage> {
+    out.sort_by(|a, b| {
+        (
+            &a.provider,
+            &a.model,
+            &a.bucket,
+            &a.api_key_id,
+            &a.team_id,
+            &a.cost_center,
+        )
+            .cmp(&(
+                &b.provider,
+                &b.model,
+                &b.bucket,
+                &b.api_key_id,
+                &b.team_id,
+                &b.cost_center,
+            ))
+    });
+    out
 }

@@ -66,6 +66,14 @@ pub enum Stmt {
         name: &'static str,
         select: &'static str,
     },
+    /// `INSERT INTO table` from `select` over the events stored so far (`{events}` becomes
+    /// `events FINAL`: each event once): the backfill of a materialized view's target. Runs
+    /// only while `table` is empty, so a migration run again after an interruption does not
+    /// fill it twice.
+    Fill {
+        table: &'static str,
+        select: &'static str,
+    },
 }
 
 /// The dimension columns of `rollups`, in key order (as the SQLite backend).
@@ -175,6 +183,46 @@ const ROLLUPS_MV: &str = "SELECT toStartOfHour(occurred_at) AS hour,
 FROM {events}
 GROUP BY hour, team_id, service, feature, model, provider, tenant_id, environment, cost_center,
     currency, attribution_status, pricing_status, price_version";
+
+/// Hourly usage per provider, model, API key, team and cost center (as SQLite's `key_rollups`,
+/// its migration 8): what reconciliation against provider bills reads for whole hours.
+const KEY_ROLLUPS: Table = Table {
+    name: "key_rollups",
+    columns: "
+    hour DateTime('UTC'),
+    provider LowCardinality(String),
+    model LowCardinality(String),
+    api_key_id LowCardinality(String),
+    team_id LowCardinality(String),
+    cost_center LowCardinality(String),
+    requests UInt64,
+    input_tokens UInt64,
+    cache_read_tokens UInt64,
+    cache_write_tokens UInt64,
+    cache_write_1h_tokens UInt64,
+    output_tokens UInt64,
+    reasoning_tokens UInt64,
+    cost_e12 Int128,
+    unpriced UInt64",
+    engine: Engine::SummingMergeTree,
+    partition_by: Some("toYYYYMM(hour)"),
+    order_by: "(hour, provider, model, api_key_id, team_id, cost_center)",
+    settings: None,
+    shard_by: "cityHash64(hour, provider, model, api_key_id)",
+};
+
+/// The aggregation of `key_rollups` over events (`{events}`: the source table; `unpriced`
+/// names the column `{events}.cost_e12`, as `cost_e12` alone is the sum's alias here).
+const KEY_ROLLUPS_SELECT: &str = "SELECT toStartOfHour(occurred_at) AS hour, provider, model,
+    ifNull(api_key_id, '') AS api_key_id, ifNull(team_id, '') AS team_id,
+    ifNull(cost_center, '') AS cost_center,
+    count() AS requests, sum(input_tokens) AS input_tokens,
+    sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
+    sum(cache_write_1h_tokens) AS cache_write_1h_tokens, sum(output_tokens) AS output_tokens,
+    sum(reasoning_tokens) AS reasoning_tokens, sum(toInt128(ifNull(cost_e12, 0))) AS cost_e12,
+    countIf({events}.cost_e12 IS NULL) AS unpriced
+FROM {events}
+GROUP BY hour, provider, model, api_key_id, team_id, cost_center";
 
 const PRICE_VERSIONS: Table = Table {
     name: "price_versions",
@@ -452,6 +500,26 @@ WHERE import_id IN (SELECT id FROM {db}.current_bill_imports)",
             Stmt::Table(ADJUSTMENTS),
         ],
     ),
+    (
+        4,
+        "hourly usage per provider, model, API key, team and cost center (reconciliation)",
+        &[
+            Stmt::Table(KEY_ROLLUPS),
+            // The events stored so far (FINAL: each once), then the view for every insert
+            // from now on. Reads check each hour against `rollups` (see `usage_by_key`), so
+            // an hour that an insert racing this migration left short or counted twice is
+            // read from the events instead.
+            Stmt::Fill {
+                table: "key_rollups",
+                select: KEY_ROLLUPS_SELECT,
+            },
+            Stmt::MaterializedView {
+                name: "key_rollups_mv",
+                to: "key_rollups",
+                select: KEY_ROLLUPS_SELECT,
+            },
+        ],
+    ),
 ];
 
 /// The schema version this build writes.
@@ -542,6 +610,18 @@ pub fn render(db: &str, layout: &Layout, s: &Stmt) -> Vec<String> {
             "CREATE VIEW IF NOT EXISTS {db}.{name}{oc} AS\n{}",
             select.replace("{db}", db)
         )],
+        // On a cluster: the Distributed tables (duplicates of an event meet on one shard).
+        Stmt::Fill { table, select } => vec![format!(
+            "INSERT INTO {db}.{table}\n{}",
+            select
+                .replace(
+                    "FROM {events}\n",
+                    &format!(
+                        "FROM {db}.events FINAL\nWHERE (SELECT count() FROM {db}.{table}) = 0\n"
+                    ),
+                )
+                .replace("{events}", &format!("{db}.events"))
+        )],
     }
 }
 
@@ -592,6 +672,15 @@ mod tests {
                 "ENGINE = Distributed(prod, tollgate, {t}_local, 0)"
             )));
         }
+        // Migration 4: the key rollups, backfilled through the Distributed tables (events of
+        // all shards, each once) while empty, then kept by a view on each shard.
+        assert!(ddl.contains("ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/tollgate/key_rollups_local', '{replica}')"));
+        assert!(ddl.contains(
+            "INSERT INTO tollgate.key_rollups\nSELECT toStartOfHour(occurred_at) AS hour"
+        ));
+        assert!(ddl.contains("FROM tollgate.events FINAL\nWHERE (SELECT count() FROM tollgate.key_rollups) = 0\nGROUP BY"));
+        assert!(ddl.contains("CREATE MATERIALIZED VIEW IF NOT EXISTS tollgate.key_rollups_mv ON CLUSTER prod TO tollgate.key_rollups_local AS"));
+        assert!(ddl.contains("countIf(tollgate.events_local.cost_e12 IS NULL) AS unpriced\nFROM tollgate.events_local\n"));
         let single = full_ddl("tollgate", &Layout::Single);
         assert!(!single.contains("ON CLUSTER") && !single.contains("Replicated"));
         assert!(single.contains(

@@ -12,6 +12,9 @@ pub struct Adapter {
     child: Child,
     pub port: u16,
     pub url: String,
+    python: PathBuf,
+    data_dir: PathBuf,
+    password: Option<String>,
 }
 
 /// The repository root (this crate lives in `crates/tollgate-clickhouse`).
@@ -38,9 +41,42 @@ impl Adapter {
         data_dir: &Path,
         password: Option<&str>,
     ) -> std::io::Result<Adapter> {
+        Adapter::start_on(python, data_dir, password, 0)
+    }
+
+    /// Kills the adapter (SIGKILL: the server is gone, as in a crash or a network cut) and
+    /// waits for it; [`Adapter::restart`] brings it back.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the adapter again over the same data directory on the same port (the one it
+    /// picked from port 0 at first), so clients configured with its URL reach it again.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.kill();
+        let again = Adapter::start_on(
+            &self.python,
+            &self.data_dir,
+            self.password.as_deref(),
+            self.port,
+        )?;
+        // The old process is already reaped; dropping its handle kills nothing.
+        drop(std::mem::replace(self, again));
+        Ok(())
+    }
+
+    fn start_on(
+        python: &Path,
+        data_dir: &Path,
+        password: Option<&str>,
+        port: u16,
+    ) -> std::io::Result<Adapter> {
         let mut cmd = Command::new(python);
         cmd.arg(repo_root().join("tests/clickhouse/adapter.py"))
-            .args(["--port", "0", "--path"])
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--path")
             .arg(data_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -84,6 +120,9 @@ impl Adapter {
             child,
             port,
             url: format!("http://127.0.0.1:{port}"),
+            python: python.to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
+            password: password.map(str::to_string),
         })
     }
 }

@@ -361,4 +361,201 @@ fn duplicates_are_found_below_and_above_the_largest_stored_id() {
     let out = l.append(&[ev(7), ev(7)]).unwrap();
     assert_eq!((out.inserted, out.duplicates), (1, 1));
     assert_eq!(l.event_count().unwrap(), 7);
+    // Both ways of finding them: a range holding at most twice the batch's size in stored
+    // ids is read and intersected here (above: 2..5 stored in the range 1..6 of a batch of
+    // 4; 4..7 in the range 4..8 of a batch of 2); one holding more is looked up id by id on
+    // the server (1..8 stored in the range 1..9 of a batch of 2).
+    let out = l.append(&[ev(4), ev(8)]).unwrap();
+    assert_eq!((out.inserted, out.duplicates), (1, 1));
+    let out = l.append(&[ev(1), ev(9)]).unwrap();
+    assert_eq!((out.inserted, out.duplicates), (1, 1));
+    assert_eq!(l.event_count().unwrap(), 9);
+}
+
+/// `usage_by_key` reads whole hours from `key_rollups` (migration 4) only where they agree
+/// with `rollups`, so a ledger whose key rollups are empty (events stored before the
+/// migration) or off for an hour gives the same answer from the events; the migration's
+/// backfill fills them once, and running it again adds nothing.
+#[test]
+fn key_rollups_answer_whole_hours_and_fall_back_where_they_disagree() {
+    let (_d, a) = start(None);
+    let mut l = ClickHouseLedger::open(cfg(&a, "keys")).unwrap();
+    let mut evs = vec![
+        event(1, "2026-07-01T10:05:00Z", Some("a"), 100, Some("1.5")),
+        event(2, "2026-07-01T10:55:00Z", Some("a"), 50, Some("0.25")),
+        event(3, "2026-07-01T11:00:00Z", Some("b"), 7, None),
+        event(4, "2026-07-01T12:59:59Z", Some("b"), 9, Some("9")),
+    ];
+    evs[0].attribution.api_key_id = Some("k1".into());
+    evs[1].attribution.api_key_id = Some("k1".into());
+    evs[3].attribution.api_key_id = Some("k2".into());
+    l.append(&evs).unwrap();
+    let ts = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+    let day = |l: &ClickHouseLedger| {
+        l.usage_by_key(
+            ts("2026-07-01T00:00:00Z"),
+            ts("2026-07-02T00:00:00Z"),
+            false,
+        )
+        .unwrap()
+    };
+    let want = day(&l);
+    // Hour 10 on k1: 150 tokens, 1.75; hour 11 on the events' default key-1: 7 tokens,
+    // unpriced; hour 12 on k2: 9 tokens, 9.
+    let got: Vec<(String, String, u64, i128, u64)> = want
+        .iter()
+        .map(|u| {
+            (
+                u.bucket.clone(),
+                u.api_key_id.clone(),
+                u.totals.input_tokens,
+                u.totals.cost_e12,
+                u.unpriced,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "2026-07-01T10:00:00.000000Z".into(),
+                "k1".into(),
+                150,
+                1_750_000_000_000,
+                0
+            ),
+            (
+                "2026-07-01T11:00:00.000000Z".into(),
+                "key-1".into(),
+                7,
+                0,
+                1
+            ),
+            (
+                "2026-07-01T12:00:00.000000Z".into(),
+                "k2".into(),
+                9,
+                9_000_000_000_000,
+                0
+            ),
+        ]
+    );
+    let key_rollups = |l: &ClickHouseLedger| {
+        l.query_sql("SELECT sum(requests), sum(input_tokens) FROM key_rollups")
+            .unwrap()
+            .rows
+    };
+    // The materialized view filled key_rollups on insert: 4 requests, 166 tokens.
+    assert_eq!(
+        key_rollups(&l),
+        vec![vec![SqlValue::Integer(4), SqlValue::Integer(166)]]
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let exec = |sql: &str| {
+        let r = agent
+            .post(format!("{}/?database=keys", a.url))
+            .send(sql)
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{sql}");
+    };
+    // Key rollups that disagree with the rollups for hour 11 (a row counted twice): that hour
+    // comes from the events, the others from key_rollups; same answer.
+    exec(
+        "INSERT INTO key_rollups SELECT * FROM key_rollups WHERE hour = toDateTime('2026-07-01 11:00:00', 'UTC')",
+    );
+    assert_eq!(day(&l), want);
+    // No key rollups at all (a ledger from before migration 4): every hour from the events.
+    exec("TRUNCATE TABLE key_rollups");
+    assert_eq!(day(&l), want);
+    // The migration's backfill fills them from `events FINAL`, and only while they are empty.
+    let fill: Vec<String> = tollgate_clickhouse::schema::MIGRATIONS
+        .iter()
+        .filter(|m| m.0 == 4)
+        .flat_map(|m| m.2.iter())
+        .flat_map(|s| {
+            tollgate_clickhouse::schema::render(
+                "keys",
+                &tollgate_clickhouse::schema::Layout::Single,
+                s,
+            )
+        })
+        .filter(|s| s.starts_with("INSERT INTO"))
+        .collect();
+    assert_eq!(fill.len(), 1);
+    exec(&fill[0]);
+    exec(&fill[0]);
+    assert_eq!(
+        key_rollups(&l),
+        vec![vec![SqlValue::Integer(4), SqlValue::Integer(166)]]
+    );
+    assert_eq!(day(&l), want);
+
+    // An upgrade from schema version 3 with events stored: migrating applies 4, which fills
+    // key_rollups from the events and attaches the view for the appends that follow.
+    exec("DROP VIEW key_rollups_mv");
+    exec("DROP TABLE key_rollups");
+    exec("DELETE FROM schema_migrations WHERE version = 4");
+    assert_eq!(l.applied_version().unwrap(), 3);
+    assert_eq!(l.migrate().unwrap(), vec![4]);
+    assert_eq!(
+        key_rollups(&l),
+        vec![vec![SqlValue::Integer(4), SqlValue::Integer(166)]]
+    );
+    let mut e5 = event(5, "2026-07-01T12:10:00Z", Some("b"), 11, Some("1"));
+    e5.attribution.api_key_id = Some("k2".into());
+    l.append(&[e5]).unwrap();
+    // 5 requests, 166 + 11 = 177 tokens; hour 12 on k2 now 9 + 11 = 20 tokens, 9 + 1 = 10.
+    assert_eq!(
+        key_rollups(&l),
+        vec![vec![SqlValue::Integer(5), SqlValue::Integer(177)]]
+    );
+    let after = day(&l);
+    assert_eq!(after[..2], want[..2]);
+    assert_eq!(
+        (after[2].totals.input_tokens, after[2].totals.cost_e12),
+        (20, 10_000_000_000_000)
+    );
+}
+
+/// The gateway's opener: a server that is down does not stop it (the migrations wait for the
+/// first write); once the server is up, the first writer applies them and appends.
+#[test]
+fn a_ledger_opened_while_the_server_is_down_migrates_on_the_first_write() {
+    let (_d, mut a) = start(None);
+    a.kill();
+    let mut c = cfg(&a, "later");
+    c.attempts = 1;
+    let mut l = ClickHouseLedger::open_when_reachable(c).unwrap();
+    let e = event(1, "2026-07-01T10:05:00Z", Some("a"), 100, Some("1.5"));
+    let err = l.append(std::slice::from_ref(&e)).unwrap_err().to_string();
+    assert!(err.contains("cannot reach ClickHouse"), "{err}");
+    a.restart().unwrap();
+    assert_eq!(l.append(std::slice::from_ref(&e)).unwrap().inserted, 1);
+    assert_eq!(
+        l.applied_version().unwrap(),
+        tollgate_clickhouse::schema::schema_version()
+    );
+    assert_eq!(l.get_event(&e.event_id).unwrap().unwrap(), e);
+}
+
+/// A server that accepts connections and never answers (a hung host) does not hold the
+/// gateway's opener or its first writes for the request timeout: each waits for one `/ping`
+/// of at most 5 s, then defers (open) or fails (writer, retried by the spool).
+#[test]
+fn a_silent_server_is_given_up_on_after_one_short_probe() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut c = ClickHouseConfig::new(&format!("http://127.0.0.1:{port}"), "hung");
+    c.timeout = Duration::from_secs(600);
+    let t = std::time::Instant::now();
+    let mut l = ClickHouseLedger::open_when_reachable(c).unwrap();
+    let e = event(1, "2026-07-01T10:05:00Z", Some("a"), 1, Some("1"));
+    let err = l.append(&[e]).unwrap_err().to_string();
+    assert!(err.contains("cannot reach ClickHouse"), "{err}");
+    // Two probes of 5 s, not the 600 s request timeout.
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    drop(silent);
 }

@@ -113,9 +113,14 @@ async fn run(
         .ledger
         .clone()
         .unwrap_or_else(|| crate::spool::sqlite_ledger(&opts.data_dir));
-    let replayed = crate::spool::replay(&spool_dir, &open, &pricer)?;
-    if replayed > 0 {
-        eprintln!("tollgate serve: replayed {replayed} spooled events into the ledger");
+    // A ledger that cannot take the leftover events yet (ClickHouse down) does not stop the
+    // gateway: they are replayed in the background while it serves and spools.
+    let replayed = crate::spool::replay_or_defer(&spool_dir, &open, pricer.clone())?;
+    if replayed.events > 0 {
+        eprintln!(
+            "tollgate serve: replayed {} spooled events into the ledger",
+            replayed.events
+        );
     }
     let budgets = if cfg.budgets.is_empty() {
         None
@@ -262,9 +267,16 @@ async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
     gw.flush_otel().await;
     let stats = spool.stats.clone();
-    tokio::task::spawn_blocking(move || spool.shutdown())
-        .await
-        .context("flushing the spool")?;
+    tokio::task::spawn_blocking(move || {
+        spool.shutdown();
+        // A deferred replay still running: give it the same minute (its segments stay on
+        // disk for the next start otherwise).
+        if let Some(done) = replayed.deferred {
+            let _ = done.recv_timeout(Duration::from_secs(60));
+        }
+    })
+    .await
+    .context("flushing the spool")?;
     if !quiet {
         eprintln!(
             "tollgate serve: stopped; {} events spooled, {} in the ledger",

@@ -204,7 +204,83 @@ pub fn sqlite_ledger(data_dir: &Path) -> OpenLedger {
 /// A segment with a corrupt record in the middle is kept (renamed `.corrupt`), never lost.
 pub fn replay(dir: &Path, open: &OpenLedger, pricer: &Pricer) -> Result<u64> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    replay_segments(segments(dir)?, open, pricer)
+}
+
+/// What [`replay_or_defer`] did at startup.
+pub struct Replayed {
+    /// Events moved into the ledger before serving.
+    pub events: u64,
+    /// The leftover segments could not go into the ledger yet (it is unreachable): a
+    /// background thread retries them, with backoff, until they are in; it sends once done.
+    pub deferred: Option<mpsc::Receiver<()>>,
+}
+
+/// [`replay`] at startup, without refusing to serve when the ledger cannot take the events
+/// yet (a ClickHouse server that is down): the leftover segments stay on disk and a
+/// background thread keeps replaying exactly those (the segments present now; the spool's new
+/// segments get higher numbers and are the ledger thread's) until it succeeds. Appends are
+/// idempotent on `event_id`, so events of a segment half-replayed before a failure are not
+/// counted twice. Only a spool directory that cannot be read or created fails.
+pub fn replay_or_defer(dir: &Path, open: &OpenLedger, pricer: Arc<Pricer>) -> Result<Replayed> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let segs = segments(dir)?;
+    let Some(last) = segs.last().map(|(id, _)| *id) else {
+        return Ok(Replayed {
+            events: 0,
+            deferred: None,
+        });
+    };
+    let e = match replay_segments(segs, open, &pricer) {
+        Ok(events) => {
+            return Ok(Replayed {
+                events,
+                deferred: None,
+            });
+        }
+        Err(e) => e,
+    };
+    eprintln!(
+        "tollgate serve: cannot replay the spool into the ledger yet ({e:#}); serving, and retrying in the background"
+    );
+    let (done, rx) = mpsc::channel();
+    let dir = dir.to_path_buf();
+    let open = open.clone();
+    std::thread::Builder::new()
+        .name("tollgate-replay".into())
+        .spawn(move || {
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                std::thread::sleep(backoff);
+                let left = segments(&dir).map(|s| {
+                    s.into_iter()
+                        .filter(|(id, _)| *id <= last)
+                        .collect::<Vec<_>>()
+                });
+                match left.and_then(|s| replay_segments(s, &open, &pricer)) {
+                    Ok(n) => {
+                        eprintln!(
+                            "tollgate serve: replayed {n} spooled events into the ledger (deferred)"
+                        );
+                        let _ = done.send(());
+                        return;
+                    }
+                    Err(e) => {
+                        eprintln!("tollgate serve: spool replay failed (will retry): {e:#}");
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        })?;
+    Ok(Replayed {
+        events: 0,
+        deferred: Some(rx),
+    })
+}
+
+/// Replays the given segments (sorted by id) into the ledger; each one is deleted (or renamed
+/// `.corrupt`) once its events are in.
+fn replay_segments(segs: Vec<(u64, PathBuf)>, open: &OpenLedger, pricer: &Pricer) -> Result<u64> {
     if segs.is_empty() {
         return Ok(0);
     }
@@ -682,5 +758,51 @@ mod tests {
         assert_eq!((got.len(), whole), (1, false));
         assert!(!tail_is_torn(&bad, &got));
         assert_eq!(decode_prefix(&bad).unwrap_err(), first_len);
+    }
+
+    /// A ledger that cannot take the leftover segments at startup: `replay_or_defer` returns
+    /// at once (the gateway serves), and a background thread replays exactly the segments
+    /// that were there (not the new one the live spool writes meanwhile) once it can.
+    #[test]
+    fn a_replay_the_ledger_cannot_take_yet_is_deferred_to_a_background_thread() {
+        use std::sync::atomic::AtomicBool;
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().join("spool");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = Vec::new();
+        encode(&ev(1), &mut b);
+        encode(&ev(2), &mut b);
+        std::fs::write(dir.join(segment_name(1)), &b).unwrap();
+        let up = Arc::new(AtomicBool::new(false));
+        let attempts = Arc::new(AtomicU64::new(0));
+        let sqlite = sqlite_ledger(data.path());
+        let open: OpenLedger = {
+            let (up, attempts) = (up.clone(), attempts.clone());
+            Arc::new(move || {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                if up.load(Ordering::Relaxed) {
+                    sqlite()
+                } else {
+                    anyhow::bail!("cannot reach the ledger")
+                }
+            })
+        };
+        let pricer = Arc::new(Pricer::new(Vec::new()));
+        let r = replay_or_defer(&dir, &open, pricer).unwrap();
+        assert_eq!(r.events, 0);
+        let done = r.deferred.expect("deferred");
+        // The live spool's next segment, written while the ledger is still down.
+        let mut b3 = Vec::new();
+        encode(&ev(3), &mut b3);
+        std::fs::write(dir.join(segment_name(2)), &b3).unwrap();
+        up.store(true, Ordering::Relaxed);
+        done.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert!(attempts.load(Ordering::Relaxed) >= 2);
+        // Segment 1 is in the ledger (events 1 and 2) and gone; segment 2 is the ledger
+        // thread's, untouched.
+        assert!(!dir.join(segment_name(1)).exists());
+        assert_eq!(std::fs::read(dir.join(segment_name(2))).unwrap(), b3);
+        let l = SqliteLedger::open(data.path()).unwrap();
+        assert_eq!(l.event_count().unwrap(), 2);
     }
 }

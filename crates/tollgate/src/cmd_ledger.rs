@@ -106,7 +106,8 @@ pub fn gateway_opener(ctx: &Ctx) -> tollgate_gateway::spool::OpenLedger {
     std::sync::Arc::new(move || -> Result<Box<dyn Ledger + Send>> {
         Ok(match &config.clickhouse {
             Some(c) => Box::new(
-                ClickHouseLedger::open(clickhouse_config(c))
+                // The gateway serves (and spools) while ClickHouse is unreachable.
+                ClickHouseLedger::open_when_reachable(clickhouse_config(c))
                     .with_context(|| format!("opening the ClickHouse ledger at {}", c.url))?,
             ),
             None => (tollgate_gateway::spool::sqlite_ledger(&dir))()?,

@@ -634,7 +634,7 @@ fn clickhouse_password_comes_from_the_environment() {
         String::from_utf8_lossy(&ok.stderr)
     );
     assert!(
-        out.contains("database pw: migrated from version 0 to 3 (applied 1, 2, 3)"),
+        out.contains("database pw: migrated from version 0 to 4 (applied 1, 2, 3, 4)"),
         "{out}"
     );
 }
@@ -837,4 +837,156 @@ print(json.dumps({{"ok": True}}))
             "a gateway wrote a SQLite ledger"
         );
     }
+}
+
+/// ClickHouse down while the gateway serves, and the gateway restarted while it is still
+/// down: every client gets its answer, the gateway starts anyway (its leftover spool is
+/// replayed in the background), and once ClickHouse is back every call is in the ledger
+/// exactly once — one stored row per call, tokens, cost and rollups summed once.
+#[test]
+fn no_event_is_lost_while_clickhouse_is_down() {
+    let chdir = tempfile::tempdir().unwrap();
+    let mut ch = Adapter::start(&python(), chdir.path(), None).expect("start the adapter");
+    let cfg = format!(
+        "[ledger]\nbackend = \"clickhouse\"\nurl = \"{}\"\ndatabase = \"gw\"\n",
+        ch.url
+    );
+    let mut g = crate::gateway::Gw::start(Some(&cfg));
+    let cfg_path = g.sb.path().join("tollgate.toml");
+    let call = |g: &crate::gateway::Gw, rid: &str, usage: &str| {
+        let r = g.py(&format!(
+            r#"
+import json, openai
+c = openai.OpenAI(max_retries=0)
+r = c.chat.completions.create(model="gw-gpt", messages=[{{"role": "user", "content": "hi"}}],
+    extra_headers={{"x-tollgate-request-id": "{rid}", "x-fake-usage": "{usage}"}})
+print(json.dumps({{"completion_tokens": r.usage.completion_tokens}}))
+"#
+        ));
+        r["completion_tokens"].as_u64().unwrap()
+    };
+    let sql = |g: &crate::gateway::Gw, q: &str| -> Vec<serde_json::Value> {
+        g.sb.run(&[
+            "--config",
+            path_str(&cfg_path),
+            "sql",
+            q,
+            "--format",
+            "json",
+        ])
+        .json()
+        .as_array()
+        .unwrap()
+        .clone()
+    };
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    // Polls the ledger (ClickHouse is up) until it holds `n` events; the deadline covers the
+    // writers' retry backoff (at most 5 s between attempts, each up to 5 tries).
+    let wait_for = |g: &crate::gateway::Gw, n: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let rows = sql(g, "SELECT count() AS n FROM events FINAL");
+            let got: u64 = text(&rows[0]["n"]).parse().unwrap();
+            if got == n {
+                return;
+            }
+            assert!(got < n, "{got} events in the ledger, expected {n}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {got} of {n} events reached the ledger within 120 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+
+    assert_eq!(
+        call(&g, "out-1", "prompt_tokens=1000,completion_tokens=100"),
+        100
+    );
+    wait_for(&g, 1);
+
+    // ClickHouse goes away: the clients still get their answers; the events wait in the spool.
+    ch.kill();
+    assert_eq!(
+        call(&g, "out-2", "prompt_tokens=2000,completion_tokens=200"),
+        200
+    );
+    assert_eq!(
+        call(
+            &g,
+            "out-3",
+            "prompt_tokens=3000,cached_tokens=1000,completion_tokens=300"
+        ),
+        300
+    );
+    // The gateway crashes with out-2 and out-3 only in its spool (and out-1, already in the
+    // ledger, still in the current segment), and starts again while ClickHouse is still down:
+    // it must serve, not refuse to start.
+    g.crash();
+    g.restart();
+    assert_eq!(
+        call(&g, "out-4", "prompt_tokens=4000,completion_tokens=400"),
+        400
+    );
+
+    // ClickHouse is back on the same port and data: the deferred replay (out-1 again, out-2,
+    // out-3) and the ledger thread (out-4) get everything in, out-1 not a second time.
+    ch.restart().expect("restart the adapter");
+    wait_for(&g, 4);
+    let err = g.stop();
+    assert!(
+        err.contains("cannot replay the spool into the ledger yet"),
+        "the restart did not defer the replay:\n{err}"
+    );
+    let rows = sql(
+        &g,
+        "SELECT request_id, input_tokens, cache_read_tokens, output_tokens, cost \
+         FROM events ORDER BY request_id",
+    );
+    let got: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            [
+                "request_id",
+                "input_tokens",
+                "cache_read_tokens",
+                "output_tokens",
+                "cost",
+            ]
+            .iter()
+            .map(|k| text(&r[*k]))
+            .collect()
+        })
+        .collect();
+    // Rates of gw-gpt: input 1 USD/Mtok, cache read 0.1, output 5. out-1: 1,000 x 1e-6 + 100
+    // x 5e-6 = 0.0015; out-2: 0.002 + 0.001 = 0.003; out-3: input 2,000 (3,000 less 1,000
+    // cached) x 1e-6 + 1,000 x 0.1e-6 + 300 x 5e-6 = 0.002 + 0.0001 + 0.0015 = 0.0036;
+    // out-4: 0.004 + 0.002 = 0.006. One stored row each, without FINAL: nothing was sent twice.
+    let row = |a: &str, b: &str, c: &str, d: &str, e: &str| -> Vec<String> {
+        [a, b, c, d, e].iter().map(|s| s.to_string()).collect()
+    };
+    assert_eq!(
+        got,
+        vec![
+            row("out-1", "1000", "0", "100", "0.0015"),
+            row("out-2", "2000", "0", "200", "0.003"),
+            row("out-3", "2000", "1000", "300", "0.0036"),
+            row("out-4", "4000", "0", "400", "0.006"),
+        ]
+    );
+    // The rollups (a materialized view fed by every insert) counted each call once: 4
+    // requests, output 100 + 200 + 300 + 400 = 1,000 tokens, cost 0.0015 + 0.003 + 0.0036 +
+    // 0.006 = 0.0141 USD = 14,100,000,000 units of 1e-12.
+    let tot = sql(
+        &g,
+        "SELECT sum(requests) AS n, sum(output_tokens) AS o, sum(cost_e12) AS e12 FROM rollups",
+    );
+    assert_eq!(
+        (text(&tot[0]["n"]), text(&tot[0]["o"]), text(&tot[0]["e12"])),
+        ("4".into(), "1000".into(), "14100000000".into()),
+        "{tot:?}"
+    );
 }
