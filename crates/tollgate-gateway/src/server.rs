@@ -125,12 +125,18 @@ async fn run(
     let budgets = if cfg.budgets.is_empty() {
         None
     } else {
-        let ledger = open()?;
-        Some(crate::budget::Budgets::load(
-            cfg.budgets.clone(),
-            &opts.timezone,
-            ledger.as_ref(),
-            jiff::Timestamp::now(),
+        // Hard limits need the month's spend so far: without the ledger, refuse to start
+        // rather than enforce them from zero.
+        let loaded = open().and_then(|ledger| {
+            crate::budget::Budgets::load(
+                cfg.budgets.clone(),
+                &opts.timezone,
+                ledger.as_ref(),
+                jiff::Timestamp::now(),
+            )
+        });
+        Some(loaded.context(
+            "gateway.budgets: cannot read the month's spend so far from the ledger; start the gateway when the ledger is reachable, or remove the budgets",
         )?)
     };
     let spool = Spool::start(
