@@ -51,12 +51,14 @@ pub fn store_bill(
     use tollgate_providers::bills::BillType;
     let kind = BillType::parse(bill_type)
         .ok_or_else(|| anyhow::anyhow!("unknown bill type {bill_type:?}"))?;
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let source = file.display().to_string();
-    let (summary, import, records) = parse_bill_records(kind, &source, &bytes)?;
-    drop(bytes);
-    let mut ledger = tollgate_ledger::sqlite::SqliteLedger::open(data_dir)?;
-    record_bills(&mut ledger, vec![(import, records)])?;
+    let input =
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let summary = stream_bill(kind, &source, input, data_dir, || {
+        Ok(Box::new(tollgate_ledger::sqlite::SqliteLedger::open(
+            data_dir,
+        )?))
+    })?;
     Ok((
         summary.lines,
         summary
@@ -81,36 +83,147 @@ pub(crate) fn bill_records(
     (import_row(kind, source, summary, records.len()), records)
 }
 
-/// Parses a bill straight into ledger rows, line by line (no intermediate list of parsed
-/// lines: a 1M-line CUR is held once, as rows), summarising as it goes.
-fn parse_bill_records(
+/// Lines per batch handed from the parsing thread to the writing one.
+const BILL_BATCH: usize = 2048;
+/// Batches in flight between the two threads (bounds memory: about 16 x 2048 lines).
+const BILL_BATCHES_IN_FLIGHT: usize = 8;
+
+/// What the parsing thread sends: lines, then the end (the summary or the file's error).
+enum BillMsg {
+    Lines(Vec<tollgate_ledger::BillLineRecord>),
+    End(Result<tollgate_providers::bills::BillSummary>),
+}
+
+/// The writing side of the pipeline: batches from the parsing thread; at the end the import
+/// row, or the parser's error kept for the caller.
+struct BillPipe<'a> {
+    kind: tollgate_providers::bills::BillType,
+    source: &'a str,
+    rx: std::sync::mpsc::Receiver<BillMsg>,
+    lines: usize,
+    end: Option<Result<tollgate_providers::bills::BillSummary>>,
+}
+
+impl tollgate_ledger::BillLineSource for BillPipe<'_> {
+    fn next_lines(&mut self, out: &mut Vec<tollgate_ledger::BillLineRecord>) -> bool {
+        if self.end.is_some() {
+            return false;
+        }
+        match self.rx.recv() {
+            Ok(BillMsg::Lines(v)) => {
+                self.lines += v.len();
+                *out = v;
+                true
+            }
+            Ok(BillMsg::End(r)) => {
+                self.end = Some(r);
+                false
+            }
+            Err(_) => {
+                self.end = Some(Err(anyhow::anyhow!(
+                    "{}: the bill parser stopped without an answer",
+                    self.source
+                )));
+                false
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Option<tollgate_ledger::BillImport> {
+        while self.next_lines(&mut Vec::new()) {}
+        match &self.end {
+            Some(Ok(summary)) => Some(import_row(self.kind, self.source, summary, self.lines)),
+            _ => None,
+        }
+    }
+}
+
+/// Parses a bill and stores it, in one ledger transaction: one thread reads and parses the
+/// file (never held whole) into ledger rows, summarising as it goes, while this one inserts
+/// them. A bad row anywhere fails the whole file with its `FILE:LINE: FIELD: problem` and
+/// rolls back: nothing is written, and a ledger this import created is removed again.
+fn stream_bill(
     kind: tollgate_providers::bills::BillType,
     source: &str,
-    bytes: &[u8],
-) -> Result<(
-    tollgate_providers::bills::BillSummary,
-    tollgate_ledger::BillImport,
-    Vec<tollgate_ledger::BillLineRecord>,
-)> {
+    input: impl std::io::Read + Send,
+    ledger_file_dir: &std::path::Path,
+    open: impl FnOnce() -> Result<Box<dyn Ledger>>,
+) -> Result<tollgate_providers::bills::BillSummary> {
+    use std::sync::mpsc;
     use tollgate_providers::bills;
-    let mut sum = bills::Summarizer::new();
-    let mut failed: Option<bills::BillError> = None;
-    let mut records = Vec::new();
-    bills::parse_each(kind, source, bytes, |line| {
-        if failed.is_some() {
-            return;
+    let ledger_file = ledger_file_dir.join(tollgate_ledger::sqlite::LEDGER_FILE);
+    let existed = ledger_file.exists();
+    let (tx, rx) = mpsc::sync_channel::<BillMsg>(BILL_BATCHES_IN_FLIGHT);
+    let outcome = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut sum = bills::Summarizer::new();
+            let mut failed: Option<bills::BillError> = None;
+            let mut batch = Vec::with_capacity(BILL_BATCH);
+            let mut gone = false;
+            let parsed = bills::parse_read(kind, source, input, |line| {
+                if failed.is_some() || gone {
+                    return;
+                }
+                if let Err(e) = sum.add(&line) {
+                    failed = Some(e);
+                    return;
+                }
+                batch.push(line_record(line));
+                if batch.len() == BILL_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BILL_BATCH));
+                    gone = tx.send(BillMsg::Lines(full)).is_err();
+                }
+            });
+            let end = match (parsed, failed) {
+                (Err(e), _) | (Ok(()), Some(e)) => Err(e.into()),
+                (Ok(()), None) => {
+                    if !batch.is_empty() {
+                        let _ = tx.send(BillMsg::Lines(batch));
+                    }
+                    sum.finish().map_err(anyhow::Error::from)
+                }
+            };
+            let _ = tx.send(BillMsg::End(end));
+        });
+        let mut pipe = BillPipe {
+            kind,
+            source,
+            rx,
+            lines: 0,
+            end: None,
+        };
+        let stored = (|| -> Result<bool> {
+            let mut ledger = open()?;
+            let mut w = ledger.writer()?;
+            match w.record_bill_streamed(&mut pipe)? {
+                Some(_) => {
+                    w.commit()?;
+                    Ok(true)
+                }
+                // The parser failed: dropping the writer rolls the lines back.
+                None => Ok(false),
+            }
+        })();
+        let BillPipe { rx, end, .. } = pipe;
+        // On a ledger error the parser finds the channel closed and stops sending.
+        drop(rx);
+        match (stored, end) {
+            (Ok(true), Some(Ok(summary))) => Ok(summary),
+            (Ok(_), Some(Err(e))) | (Err(e), _) => Err(e),
+            (Ok(_), _) => Err(anyhow::anyhow!(
+                "{source}: the bill parser stopped without an answer; nothing was stored"
+            )),
         }
-        match sum.add(&line) {
-            Ok(()) => records.push(line_record(line)),
-            Err(e) => failed = Some(e),
+    });
+    if outcome.is_err() && !existed {
+        // Nothing was written: not even the empty ledger this import created is left.
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = ledger_file.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(std::path::PathBuf::from(p));
         }
-    })?;
-    if let Some(e) = failed {
-        return Err(e.into());
     }
-    let summary = sum.finish()?;
-    let import = import_row(kind, source, &summary, records.len());
-    Ok((summary, import, records))
+    outcome
 }
 
 /// One bill line as a ledger row; its text is moved, not copied.
@@ -210,8 +323,8 @@ pub(crate) fn bill_summary_json(
     })
 }
 
-/// `tollgate ingest bills`: parse the whole file first (a bad row fails it with nothing
-/// written), then store it in one transaction.
+/// `tollgate ingest bills`: parse the file while storing its lines in one transaction (a bad
+/// row fails it with nothing written).
 fn ingest_bills(ctx: &Ctx, a: &BillsArgs) -> Result<()> {
     use tollgate_providers::bills::BillType;
     if matches!(a.format, Format::Csv | Format::Xlsx) {
@@ -231,23 +344,20 @@ fn ingest_bills(ctx: &Ctx, a: &BillsArgs) -> Result<()> {
                 .join(", ")
         )
     })?;
-    let bytes = if a.file == "-" {
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
-        v
-    } else {
-        std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file))?
-    };
     let source = if a.file == "-" {
         "<stdin>"
     } else {
         a.file.as_str()
     };
-    let (summary, import, records) = parse_bill_records(kind, source, &bytes)?;
-    drop(bytes);
+    let input: Box<dyn std::io::Read + Send> = if a.file == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(&a.file).with_context(|| format!("cannot read {}", a.file))?)
+    };
+    let summary = stream_bill(kind, source, input, &ctx.data_dir, || {
+        crate::cmd_ledger::open(ctx)
+    })?;
     let fmt_ts = tollgate_core::event::format_instant;
-    let mut ledger = crate::cmd_ledger::open(ctx)?;
-    record_bills(ledger.as_mut(), vec![(import, records)])?;
     let dec = |d: rust_decimal::Decimal| d.normalize().to_string();
     let t = &summary.tokens;
     let doc = bill_summary_json(&summary);

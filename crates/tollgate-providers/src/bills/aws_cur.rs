@@ -106,10 +106,10 @@ impl Cols {
 
 pub(super) fn parse(
     file: &str,
-    bytes: &[u8],
+    input: Box<dyn std::io::Read + '_>,
     emit: &mut dyn FnMut(BillLine),
 ) -> Result<(), BillError> {
-    let (header, mut records) = csv_source::open(file, bytes)?;
+    let (header, mut records) = csv_source::open(file, input)?;
     let cols = Cols::find(&header)?;
     let mut memo = Memo::default();
     while let Some(row) = records.next(&header)? {

@@ -94,20 +94,30 @@ pub(crate) struct Records<'a> {
     record: csv::ByteRecord,
 }
 
-/// Opens a CSV file (plain or gzip) and reads its header line.
-pub(crate) fn open<'a>(file: &str, bytes: &'a [u8]) -> Result<(Header, Records<'a>), BillError> {
-    let gzip = is_gzip(bytes);
-    // Plain bytes are read in place; gzip is decompressed as it streams, through a buffer whose
-    // first fill shows the line ending.
+/// Opens a CSV file (plain or gzip) and reads its header line. The input is read as it is
+/// parsed, 64 KiB at a time: a file of any size is never held whole.
+pub(crate) fn open<'a>(
+    file: &str,
+    input: Box<dyn Read + 'a>,
+) -> Result<(Header, Records<'a>), BillError> {
+    let mut input = BufReader::with_capacity(1 << 16, input);
+    let io_error = |e: std::io::Error| BillError::Read {
+        file: file.to_string(),
+        message: e.to_string(),
+    };
+    let gzip = is_gzip(input.fill_buf().map_err(io_error)?);
+    // Gzip is decompressed as it streams, through a buffer whose first fill shows the line
+    // ending.
     let (source, line_offset): (Box<dyn Read + 'a>, u64) = if gzip {
-        let mut source = BufReader::with_capacity(1 << 16, MultiGzDecoder::new(bytes));
+        let mut source = BufReader::with_capacity(1 << 16, MultiGzDecoder::new(input));
         let crlf = match source.fill_buf() {
             Ok(head) => crlf_before_first_newline(head),
             Err(e) => return Err(csv_error(file, gzip, 0, &csv::Error::from(e))),
         };
         (Box::new(source), u64::from(crlf))
     } else {
-        (Box::new(bytes), u64::from(crlf_before_first_newline(bytes)))
+        let crlf = crlf_before_first_newline(input.fill_buf().map_err(io_error)?);
+        (Box::new(input), u64::from(crlf))
     };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -174,12 +184,17 @@ fn crlf_before_first_newline(head: &[u8]) -> bool {
 }
 
 fn csv_error(file: &str, gzip: bool, line_offset: u64, e: &csv::Error) -> BillError {
-    if let csv::ErrorKind::Io(io) = e.kind()
-        && gzip
-    {
-        return BillError::Gzip {
-            file: file.to_string(),
-            message: io.to_string(),
+    if let csv::ErrorKind::Io(io) = e.kind() {
+        return if gzip {
+            BillError::Gzip {
+                file: file.to_string(),
+                message: io.to_string(),
+            }
+        } else {
+            BillError::Read {
+                file: file.to_string(),
+                message: io.to_string(),
+            }
         };
     }
     let line = e
