@@ -252,8 +252,8 @@ pub struct BillLineRecord {
 /// Where [`LedgerWriter::record_bill_streamed`] takes a bill from: its lines in batches as
 /// they are parsed, then its import row.
 pub trait BillLineSource {
-    /// Moves the next lines into `out` (given empty). `false` when there are no more lines, or
-    /// when the source failed (it keeps its own error, and [`BillLineSource::finish`] returns
+    /// Replaces what `out` holds (the previous batch, already stored, or nothing) with the
+    /// next lines. `false` when there are no more lines, or when the source failed (it keeps its own error, and [`BillLineSource::finish`] returns
     /// `None`).
     fn next_lines(&mut self, out: &mut Vec<BillLineRecord>) -> bool;
     /// After the last batch: the import row (its line count, period and cost are known only

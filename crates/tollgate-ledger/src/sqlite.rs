@@ -930,8 +930,8 @@ impl LedgerWriter for SqliteWriter<'_> {
             let mut stmt = self.tx.prepare_cached(INSERT_BILL_LINE)?;
             let mut batch = Vec::new();
             while src.next_lines(&mut batch) {
-                for l in batch.drain(..) {
-                    insert_bill_line(&mut stmt, id, &l)?;
+                for l in &batch {
+                    insert_bill_line(&mut stmt, id, l)?;
                 }
             }
         }

@@ -78,8 +78,10 @@ pub(crate) fn bill_records(
     Vec<tollgate_ledger::BillLineRecord>,
 ) {
     // The lines are moved into the records (no copy of their text).
-    let records: Vec<tollgate_ledger::BillLineRecord> =
-        lines.into_iter().map(line_record).collect();
+    let records: Vec<tollgate_ledger::BillLineRecord> = {
+        let mut texts = RecordTexts::default();
+        lines.into_iter().map(|l| texts.record(l)).collect()
+    };
     (import_row(kind, source, summary, records.len()), records)
 }
 
@@ -100,12 +102,19 @@ struct BillPipe<'a> {
     kind: tollgate_providers::bills::BillType,
     source: &'a str,
     rx: std::sync::mpsc::Receiver<BillMsg>,
+    /// Stored batches go back to the parsing thread, which frees them (or reuses them): memory
+    /// is freed by the thread that allocated it, without contending for its allocator.
+    back: std::sync::mpsc::Sender<Vec<tollgate_ledger::BillLineRecord>>,
     lines: usize,
     end: Option<Result<tollgate_providers::bills::BillSummary>>,
 }
 
 impl tollgate_ledger::BillLineSource for BillPipe<'_> {
     fn next_lines(&mut self, out: &mut Vec<tollgate_ledger::BillLineRecord>) -> bool {
+        let stored = std::mem::take(out);
+        if !stored.is_empty() {
+            let _ = self.back.send(stored);
+        }
         if self.end.is_some() {
             return false;
         }
@@ -154,9 +163,11 @@ fn stream_bill(
     let ledger_file = ledger_file_dir.join(tollgate_ledger::sqlite::LEDGER_FILE);
     let existed = ledger_file.exists();
     let (tx, rx) = mpsc::sync_channel::<BillMsg>(BILL_BATCHES_IN_FLIGHT);
+    let (back, back_rx) = mpsc::channel::<Vec<tollgate_ledger::BillLineRecord>>();
     let outcome = std::thread::scope(|scope| {
         scope.spawn(move || {
             let mut sum = bills::Summarizer::new();
+            let mut texts = RecordTexts::default();
             let mut failed: Option<bills::BillError> = None;
             let mut batch = Vec::with_capacity(BILL_BATCH);
             let mut gone = false;
@@ -168,9 +179,17 @@ fn stream_bill(
                     failed = Some(e);
                     return;
                 }
-                batch.push(line_record(line));
+                batch.push(texts.record(line));
                 if batch.len() == BILL_BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BILL_BATCH));
+                    // A stored batch, emptied here, holds the next lines.
+                    let next = match back_rx.try_recv() {
+                        Ok(mut v) => {
+                            v.clear();
+                            v
+                        }
+                        Err(_) => Vec::with_capacity(BILL_BATCH),
+                    };
+                    let full = std::mem::replace(&mut batch, next);
                     gone = tx.send(BillMsg::Lines(full)).is_err();
                 }
             });
@@ -189,6 +208,7 @@ fn stream_bill(
             kind,
             source,
             rx,
+            back,
             lines: 0,
             end: None,
         };
@@ -204,7 +224,8 @@ fn stream_bill(
                 None => Ok(false),
             }
         })();
-        let BillPipe { rx, end, .. } = pipe;
+        let BillPipe { rx, back, end, .. } = pipe;
+        drop(back);
         // On a ledger error the parser finds the channel closed and stops sending.
         drop(rx);
         match (stored, end) {
@@ -226,31 +247,67 @@ fn stream_bill(
     outcome
 }
 
-/// One bill line as a ledger row; its text is moved, not copied.
-fn line_record(l: tollgate_providers::bills::BillLine) -> tollgate_ledger::BillLineRecord {
-    let fmt_ts = tollgate_core::event::format_instant;
-    tollgate_ledger::BillLineRecord {
-        tags: (!l.tags.is_empty()).then(|| serde_json::to_string(&l.tags).unwrap_or_default()),
-        provider: l.provider,
-        line_kind: l.line_kind.as_str().to_string(),
-        period_start: fmt_ts(l.period_start),
-        period_end: fmt_ts(l.period_end),
-        model: l.model,
-        token_class: l.token_class.map(|c| c.as_str().to_string()),
-        tokens: l.tokens,
-        quantity: l.quantity.map(|q| q.normalize().to_string()),
-        unit: l.unit,
-        cost: l.cost.map(|c| c.normalize().to_string()),
-        currency: l.currency.to_string(),
-        account: l.account,
-        project: l.project,
-        workspace: l.workspace,
-        api_key: l.api_key,
-        principal: l.principal,
-        sku: l.sku,
-        service_tier: l.service_tier,
-        region: l.region,
-        source_line: l.source_line,
+/// Turns bill lines into ledger rows (their text moved, not copied), remembering the last instants and tags it wrote: the
+/// lines of a bill come in runs of the same hour and tags, which are then copied rather than
+/// formatted again.
+#[derive(Default)]
+struct RecordTexts {
+    start: Option<(jiff::Timestamp, String)>,
+    end: Option<(jiff::Timestamp, String)>,
+    tags: Option<(std::collections::BTreeMap<String, String>, String)>,
+}
+
+impl RecordTexts {
+    fn record(
+        &mut self,
+        l: tollgate_providers::bills::BillLine,
+    ) -> tollgate_ledger::BillLineRecord {
+        fn instant(last: &mut Option<(jiff::Timestamp, String)>, t: jiff::Timestamp) -> String {
+            match last {
+                Some((at, text)) if *at == t => text.clone(),
+                _ => {
+                    let text = tollgate_core::event::format_instant(t);
+                    *last = Some((t, text.clone()));
+                    text
+                }
+            }
+        }
+        let tags = if l.tags.is_empty() {
+            None
+        } else {
+            match &self.tags {
+                Some((m, text)) if *m == l.tags => Some(text.clone()),
+                _ => {
+                    let text = serde_json::to_string(&l.tags).unwrap_or_default();
+                    let out = text.clone();
+                    self.tags = Some((l.tags, text));
+                    Some(out)
+                }
+            }
+        };
+        tollgate_ledger::BillLineRecord {
+            tags,
+            provider: l.provider,
+            line_kind: l.line_kind.as_str().to_string(),
+            period_start: instant(&mut self.start, l.period_start),
+            period_end: instant(&mut self.end, l.period_end),
+            model: l.model,
+            token_class: l.token_class.map(|c| c.as_str().to_string()),
+            tokens: l.tokens,
+            quantity: l.quantity.map(|q| q.normalize().to_string()),
+            unit: l.unit,
+            cost: l.cost.map(|c| c.normalize().to_string()),
+            currency: l.currency.to_string(),
+            account: l.account,
+            project: l.project,
+            workspace: l.workspace,
+            api_key: l.api_key,
+            principal: l.principal,
+            sku: l.sku,
+            service_tier: l.service_tier,
+            region: l.region,
+            source_line: l.source_line,
+        }
     }
 }
 

@@ -343,16 +343,17 @@ pub fn parse_each(
 }
 
 /// [`parse_each`] over a reader (a file, stdin): the CSV formats (`aws-cur`, `gcp-billing`,
-/// `focus`, plain or gzip) are read 64 KiB at a time as they are parsed, so memory does not
-/// grow with the file; the JSON API responses are small and are read whole.
+/// `focus`, plain or gzip) are read 1 MiB at a time, split into records (and decompressed) by
+/// a second thread while this one parses the rows, so memory does not grow with the file; the
+/// JSON API responses are small and are read whole.
 pub fn parse_read<'r>(
     kind: BillType,
     source_name: &str,
-    input: impl std::io::Read + 'r,
+    input: impl std::io::Read + Send + 'r,
     mut each: impl FnMut(BillLine),
 ) -> Result<(), BillError> {
     let emit: &mut dyn FnMut(BillLine) = &mut each;
-    let input: Box<dyn std::io::Read + 'r> = Box::new(input);
+    let input: Box<dyn std::io::Read + Send + 'r> = Box::new(input);
     match kind {
         BillType::AwsCur => aws_cur::parse(source_name, input, emit),
         BillType::GcpBilling => gcp_billing::parse(source_name, input, emit),
