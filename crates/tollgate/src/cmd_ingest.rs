@@ -150,7 +150,8 @@ impl tollgate_ledger::BillLineSource for BillPipe<'_> {
 /// Parses a bill and stores it, in one ledger transaction: one thread reads and parses the
 /// file (never held whole) into ledger rows, summarising as it goes, while this one inserts
 /// them. A bad row anywhere fails the whole file with its `FILE:LINE: FIELD: problem` and
-/// rolls back: nothing is written, and a ledger this import created is removed again.
+/// rolls back: nothing is written, and a ledger (and data directory) this import created is
+/// removed again.
 fn stream_bill(
     kind: tollgate_providers::bills::BillType,
     source: &str,
@@ -162,6 +163,7 @@ fn stream_bill(
     use tollgate_providers::bills;
     let ledger_file = ledger_file_dir.join(tollgate_ledger::sqlite::LEDGER_FILE);
     let existed = ledger_file.exists();
+    let dir_existed = ledger_file_dir.exists();
     let (tx, rx) = mpsc::sync_channel::<BillMsg>(BILL_BATCHES_IN_FLIGHT);
     let (back, back_rx) = mpsc::channel::<Vec<tollgate_ledger::BillLineRecord>>();
     let outcome = std::thread::scope(|scope| {
@@ -242,6 +244,10 @@ fn stream_bill(
             let mut p = ledger_file.clone().into_os_string();
             p.push(suffix);
             let _ = std::fs::remove_file(std::path::PathBuf::from(p));
+        }
+        if !dir_existed {
+            // Nor the data directory it made (removed only if empty).
+            let _ = std::fs::remove_dir(ledger_file_dir);
         }
     }
     outcome
