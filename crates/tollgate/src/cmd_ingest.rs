@@ -87,7 +87,7 @@ pub(crate) fn bill_records(
 
 /// Lines per batch handed from the parsing thread to the writing one.
 const BILL_BATCH: usize = 2048;
-/// Batches in flight between the two threads (bounds memory: about 16 x 2048 lines).
+/// Batches in flight between the two threads (bounds memory: at most 8 x 2,048 lines queued).
 const BILL_BATCHES_IN_FLIGHT: usize = 8;
 
 /// What the parsing thread sends: lines, then the end (the summary or the file's error).
