@@ -104,6 +104,7 @@ pub fn run_all(make: &mut dyn FnMut() -> Box<dyn Ledger>) {
     filters_and_sessions(make().as_mut());
     finalized_invoices_are_kept(make().as_mut());
     bills_are_superseded_not_edited(make().as_mut());
+    streamed_bills_supersede_or_leave_nothing(make().as_mut());
     annotations_budgets_and_users(make().as_mut());
     audit_scan_is_ordered_filtered_and_exact(make().as_mut());
     class_costs_add_up_to_the_cost(make().as_mut());
@@ -789,6 +790,132 @@ pub fn bills_are_superseded_not_edited(l: &mut dyn Ledger) {
     let all = l.query_sql("SELECT COUNT(*) FROM bill_lines").unwrap();
     assert_eq!(all.rows, vec![vec![SqlValue::Integer(3)]]);
     assert!(l.query_sql("DELETE FROM bill_lines").is_err());
+}
+
+/// [`crate::LedgerWriter::record_bill_streamed`]: lines arrive in batches while a source
+/// parses them and the import row comes last; the stored bill is the same as with
+/// `record_bill`, it supersedes the earlier import, and a source that fails stores nothing
+/// (the earlier import stays in force).
+pub fn streamed_bills_supersede_or_leave_nothing(l: &mut dyn Ledger) {
+    struct Source {
+        batches: Vec<Vec<crate::BillLineRecord>>,
+        lines: u64,
+        cost: &'static str,
+        fail: bool,
+    }
+    impl crate::BillLineSource for Source {
+        fn next_lines(&mut self, out: &mut Vec<crate::BillLineRecord>) -> bool {
+            if self.batches.is_empty() {
+                return false;
+            }
+            *out = self.batches.remove(0);
+            self.lines += out.len() as u64;
+            true
+        }
+        fn finish(&mut self) -> Option<crate::BillImport> {
+            (!self.fail).then(|| crate::BillImport {
+                bill_type: "aws-cur".into(),
+                provider: "aws.bedrock".into(),
+                source: "cur.csv".into(),
+                month: "2026-10".into(),
+                period_start: "2026-10-01T00:00:00.000000Z".into(),
+                period_end: "2026-10-02T00:00:00.000000Z".into(),
+                currency: "USD".into(),
+                lines: self.lines,
+                cost: Some(self.cost.into()),
+            })
+        }
+    }
+    let line = |cost: &str, source_line: u64| crate::BillLineRecord {
+        provider: "aws.bedrock".into(),
+        line_kind: "usage".into(),
+        period_start: "2026-10-01T00:00:00.000000Z".into(),
+        period_end: "2026-10-02T00:00:00.000000Z".into(),
+        token_class: Some("input".into()),
+        tokens: Some(1000),
+        cost: Some(cost.into()),
+        currency: "USD".into(),
+        source_line,
+        ..Default::default()
+    };
+    // Three lines in two batches: 1.5 + 0.75 + 0.25 = 2.5.
+    let mut w = l.writer().unwrap();
+    let id = w
+        .record_bill_streamed(&mut Source {
+            batches: vec![vec![line("1.5", 2), line("0.75", 3)], vec![line("0.25", 4)]],
+            lines: 0,
+            cost: "2.5",
+            fail: false,
+        })
+        .unwrap();
+    assert!(id.is_some());
+    w.commit().unwrap();
+    let current = |l: &dyn Ledger| {
+        l.query_sql(
+            "SELECT l.cost, l.source_line, i.lines, i.cost FROM current_bill_lines l
+             JOIN bill_imports i ON i.id = l.import_id ORDER BY l.source_line",
+        )
+        .unwrap()
+        .rows
+    };
+    let first = vec![
+        vec![
+            SqlValue::Text("1.5".into()),
+            SqlValue::Integer(2),
+            SqlValue::Integer(3),
+            SqlValue::Text("2.5".into()),
+        ],
+        vec![
+            SqlValue::Text("0.75".into()),
+            SqlValue::Integer(3),
+            SqlValue::Integer(3),
+            SqlValue::Text("2.5".into()),
+        ],
+        vec![
+            SqlValue::Text("0.25".into()),
+            SqlValue::Integer(4),
+            SqlValue::Integer(3),
+            SqlValue::Text("2.5".into()),
+        ],
+    ];
+    assert_eq!(current(l), first);
+    // A redelivery whose parse fails after a batch was stored: dropping the writer leaves
+    // nothing of it, and the first import stays in force.
+    let mut w = l.writer().unwrap();
+    let id = w
+        .record_bill_streamed(&mut Source {
+            batches: vec![vec![line("9", 2)]],
+            lines: 0,
+            cost: "9",
+            fail: true,
+        })
+        .unwrap();
+    assert_eq!(id, None);
+    drop(w);
+    assert_eq!(current(l), first);
+    let all = l.query_sql("SELECT COUNT(*) FROM bill_lines").unwrap();
+    assert_eq!(all.rows, vec![vec![SqlValue::Integer(3)]]);
+    // A good redelivery supersedes it: one line of 4.
+    let mut w = l.writer().unwrap();
+    w.record_bill_streamed(&mut Source {
+        batches: vec![vec![line("4", 2)]],
+        lines: 0,
+        cost: "4",
+        fail: false,
+    })
+    .unwrap();
+    w.commit().unwrap();
+    assert_eq!(
+        current(l),
+        vec![vec![
+            SqlValue::Text("4".into()),
+            SqlValue::Integer(2),
+            SqlValue::Integer(1),
+            SqlValue::Text("4".into()),
+        ]]
+    );
+    let imports = l.query_sql("SELECT COUNT(*) FROM bill_imports").unwrap();
+    assert_eq!(imports.rows, vec![vec![SqlValue::Integer(2)]]);
 }
 
 pub fn annotations_budgets_and_users(l: &mut dyn Ledger) {

@@ -249,6 +249,18 @@ pub struct BillLineRecord {
     pub source_line: u64,
 }
 
+/// Where [`LedgerWriter::record_bill_streamed`] takes a bill from: its lines in batches as
+/// they are parsed, then its import row.
+pub trait BillLineSource {
+    /// Replaces what `out` holds (the previous batch, already stored, or nothing) with the
+    /// next lines. `false` when there are no more lines, or when the source failed (it keeps its own error, and [`BillLineSource::finish`] returns
+    /// `None`).
+    fn next_lines(&mut self, out: &mut Vec<BillLineRecord>) -> bool;
+    /// After the last batch: the import row (its line count, period and cost are known only
+    /// now), or `None` when the source failed.
+    fn finish(&mut self) -> Option<BillImport>;
+}
+
 /// A finalized invoice or credit note, stored so that it never changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredInvoice {
@@ -482,6 +494,22 @@ pub trait LedgerWriter {
     /// of the same bill type, provider and billing month supersedes it (the
     /// `current_bill_lines` view shows only the latest); nothing is deleted.
     fn record_bill(&mut self, imp: &BillImport, lines: &[BillLineRecord]) -> Result<i64>;
+    /// [`LedgerWriter::record_bill`] with the lines taken from `src` batch by batch while it
+    /// parses them (a million-line CUR is never held whole), and the import row asked for
+    /// after the last batch. Returns `None` when the source failed: the caller then drops the
+    /// writer, which rolls back the lines already stored. The default collects the lines and
+    /// calls `record_bill`.
+    fn record_bill_streamed(&mut self, src: &mut dyn BillLineSource) -> Result<Option<i64>> {
+        let mut lines = Vec::new();
+        let mut batch = Vec::new();
+        while src.next_lines(&mut batch) {
+            lines.append(&mut batch);
+        }
+        match src.finish() {
+            Some(imp) => self.record_bill(&imp, &lines).map(Some),
+            None => Ok(None),
+        }
+    }
     /// Records a deploy (or any) annotation shown on the daily spend report.
     fn record_annotation(&mut self, a: &Annotation) -> Result<()>;
     /// Records a budget row; the latest row per (team, period) is the one in force.

@@ -21,9 +21,9 @@ use tollgate_core::{
 
 use crate::{Annotation, AuditRow, BudgetEntry, ClassTotals};
 use crate::{
-    AppendOutcome, BillImport, BillLineRecord, Dim, ImportRecord, Ledger, LedgerError,
-    LedgerWriter, PriceVersionRecord, Result, SqlTable, SqlValue, StoredInvoice, SummaryQuery,
-    SummaryRow, Totals,
+    AppendOutcome, BillImport, BillLineRecord, BillLineSource, Dim, ImportRecord, Ledger,
+    LedgerError, LedgerWriter, PriceVersionRecord, Result, SqlTable, SqlValue, StoredInvoice,
+    SummaryQuery, SummaryRow, Totals,
 };
 
 #[path = "sqlite_books.rs"]
@@ -599,6 +599,70 @@ fn hour_of(t: Timestamp) -> i64 {
     t.as_second().div_euclid(3600) * 3600
 }
 
+const INSERT_BILL_LINE: &str = "INSERT INTO bill_lines (import_id, provider, line_kind,
+    period_start, period_end, model, token_class, tokens, quantity, unit, cost, currency, account,
+    project, workspace, api_key, principal, sku, service_tier, region, tags, source_line)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+    ?20, ?21, ?22)";
+
+/// Inserts one bill line with [`INSERT_BILL_LINE`]: the values bound one by one, no parameter
+/// slice built per row.
+fn insert_bill_line(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    import_id: i64,
+    l: &BillLineRecord,
+) -> Result<()> {
+    stmt.raw_bind_parameter(1, import_id)?;
+    stmt.raw_bind_parameter(2, l.provider.as_str())?;
+    stmt.raw_bind_parameter(3, l.line_kind.as_str())?;
+    stmt.raw_bind_parameter(4, l.period_start.as_str())?;
+    stmt.raw_bind_parameter(5, l.period_end.as_str())?;
+    stmt.raw_bind_parameter(6, l.model.as_deref())?;
+    stmt.raw_bind_parameter(7, l.token_class.as_deref())?;
+    stmt.raw_bind_parameter(8, l.tokens.map(i64_of))?;
+    stmt.raw_bind_parameter(9, l.quantity.as_deref())?;
+    stmt.raw_bind_parameter(10, l.unit.as_deref())?;
+    stmt.raw_bind_parameter(11, l.cost.as_deref())?;
+    stmt.raw_bind_parameter(12, l.currency.as_str())?;
+    stmt.raw_bind_parameter(13, l.account.as_deref())?;
+    stmt.raw_bind_parameter(14, l.project.as_deref())?;
+    stmt.raw_bind_parameter(15, l.workspace.as_deref())?;
+    stmt.raw_bind_parameter(16, l.api_key.as_deref())?;
+    stmt.raw_bind_parameter(17, l.principal.as_deref())?;
+    stmt.raw_bind_parameter(18, l.sku.as_deref())?;
+    stmt.raw_bind_parameter(19, l.service_tier.as_deref())?;
+    stmt.raw_bind_parameter(20, l.region.as_deref())?;
+    stmt.raw_bind_parameter(21, l.tags.as_deref())?;
+    stmt.raw_bind_parameter(22, i64_of(l.source_line))?;
+    stmt.raw_execute()?;
+    Ok(())
+}
+
+impl SqliteWriter<'_> {
+    /// Inserts a bill's import row, with the given id or the next one; returns its id.
+    fn insert_bill_import(&mut self, id: Option<i64>, imp: &BillImport) -> Result<i64> {
+        self.tx.execute(
+            "INSERT INTO bill_imports (id, bill_type, provider, source, month, period_start,
+             period_end, currency, lines, cost, imported_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                id,
+                imp.bill_type,
+                imp.provider,
+                imp.source,
+                imp.month,
+                imp.period_start,
+                imp.period_end,
+                imp.currency,
+                i64_of(imp.lines),
+                imp.cost,
+                self.now
+            ],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+}
+
 /// The write transaction of the SQLite ledger.
 pub struct SqliteWriter<'c> {
     tx: rusqlite::Transaction<'c>,
@@ -843,58 +907,39 @@ impl LedgerWriter for SqliteWriter<'_> {
     }
 
     fn record_bill(&mut self, imp: &BillImport, lines: &[BillLineRecord]) -> Result<i64> {
-        self.tx.execute(
-            "INSERT INTO bill_imports (bill_type, provider, source, month, period_start,
-             period_end, currency, lines, cost, imported_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                imp.bill_type,
-                imp.provider,
-                imp.source,
-                imp.month,
-                imp.period_start,
-                imp.period_end,
-                imp.currency,
-                i64_of(imp.lines),
-                imp.cost,
-                self.now
-            ],
-        )?;
-        let id = self.tx.last_insert_rowid();
-        let mut stmt = self.tx.prepare_cached(
-            "INSERT INTO bill_lines (import_id, provider, line_kind, period_start, period_end,
-             model, token_class, tokens, quantity, unit, cost, currency, account, project,
-             workspace, api_key, principal, sku, service_tier, region, tags, source_line)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-             ?18, ?19, ?20, ?21, ?22)",
-        )?;
+        let id = self.insert_bill_import(None, imp)?;
+        let mut stmt = self.tx.prepare_cached(INSERT_BILL_LINE)?;
         for l in lines {
-            stmt.execute(params![
-                id,
-                l.provider,
-                l.line_kind,
-                l.period_start,
-                l.period_end,
-                l.model,
-                l.token_class,
-                l.tokens.map(i64_of),
-                l.quantity,
-                l.unit,
-                l.cost,
-                l.currency,
-                l.account,
-                l.project,
-                l.workspace,
-                l.api_key,
-                l.principal,
-                l.sku,
-                l.service_tier,
-                l.region,
-                l.tags,
-                i64_of(l.source_line)
-            ])?;
+            insert_bill_line(&mut stmt, id, l)?;
         }
         Ok(id)
+    }
+
+    /// The lines go in as they arrive, each batch while the source parses the next. The import
+    /// row comes last (its line count and sums are known only then): its id is taken now
+    /// (this transaction holds the write lock, so no other import can take it) and the
+    /// lines' foreign key is checked at the commit.
+    fn record_bill_streamed(&mut self, src: &mut dyn BillLineSource) -> Result<Option<i64>> {
+        let id: i64 = self.tx.query_row(
+            "SELECT COALESCE(MAX(id), 0) + 1 FROM bill_imports",
+            [],
+            |r| r.get(0),
+        )?;
+        self.tx.pragma_update(None, "defer_foreign_keys", "ON")?;
+        {
+            let mut stmt = self.tx.prepare_cached(INSERT_BILL_LINE)?;
+            let mut batch = Vec::new();
+            while src.next_lines(&mut batch) {
+                for l in &batch {
+                    insert_bill_line(&mut stmt, id, l)?;
+                }
+            }
+        }
+        let Some(imp) = src.finish() else {
+            return Ok(None);
+        };
+        self.insert_bill_import(Some(id), &imp)?;
+        Ok(Some(id))
     }
 
     fn record_annotation(&mut self, a: &Annotation) -> Result<()> {

@@ -2,12 +2,14 @@
 //!
 //! Provider wire formats, read into Tollgate's domain types. Bytes in, domain types out: no
 //! file system, no network, no database, no clock. The caller reads the file (or fetches the
-//! API pages) and hands the bytes over with a name to use in error messages.
+//! API pages) and hands the bytes, or a reader, over with a name to use in error messages.
 //!
 //! - [`bills`]: provider bills and usage exports (`openai-usage`, `openai-costs`,
 //!   `anthropic-usage`, `anthropic-cost`, `aws-cur`, `gcp-billing`, `focus`) parsed into
 //!   [`bills::BillLine`]s, one per token class or charge, and summarised. [`bills::parse`]
-//!   returns the lines; [`bills::parse_each`] streams them, for bills too large to hold.
+//!   returns the lines; [`bills::parse_each`] streams them, for bills too large to hold, and
+//!   [`bills::parse_read`] does so from a reader (a CSV is then read 1 MiB at a time and split
+//!   into records by a second thread).
 //!
 //! Invariants every parser keeps:
 //! - **Money is exact.** Amounts are read from the text of the file (JSON number text, JSON

@@ -51,12 +51,14 @@ pub fn store_bill(
     use tollgate_providers::bills::BillType;
     let kind = BillType::parse(bill_type)
         .ok_or_else(|| anyhow::anyhow!("unknown bill type {bill_type:?}"))?;
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let source = file.display().to_string();
-    let (summary, import, records) = parse_bill_records(kind, &source, &bytes)?;
-    drop(bytes);
-    let mut ledger = tollgate_ledger::sqlite::SqliteLedger::open(data_dir)?;
-    record_bills(&mut ledger, vec![(import, records)])?;
+    let input =
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let summary = stream_bill(kind, &source, input, data_dir, || {
+        Ok(Box::new(tollgate_ledger::sqlite::SqliteLedger::open(
+            data_dir,
+        )?))
+    })?;
     Ok((
         summary.lines,
         summary
@@ -76,68 +78,242 @@ pub(crate) fn bill_records(
     Vec<tollgate_ledger::BillLineRecord>,
 ) {
     // The lines are moved into the records (no copy of their text).
-    let records: Vec<tollgate_ledger::BillLineRecord> =
-        lines.into_iter().map(line_record).collect();
+    let records: Vec<tollgate_ledger::BillLineRecord> = {
+        let mut texts = RecordTexts::default();
+        lines.into_iter().map(|l| texts.record(l)).collect()
+    };
     (import_row(kind, source, summary, records.len()), records)
 }
 
-/// Parses a bill straight into ledger rows, line by line (no intermediate list of parsed
-/// lines: a 1M-line CUR is held once, as rows), summarising as it goes.
-fn parse_bill_records(
-    kind: tollgate_providers::bills::BillType,
-    source: &str,
-    bytes: &[u8],
-) -> Result<(
-    tollgate_providers::bills::BillSummary,
-    tollgate_ledger::BillImport,
-    Vec<tollgate_ledger::BillLineRecord>,
-)> {
-    use tollgate_providers::bills;
-    let mut sum = bills::Summarizer::new();
-    let mut failed: Option<bills::BillError> = None;
-    let mut records = Vec::new();
-    bills::parse_each(kind, source, bytes, |line| {
-        if failed.is_some() {
-            return;
-        }
-        match sum.add(&line) {
-            Ok(()) => records.push(line_record(line)),
-            Err(e) => failed = Some(e),
-        }
-    })?;
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
-    let summary = sum.finish()?;
-    let import = import_row(kind, source, &summary, records.len());
-    Ok((summary, import, records))
+/// Lines per batch handed from the parsing thread to the writing one.
+const BILL_BATCH: usize = 2048;
+/// Batches in flight between the two threads (bounds memory: at most 8 x 2,048 lines queued).
+const BILL_BATCHES_IN_FLIGHT: usize = 8;
+
+/// What the parsing thread sends: lines, then the end (the summary or the file's error).
+enum BillMsg {
+    Lines(Vec<tollgate_ledger::BillLineRecord>),
+    End(Result<tollgate_providers::bills::BillSummary>),
 }
 
-/// One bill line as a ledger row; its text is moved, not copied.
-fn line_record(l: tollgate_providers::bills::BillLine) -> tollgate_ledger::BillLineRecord {
-    let fmt_ts = tollgate_core::event::format_instant;
-    tollgate_ledger::BillLineRecord {
-        tags: (!l.tags.is_empty()).then(|| serde_json::to_string(&l.tags).unwrap_or_default()),
-        provider: l.provider,
-        line_kind: l.line_kind.as_str().to_string(),
-        period_start: fmt_ts(l.period_start),
-        period_end: fmt_ts(l.period_end),
-        model: l.model,
-        token_class: l.token_class.map(|c| c.as_str().to_string()),
-        tokens: l.tokens,
-        quantity: l.quantity.map(|q| q.normalize().to_string()),
-        unit: l.unit,
-        cost: l.cost.map(|c| c.normalize().to_string()),
-        currency: l.currency.to_string(),
-        account: l.account,
-        project: l.project,
-        workspace: l.workspace,
-        api_key: l.api_key,
-        principal: l.principal,
-        sku: l.sku,
-        service_tier: l.service_tier,
-        region: l.region,
-        source_line: l.source_line,
+/// The writing side of the pipeline: batches from the parsing thread; at the end the import
+/// row, or the parser's error kept for the caller.
+struct BillPipe<'a> {
+    kind: tollgate_providers::bills::BillType,
+    source: &'a str,
+    rx: std::sync::mpsc::Receiver<BillMsg>,
+    /// Stored batches go back to the parsing thread, which frees them (or reuses them): memory
+    /// is freed by the thread that allocated it, without contending for its allocator.
+    back: std::sync::mpsc::Sender<Vec<tollgate_ledger::BillLineRecord>>,
+    lines: usize,
+    end: Option<Result<tollgate_providers::bills::BillSummary>>,
+}
+
+impl tollgate_ledger::BillLineSource for BillPipe<'_> {
+    fn next_lines(&mut self, out: &mut Vec<tollgate_ledger::BillLineRecord>) -> bool {
+        let stored = std::mem::take(out);
+        if !stored.is_empty() {
+            let _ = self.back.send(stored);
+        }
+        if self.end.is_some() {
+            return false;
+        }
+        match self.rx.recv() {
+            Ok(BillMsg::Lines(v)) => {
+                self.lines += v.len();
+                *out = v;
+                true
+            }
+            Ok(BillMsg::End(r)) => {
+                self.end = Some(r);
+                false
+            }
+            Err(_) => {
+                self.end = Some(Err(anyhow::anyhow!(
+                    "{}: the bill parser stopped without an answer",
+                    self.source
+                )));
+                false
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Option<tollgate_ledger::BillImport> {
+        while self.next_lines(&mut Vec::new()) {}
+        match &self.end {
+            Some(Ok(summary)) => Some(import_row(self.kind, self.source, summary, self.lines)),
+            _ => None,
+        }
+    }
+}
+
+/// Parses a bill and stores it, in one ledger transaction: one thread reads and parses the
+/// file (never held whole) into ledger rows, summarising as it goes, while this one inserts
+/// them. A bad row anywhere fails the whole file with its `FILE:LINE: FIELD: problem` and
+/// rolls back: nothing is written, and a ledger (and data directory) this import created is
+/// removed again.
+fn stream_bill(
+    kind: tollgate_providers::bills::BillType,
+    source: &str,
+    input: impl std::io::Read + Send,
+    ledger_file_dir: &std::path::Path,
+    open: impl FnOnce() -> Result<Box<dyn Ledger>>,
+) -> Result<tollgate_providers::bills::BillSummary> {
+    use std::sync::mpsc;
+    use tollgate_providers::bills;
+    let ledger_file = ledger_file_dir.join(tollgate_ledger::sqlite::LEDGER_FILE);
+    let existed = ledger_file.exists();
+    let dir_existed = ledger_file_dir.exists();
+    let (tx, rx) = mpsc::sync_channel::<BillMsg>(BILL_BATCHES_IN_FLIGHT);
+    let (back, back_rx) = mpsc::channel::<Vec<tollgate_ledger::BillLineRecord>>();
+    let outcome = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut sum = bills::Summarizer::new();
+            let mut texts = RecordTexts::default();
+            let mut failed: Option<bills::BillError> = None;
+            let mut batch = Vec::with_capacity(BILL_BATCH);
+            let mut gone = false;
+            let parsed = bills::parse_read(kind, source, input, |line| {
+                if failed.is_some() || gone {
+                    return;
+                }
+                if let Err(e) = sum.add(&line) {
+                    failed = Some(e);
+                    return;
+                }
+                batch.push(texts.record(line));
+                if batch.len() == BILL_BATCH {
+                    // A stored batch, emptied here, holds the next lines.
+                    let next = match back_rx.try_recv() {
+                        Ok(mut v) => {
+                            v.clear();
+                            v
+                        }
+                        Err(_) => Vec::with_capacity(BILL_BATCH),
+                    };
+                    let full = std::mem::replace(&mut batch, next);
+                    gone = tx.send(BillMsg::Lines(full)).is_err();
+                }
+            });
+            let end = match (parsed, failed) {
+                (Err(e), _) | (Ok(()), Some(e)) => Err(e.into()),
+                (Ok(()), None) => {
+                    if !batch.is_empty() {
+                        let _ = tx.send(BillMsg::Lines(batch));
+                    }
+                    sum.finish().map_err(anyhow::Error::from)
+                }
+            };
+            let _ = tx.send(BillMsg::End(end));
+        });
+        let mut pipe = BillPipe {
+            kind,
+            source,
+            rx,
+            back,
+            lines: 0,
+            end: None,
+        };
+        let stored = (|| -> Result<bool> {
+            let mut ledger = open()?;
+            let mut w = ledger.writer()?;
+            match w.record_bill_streamed(&mut pipe)? {
+                Some(_) => {
+                    w.commit()?;
+                    Ok(true)
+                }
+                // The parser failed: dropping the writer rolls the lines back.
+                None => Ok(false),
+            }
+        })();
+        let BillPipe { rx, back, end, .. } = pipe;
+        drop(back);
+        // On a ledger error the parser finds the channel closed and stops sending.
+        drop(rx);
+        match (stored, end) {
+            (Ok(true), Some(Ok(summary))) => Ok(summary),
+            (Ok(_), Some(Err(e))) | (Err(e), _) => Err(e),
+            (Ok(_), _) => Err(anyhow::anyhow!(
+                "{source}: the bill parser stopped without an answer; nothing was stored"
+            )),
+        }
+    });
+    if outcome.is_err() && !existed {
+        // Nothing was written: not even the empty ledger this import created is left.
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = ledger_file.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(std::path::PathBuf::from(p));
+        }
+        if !dir_existed {
+            // Nor the data directory it made (removed only if empty).
+            let _ = std::fs::remove_dir(ledger_file_dir);
+        }
+    }
+    outcome
+}
+
+/// Turns bill lines into ledger rows (their text moved, not copied), remembering the last instants and tags it wrote: the
+/// lines of a bill come in runs of the same hour and tags, which are then copied rather than
+/// formatted again.
+#[derive(Default)]
+struct RecordTexts {
+    start: Option<(jiff::Timestamp, String)>,
+    end: Option<(jiff::Timestamp, String)>,
+    tags: Option<(std::collections::BTreeMap<String, String>, String)>,
+}
+
+impl RecordTexts {
+    fn record(
+        &mut self,
+        l: tollgate_providers::bills::BillLine,
+    ) -> tollgate_ledger::BillLineRecord {
+        fn instant(last: &mut Option<(jiff::Timestamp, String)>, t: jiff::Timestamp) -> String {
+            match last {
+                Some((at, text)) if *at == t => text.clone(),
+                _ => {
+                    let text = tollgate_core::event::format_instant(t);
+                    *last = Some((t, text.clone()));
+                    text
+                }
+            }
+        }
+        let tags = if l.tags.is_empty() {
+            None
+        } else {
+            match &self.tags {
+                Some((m, text)) if *m == l.tags => Some(text.clone()),
+                _ => {
+                    let text = serde_json::to_string(&l.tags).unwrap_or_default();
+                    let out = text.clone();
+                    self.tags = Some((l.tags, text));
+                    Some(out)
+                }
+            }
+        };
+        tollgate_ledger::BillLineRecord {
+            tags,
+            provider: l.provider,
+            line_kind: l.line_kind.as_str().to_string(),
+            period_start: instant(&mut self.start, l.period_start),
+            period_end: instant(&mut self.end, l.period_end),
+            model: l.model,
+            token_class: l.token_class.map(|c| c.as_str().to_string()),
+            tokens: l.tokens,
+            quantity: l.quantity.map(|q| q.normalize().to_string()),
+            unit: l.unit,
+            cost: l.cost.map(|c| c.normalize().to_string()),
+            currency: l.currency.to_string(),
+            account: l.account,
+            project: l.project,
+            workspace: l.workspace,
+            api_key: l.api_key,
+            principal: l.principal,
+            sku: l.sku,
+            service_tier: l.service_tier,
+            region: l.region,
+            source_line: l.source_line,
+        }
     }
 }
 
@@ -210,8 +386,8 @@ pub(crate) fn bill_summary_json(
     })
 }
 
-/// `tollgate ingest bills`: parse the whole file first (a bad row fails it with nothing
-/// written), then store it in one transaction.
+/// `tollgate ingest bills`: parse the file while storing its lines in one transaction (a bad
+/// row fails it with nothing written).
 fn ingest_bills(ctx: &Ctx, a: &BillsArgs) -> Result<()> {
     use tollgate_providers::bills::BillType;
     if matches!(a.format, Format::Csv | Format::Xlsx) {
@@ -231,23 +407,20 @@ fn ingest_bills(ctx: &Ctx, a: &BillsArgs) -> Result<()> {
                 .join(", ")
         )
     })?;
-    let bytes = if a.file == "-" {
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
-        v
-    } else {
-        std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file))?
-    };
     let source = if a.file == "-" {
         "<stdin>"
     } else {
         a.file.as_str()
     };
-    let (summary, import, records) = parse_bill_records(kind, source, &bytes)?;
-    drop(bytes);
+    let input: Box<dyn std::io::Read + Send> = if a.file == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(&a.file).with_context(|| format!("cannot read {}", a.file))?)
+    };
+    let summary = stream_bill(kind, source, input, &ctx.data_dir, || {
+        crate::cmd_ledger::open(ctx)
+    })?;
     let fmt_ts = tollgate_core::event::format_instant;
-    let mut ledger = crate::cmd_ledger::open(ctx)?;
-    record_bills(ledger.as_mut(), vec![(import, records)])?;
     let dec = |d: rust_decimal::Decimal| d.normalize().to_string();
     let t = &summary.tokens;
     let doc = bill_summary_json(&summary);

@@ -106,18 +106,19 @@ impl Cols {
 
 pub(super) fn parse(
     file: &str,
-    bytes: &[u8],
+    input: Box<dyn std::io::Read + Send + '_>,
     emit: &mut dyn FnMut(BillLine),
 ) -> Result<(), BillError> {
-    let (header, mut records) = csv_source::open(file, bytes)?;
-    let cols = Cols::find(&header)?;
-    let mut memo = Memo::default();
-    while let Some(row) = records.next(&header)? {
-        if let Some(line) = read_row(&row, &cols, &mut memo)? {
-            emit(line);
+    csv_source::read(file, input, |header, records| {
+        let cols = Cols::find(header)?;
+        let mut memo = Memo::default();
+        while let Some(row) = records.next(header)? {
+            if let Some(line) = read_row(&row, &cols, &mut memo)? {
+                emit(line);
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Most of a CUR file repeats: the same usage types, product maps and tag maps on thousands of
@@ -125,24 +126,38 @@ pub(super) fn parse(
 /// million-row file from re-parsing the same JSON a million times.
 #[derive(Default)]
 struct Memo {
-    usage_types: HashMap<String, UsageType>,
+    usage_types: HashMap<String, Rc<UsageType>>,
     products: HashMap<String, Rc<BTreeMap<String, String>>>,
     maps: HashMap<String, BTreeMap<String, String>>,
+    /// The last pricing unit read and its token scale.
+    unit: Option<(String, Option<Decimal>)>,
 }
 
 /// Distinct texts remembered per kind; past that, values are parsed every time.
 const MEMO_LIMIT: usize = 4096;
 
 impl Memo {
-    fn usage_type(&mut self, text: &str) -> UsageType {
+    fn usage_type(&mut self, text: &str) -> Rc<UsageType> {
         if let Some(u) = self.usage_types.get(text) {
-            return u.clone();
+            return Rc::clone(u);
         }
-        let u = UsageType::parse(text);
+        let u = Rc::new(UsageType::parse(text));
         if self.usage_types.len() < MEMO_LIMIT {
-            self.usage_types.insert(text.to_string(), u.clone());
+            self.usage_types.insert(text.to_string(), Rc::clone(&u));
         }
         u
+    }
+
+    /// [`token_scale`] of a pricing unit; a CUR repeats the same unit row after row.
+    fn token_scale(&mut self, unit: &str) -> Option<Decimal> {
+        match &self.unit {
+            Some((u, scale)) if u == unit => *scale,
+            _ => {
+                let scale = token_scale(unit);
+                self.unit = Some((unit.to_string(), scale));
+                scale
+            }
+        }
     }
 
     /// The `product` map cell, shared rather than copied: only a few of its keys are read.
@@ -272,7 +287,7 @@ fn read_row(row: &Row<'_>, c: &Cols, memo: &mut Memo) -> Result<Option<BillLine>
     line.tags = tags(row, c, memo)?;
 
     let amount = row.decimal(c.amount)?;
-    let pricing_unit = row.string(c.pricing_unit)?;
+    let pricing_unit = row.str(c.pricing_unit)?;
     let usage_type = row.string(c.usage_type)?;
     let parsed = usage_type
         .as_deref()
@@ -281,7 +296,7 @@ fn read_row(row: &Row<'_>, c: &Cols, memo: &mut Memo) -> Result<Option<BillLine>
     line.model = product
         .get("model")
         .cloned()
-        .or(parsed.model.clone())
+        .or_else(|| parsed.model.clone())
         .or(product_name.filter(|n| n != "Amazon Bedrock"));
     line.service_tier = parsed.tier.clone();
     if let Some(x) = &parsed.cross_region {
@@ -294,18 +309,16 @@ fn read_row(row: &Row<'_>, c: &Cols, memo: &mut Memo) -> Result<Option<BillLine>
 
     match (kind, parsed.class) {
         (LineKind::Usage, Some(class)) => {
-            let scale = pricing_unit.as_deref().and_then(token_scale).or_else(|| {
+            let scale = pricing_unit.and_then(|u| memo.token_scale(u)).or_else(|| {
                 (parsed.marketplace
-                    && pricing_unit
-                        .as_deref()
-                        .is_some_and(|u| u.eq_ignore_ascii_case("units")))
+                    && pricing_unit.is_some_and(|u| u.eq_ignore_ascii_case("units")))
                 .then(|| Decimal::from(1_000_000u32))
             });
             let Some(scale) = scale else {
                 let unit_col = c.pricing_unit.unwrap_or(c.line_item_type);
                 return Err(row.invalid(
                     unit_col,
-                    pricing_unit.as_deref().unwrap_or(""),
+                    pricing_unit.unwrap_or(""),
                     "a token usage type needs a token pricing unit (\"1K tokens\", \"1M tokens\", \
                      or \"Units\" on a Marketplace usage type); check the export",
                 ));
@@ -324,7 +337,7 @@ fn read_row(row: &Row<'_>, c: &Cols, memo: &mut Memo) -> Result<Option<BillLine>
         }
         _ => {
             line.quantity = amount;
-            line.unit = amount.and(pricing_unit);
+            line.unit = amount.and(pricing_unit).map(str::to_string);
         }
     }
 

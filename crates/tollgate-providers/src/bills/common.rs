@@ -169,7 +169,13 @@ pub(crate) fn is_gzip(bytes: &[u8]) -> bool {
 
 /// `Some(s)` unless `s` is empty or blank.
 pub(crate) fn non_blank(s: &str) -> Option<&str> {
-    if s.trim().is_empty() { None } else { Some(s) }
+    // Most cells start with a visible character: no need to scan them.
+    match s.as_bytes().first() {
+        None => None,
+        Some(b) if !b.is_ascii_whitespace() && b.is_ascii() => Some(s),
+        Some(_) if s.trim().is_empty() => None,
+        Some(_) => Some(s),
+    }
 }
 
 #[cfg(test)]

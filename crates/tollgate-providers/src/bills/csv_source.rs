@@ -84,30 +84,61 @@ fn normalise(name: &str) -> String {
         .collect()
 }
 
-/// The data records, read one at a time into one reused buffer.
-pub(crate) struct Records<'a> {
-    file: String,
-    gzip: bool,
-    /// Added to the `csv` crate's line numbers: 1 for CRLF files, else 0.
-    line_offset: u64,
-    reader: csv::Reader<Box<dyn Read + 'a>>,
-    record: csv::ByteRecord,
+/// Records per batch handed from the reading thread to the parsing one.
+const CHUNK: usize = 1024;
+/// Batches in flight between the two threads.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// A batch of records read by the reading thread: the first `len` of `records` are filled
+/// (the rest are buffers kept for reuse); `end` is set on the last batch, with the error that
+/// stopped the reading if any.
+struct Chunk {
+    records: Vec<csv::ByteRecord>,
+    len: usize,
+    end: Option<Option<BillError>>,
 }
 
-/// Opens a CSV file (plain or gzip) and reads its header line.
-pub(crate) fn open<'a>(file: &str, bytes: &'a [u8]) -> Result<(Header, Records<'a>), BillError> {
-    let gzip = is_gzip(bytes);
-    // Plain bytes are read in place; gzip is decompressed as it streams, through a buffer whose
-    // first fill shows the line ending.
-    let (source, line_offset): (Box<dyn Read + 'a>, u64) = if gzip {
-        let mut source = BufReader::with_capacity(1 << 16, MultiGzDecoder::new(bytes));
+/// The data records, read (and for gzip decompressed) by a second thread while the caller
+/// parses the rows before: handed over in batches whose buffers are reused.
+pub(crate) struct Records {
+    /// Added to the `csv` crate's line numbers: 1 for CRLF files, else 0.
+    line_offset: u64,
+    rx: std::sync::mpsc::Receiver<Chunk>,
+    back: std::sync::mpsc::Sender<Vec<csv::ByteRecord>>,
+    current: Vec<csv::ByteRecord>,
+    len: usize,
+    next: usize,
+    end: Option<Option<BillError>>,
+    finished: bool,
+    file: String,
+}
+
+/// Opens a CSV file (plain or gzip), reads its header line and calls `f` with the header and
+/// the data records. The input is read by a second thread as `f` parses, 1 MiB at a time: a
+/// file of any size is never held whole. The reading stops when `f` returns.
+pub(crate) fn read<'a, T>(
+    file: &str,
+    input: Box<dyn Read + Send + 'a>,
+    f: impl FnOnce(&Header, &mut Records) -> Result<T, BillError>,
+) -> Result<T, BillError> {
+    let mut input = BufReader::with_capacity(1 << 20, input);
+    let io_error = |e: std::io::Error| BillError::Read {
+        file: file.to_string(),
+        message: e.to_string(),
+    };
+    let gzip = is_gzip(input.fill_buf().map_err(io_error)?);
+    // Gzip is decompressed as it streams, through a buffer whose first fill shows the line
+    // ending.
+    let (source, line_offset): (Box<dyn Read + Send + 'a>, u64) = if gzip {
+        let mut source = BufReader::with_capacity(1 << 16, MultiGzDecoder::new(input));
         let crlf = match source.fill_buf() {
             Ok(head) => crlf_before_first_newline(head),
             Err(e) => return Err(csv_error(file, gzip, 0, &csv::Error::from(e))),
         };
         (Box::new(source), u64::from(crlf))
     } else {
-        (Box::new(bytes), u64::from(crlf_before_first_newline(bytes)))
+        let crlf = crlf_before_first_newline(input.fill_buf().map_err(io_error)?);
+        (Box::new(input), u64::from(crlf))
     };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -138,30 +169,97 @@ pub(crate) fn open<'a>(file: &str, bytes: &'a [u8]) -> Result<(Header, Records<'
         names,
         index,
     };
-    let records = Records {
-        file: file.to_string(),
-        gzip,
-        line_offset,
-        reader,
-        record: csv::ByteRecord::new(),
-    };
-    Ok((header, records))
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
+    let (back, back_rx) = std::sync::mpsc::channel::<Vec<csv::ByteRecord>>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            loop {
+                let mut records = back_rx.try_recv().unwrap_or_default();
+                let mut len = 0;
+                let mut end = None;
+                while len < CHUNK {
+                    if records.len() == len {
+                        records.push(csv::ByteRecord::new());
+                    }
+                    match reader.read_byte_record(&mut records[len]) {
+                        Ok(true) => len += 1,
+                        Ok(false) => {
+                            end = Some(None);
+                            break;
+                        }
+                        Err(e) => {
+                            end = Some(Some(csv_error(file, gzip, line_offset, &e)));
+                            break;
+                        }
+                    }
+                }
+                let last = end.is_some();
+                // A closed channel: the parser stopped (a bad row); so does the reading.
+                if tx.send(Chunk { records, len, end }).is_err() || last {
+                    return;
+                }
+            }
+        });
+        let mut records = Records {
+            line_offset,
+            rx,
+            back,
+            current: Vec::new(),
+            len: 0,
+            next: 0,
+            end: None,
+            finished: false,
+            file: file.to_string(),
+        };
+        f(&header, &mut records)
+        // `records` is dropped here, closing the channel before the scope waits for the reader.
+    })
 }
 
-impl<'a> Records<'a> {
+impl Records {
     /// The next data row, or `None` at the end of the file.
     pub(crate) fn next<'r>(&'r mut self, header: &'r Header) -> Result<Option<Row<'r>>, BillError> {
-        match self.reader.read_byte_record(&mut self.record) {
-            Ok(false) => Ok(None),
-            Ok(true) => {
-                let line = self.record.position().map_or(0, csv::Position::line) + self.line_offset;
-                Ok(Some(Row {
+        loop {
+            if self.next < self.len {
+                let i = self.next;
+                self.next += 1;
+                let record = &self.current[i];
+                let line = record.position().map_or(0, csv::Position::line) + self.line_offset;
+                return Ok(Some(Row {
                     header,
                     line,
-                    record: &self.record,
-                }))
+                    record,
+                }));
             }
-            Err(e) => Err(csv_error(&self.file, self.gzip, self.line_offset, &e)),
+            if self.finished {
+                return Ok(None);
+            }
+            if let Some(end) = self.end.take() {
+                self.finished = true;
+                return match end {
+                    Some(e) => Err(e),
+                    None => Ok(None),
+                };
+            }
+            let spent = std::mem::take(&mut self.current);
+            if !spent.is_empty() {
+                let _ = self.back.send(spent);
+            }
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.current = chunk.records;
+                    self.len = chunk.len;
+                    self.next = 0;
+                    self.end = chunk.end;
+                }
+                Err(_) => {
+                    self.finished = true;
+                    return Err(BillError::Read {
+                        file: self.file.clone(),
+                        message: "the reading thread stopped".into(),
+                    });
+                }
+            }
         }
     }
 }
@@ -174,12 +272,17 @@ fn crlf_before_first_newline(head: &[u8]) -> bool {
 }
 
 fn csv_error(file: &str, gzip: bool, line_offset: u64, e: &csv::Error) -> BillError {
-    if let csv::ErrorKind::Io(io) = e.kind()
-        && gzip
-    {
-        return BillError::Gzip {
-            file: file.to_string(),
-            message: io.to_string(),
+    if let csv::ErrorKind::Io(io) = e.kind() {
+        return if gzip {
+            BillError::Gzip {
+                file: file.to_string(),
+                message: io.to_string(),
+            }
+        } else {
+            BillError::Read {
+                file: file.to_string(),
+                message: io.to_string(),
+            }
         };
     }
     let line = e

@@ -62,6 +62,9 @@ pub enum BillError {
     },
     #[error("{file}: not valid UTF-8 text at byte {offset}; re-export the file as UTF-8")]
     NotUtf8 { file: String, offset: usize },
+    /// The file could not be read (an I/O error, not a problem of its content).
+    #[error("{file}: cannot read the file: {message}")]
+    Read { file: String, message: String },
     #[error("{file}: cannot decompress gzip ({message}); check the download is complete")]
     Gzip { file: String, message: String },
     #[error(

@@ -89,15 +89,16 @@ impl Cols {
 
 pub(super) fn parse(
     file: &str,
-    bytes: &[u8],
+    input: Box<dyn std::io::Read + Send + '_>,
     emit: &mut dyn FnMut(BillLine),
 ) -> Result<(), BillError> {
-    let (header, mut records) = csv_source::open(file, bytes)?;
-    let cols = Cols::find(&header)?;
-    while let Some(row) = records.next(&header)? {
-        read_row(&row, &cols, emit)?;
-    }
-    Ok(())
+    csv_source::read(file, input, |header, records| {
+        let cols = Cols::find(header)?;
+        while let Some(row) = records.next(header)? {
+            read_row(&row, &cols, emit)?;
+        }
+        Ok(())
+    })
 }
 
 /// The OTel provider name for an AI service, `None` for other services.

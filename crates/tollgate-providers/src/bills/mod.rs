@@ -337,20 +337,40 @@ pub fn parse_each(
     kind: BillType,
     source_name: &str,
     bytes: &[u8],
+    each: impl FnMut(BillLine),
+) -> Result<(), BillError> {
+    parse_read(kind, source_name, bytes, each)
+}
+
+/// [`parse_each`] over a reader (a file, stdin): the CSV formats (`aws-cur`, `gcp-billing`,
+/// `focus`, plain or gzip) are read 1 MiB at a time, split into records (and decompressed) by
+/// a second thread while this one parses the rows, so memory does not grow with the file; the
+/// JSON API responses are small and are read whole.
+pub fn parse_read<'r>(
+    kind: BillType,
+    source_name: &str,
+    input: impl std::io::Read + Send + 'r,
     mut each: impl FnMut(BillLine),
 ) -> Result<(), BillError> {
     let emit: &mut dyn FnMut(BillLine) = &mut each;
+    let input: Box<dyn std::io::Read + Send + 'r> = Box::new(input);
     match kind {
-        BillType::AwsCur => aws_cur::parse(source_name, bytes, emit),
-        BillType::GcpBilling => gcp_billing::parse(source_name, bytes, emit),
-        BillType::Focus => focus::parse(source_name, bytes, emit),
+        BillType::AwsCur => aws_cur::parse(source_name, input, emit),
+        BillType::GcpBilling => gcp_billing::parse(source_name, input, emit),
+        BillType::Focus => focus::parse(source_name, input, emit),
         BillType::OpenAiUsage
         | BillType::OpenAiCosts
         | BillType::AnthropicUsage
         | BillType::AnthropicCost => {
             // API responses are small; they are read whole (the Anthropic parsers look at all
             // results before naming the default workspace).
-            let text = json_source::decode(source_name, bytes)?;
+            let mut bytes = Vec::new();
+            let mut input = input;
+            input.read_to_end(&mut bytes).map_err(|e| BillError::Read {
+                file: source_name.to_string(),
+                message: e.to_string(),
+            })?;
+            let text = json_source::decode(source_name, &bytes)?;
             let lines = match kind {
                 BillType::OpenAiUsage => openai_usage::parse(source_name, &text)?,
                 BillType::OpenAiCosts => openai_costs::parse(source_name, &text)?,

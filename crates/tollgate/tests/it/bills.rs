@@ -80,3 +80,57 @@ fn a_bad_row_fails_the_file_and_writes_nothing() {
         .to_string();
     assert!(err.contains("aws-cur"), "{err}");
 }
+
+#[test]
+fn a_bad_row_after_thousands_of_stored_lines_still_writes_nothing() {
+    // Lines go into the ledger while the file is parsed, a few thousand at a time: a bad row
+    // far down the file must still roll all of them back, and leave the import in force.
+    let sb = Sandbox::new();
+    let cur = sample("bedrock_cur2.csv");
+    let s = sb
+        .run(&[
+            "ingest",
+            "bills",
+            "--type",
+            "aws-cur",
+            path_str(&cur),
+            "--format",
+            "json",
+        ])
+        .json();
+    assert_eq!(s["lines"], 30);
+    let text = std::fs::read_to_string(&cur).unwrap();
+    let mut rows = text.lines();
+    let header = rows.next().unwrap();
+    let row = rows.next().unwrap();
+    // 5,000 copies of the first usage row (file lines 2..=5001), then the same row with a
+    // broken end date on line 5002 (same month: it would supersede the sample).
+    let mut big = format!("{header}\n");
+    for _ in 0..5000 {
+        big.push_str(row);
+        big.push('\n');
+    }
+    let bad = row.replacen(
+        "2026-09-02T00:00:00Z,AmazonBedrock",
+        "not-a-date,AmazonBedrock",
+        1,
+    );
+    assert_ne!(bad, row);
+    big.push_str(&bad);
+    big.push('\n');
+    sb.write("big.csv", big);
+    let err = sb
+        .run(&["ingest", "bills", "--type", "aws-cur", "big.csv"])
+        .fails()
+        .to_string();
+    assert!(
+        err.contains("big.csv:5002: line_item_usage_end_date:") && err.contains("not-a-date"),
+        "{err}"
+    );
+    assert_eq!(sb.sql("SELECT COUNT(*) AS n FROM bill_lines")[0]["n"], 30);
+    assert_eq!(
+        sb.sql("SELECT COUNT(*) AS n FROM current_bill_lines")[0]["n"],
+        30
+    );
+    assert_eq!(sb.sql("SELECT COUNT(*) AS n FROM bill_imports")[0]["n"], 1);
+}
