@@ -136,6 +136,8 @@ stop_gateway() {
 }
 
 curl -s -o /dev/null "http://127.0.0.1:$NPORT/"
+# WRK=0 skips the closed-loop (wrk) part: only the open-loop rates run.
+if [ "${WRK:-1}" != 0 ]; then
 run_wrk "direct nginx" "http://127.0.0.1:$NPORT" 8
 run_wrk "direct nginx" "http://127.0.0.1:$NPORT" 1
 for dur in group sync; do
@@ -146,6 +148,7 @@ for dur in group sync; do
   THROUGH=$((THROUGH + LAST_TOTAL))
   stop_gateway "$dur"
 done
+fi
 for rate in $RATES; do
   run_fixed "direct nginx" "127.0.0.1:$NPORT" "$rate"
   start_gateway group
