@@ -247,16 +247,21 @@ impl Budgets {
         for &i in &matching {
             let r = &self.rules[i];
             let s = &mut slots[i];
-            if !s.period.contains(now) && now >= s.period.end() {
-                // A new month: its spend starts from zero (calls in flight stay with the old one).
-                if let Ok(p) = month_of(now, &self.zones[i]) {
-                    *s = Slot {
-                        period: p,
-                        spent: Decimal::ZERO,
-                        reserved: Decimal::ZERO,
-                        warned: false,
-                    };
-                }
+            // A new month: its spend starts from zero (calls in flight stay with the old one).
+            // A slot that has seen nothing yet also follows a call from an earlier month (the
+            // demo replays a past month through the gateway); a live gateway's calls are never
+            // earlier than its start.
+            let unused = s.spent.is_zero() && s.reserved.is_zero();
+            if !s.period.contains(now)
+                && (now >= s.period.end() || unused)
+                && let Ok(p) = month_of(now, &self.zones[i])
+            {
+                *s = Slot {
+                    period: p,
+                    spent: Decimal::ZERO,
+                    reserved: Decimal::ZERO,
+                    warned: false,
+                };
             }
             if r.hard {
                 let committed = s.spent + s.reserved;
@@ -470,6 +475,20 @@ mod tests {
         assert_eq!(
             warnings,
             vec!["soft budget team \"search\" reached: 0.12 of 0.10 spent in 2026-07".to_string()]
+        );
+        // A slot nothing was spent in follows a call of an earlier month (a replayed month).
+        let b2 = budgets(vec![rule(false, "0.10")]);
+        let june: Timestamp = "2026-06-15T00:00:00Z".parse().unwrap();
+        let Admission::Go { hold, .. } = b2.admit(&team("search"), &wc, june) else {
+            panic!()
+        };
+        hold.unwrap().settle(Some(Decimal::new(12, 2)));
+        let Admission::Go { warnings, .. } = b2.admit(&team("search"), &wc, june) else {
+            panic!()
+        };
+        assert_eq!(
+            warnings,
+            vec!["soft budget team \"search\" reached: 0.12 of 0.10 spent in 2026-06".to_string()]
         );
         let august: Timestamp = "2026-08-01T00:00:00Z".parse().unwrap();
         let Admission::Go { warnings, .. } = b.admit(&team("search"), &wc, august) else {
