@@ -92,7 +92,6 @@ struct Slot {
 /// The budgets of one gateway process and their month-to-date spend.
 pub struct Budgets {
     rules: Vec<BudgetRule>,
-    zones: Vec<String>,
     slots: Mutex<Vec<Slot>>,
 }
 
@@ -166,13 +165,11 @@ impl Budgets {
         ledger: &dyn Ledger,
         now: Timestamp,
     ) -> anyhow::Result<Arc<Budgets>> {
-        let mut zones = Vec::new();
         let mut slots = Vec::new();
         for r in &rules {
             let tz = r.timezone.clone().unwrap_or_else(|| default_tz.to_string());
             let period = month_of(now, &tz).map_err(anyhow::Error::msg)?;
             let spent = spent_in_ledger(ledger, r, period.start(), now)?;
-            zones.push(tz);
             slots.push(Slot {
                 period,
                 spent,
@@ -182,7 +179,6 @@ impl Budgets {
         }
         Ok(Arc::new(Budgets {
             rules,
-            zones,
             slots: Mutex::new(slots),
         }))
     }
@@ -219,25 +215,19 @@ impl Budgets {
             };
         }
         // The largest output bound among the matching hard budgets' defaults.
-        let hard_default = matching
+        let hard: Vec<&BudgetRule> = matching
             .iter()
-            .filter(|&&i| self.rules[i].hard)
-            .map(|&i| self.rules[i].default_max_output_tokens)
-            .max();
-        let reserve = match hard_default {
+            .map(|&i| &self.rules[i])
+            .filter(|r| r.hard)
+            .collect();
+        let reserve = match hard.iter().map(|r| r.default_max_output_tokens).max() {
             None => Decimal::ZERO,
-            Some(d) => match worst_case(d) {
+            Some(out) => match worst_case(out) {
                 Some(c) => c,
                 None => {
-                    let r = &self.rules[matching[0]];
-                    let r = matching
-                        .iter()
-                        .map(|&i| &self.rules[i])
-                        .find(|r| r.hard)
-                        .unwrap_or(r);
                     return Admission::Refuse(format!(
                         "budget {} is a hard limit and this call's model has no price, so its cost cannot be bounded; add a rate for the model (--prices) or call a priced model",
-                        r.label()
+                        hard[0].label()
                     ));
                 }
             },
@@ -254,7 +244,7 @@ impl Budgets {
             let unused = s.spent.is_zero() && s.reserved.is_zero();
             if !s.period.contains(now)
                 && (now >= s.period.end() || unused)
-                && let Ok(p) = month_of(now, &self.zones[i])
+                && let Ok(p) = month_of(now, s.period.tz_name())
             {
                 *s = Slot {
                     period: p,
@@ -312,33 +302,29 @@ impl Hold {
     /// Replaces the reservation by the call's exact cost (`None`, an unpriced call: the
     /// reservation itself counts as spent).
     pub fn settle(&self, cost: Option<Decimal>) {
+        self.release(Some(cost.unwrap_or(self.reserve)));
+    }
+
+    /// Gives back the reservation once, adding `spent` to each budget still in the same month.
+    fn release(&self, spent: Option<Decimal>) {
         if self.done.swap(true, Ordering::AcqRel) {
             return;
         }
-        let spent = cost.unwrap_or(self.reserve);
         let mut slots = self.budgets.slots.lock().unwrap_or_else(|e| e.into_inner());
         for &(i, start) in &self.entries {
             let s = &mut slots[i];
             if s.period.start() == start {
                 s.reserved -= self.reserve;
-                s.spent += spent;
+                s.spent += spent.unwrap_or_default();
             }
         }
     }
 }
 
+/// A call that ends without an event gives its reservation back and spends nothing.
 impl Drop for Hold {
     fn drop(&mut self) {
-        if self.done.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let mut slots = self.budgets.slots.lock().unwrap_or_else(|e| e.into_inner());
-        for &(i, start) in &self.entries {
-            let s = &mut slots[i];
-            if s.period.start() == start {
-                s.reserved -= self.reserve;
-            }
-        }
+        self.release(None);
     }
 }
 
@@ -406,7 +392,6 @@ mod tests {
             })
             .collect();
         Arc::new(Budgets {
-            zones: rules.iter().map(|_| "UTC".to_string()).collect(),
             rules,
             slots: Mutex::new(slots),
         })

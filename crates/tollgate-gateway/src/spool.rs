@@ -429,11 +429,13 @@ impl Spool {
         let mut rec = Vec::with_capacity(1024);
         encode(ev, &mut rec);
         let inner = &*self.inner;
-        let mut w = inner
+        // The lock covers the write only; the fsync request goes out after it.
+        let appended = inner
             .writer
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match w.append(&rec, &inner.ltx) {
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .append(&rec, &inner.ltx);
+        match appended {
             Ok(file) => {
                 self.stats.spooled.fetch_add(1, Ordering::Relaxed);
                 let (acks, wait) = if ack && inner.durability == Durability::Sync {

@@ -8,13 +8,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use jiff::Timestamp;
-use serde_json::json;
-use tollgate_finance::alerts::{self, Alert, AlertThresholds};
+use serde_json::{Value, json};
+use tollgate_core::event::format_instant;
+use tollgate_finance::alerts::{self, Alert};
 
 use crate::Ctx;
-use crate::output::outln;
+use crate::output::{outln, read_state, write_atomic};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AlertsCommand {
@@ -39,26 +40,64 @@ pub struct CheckArgs {
     pub format: String,
 }
 
-/// Posted alert keys and when they were posted.
-fn state_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("alerts").join("sent.json")
+/// The alert keys already posted, and when (`<data dir>/alerts/sent.json`).
+pub struct Sent {
+    path: PathBuf,
+    keys: BTreeMap<String, String>,
 }
 
-fn load_sent(p: &Path) -> Result<BTreeMap<String, String>> {
-    match std::fs::read(p) {
-        Ok(b) => serde_json::from_slice(&b).with_context(|| {
-            format!(
-                "{}: not the alert state tollgate writes (a JSON object of alert keys); remove it to post every current alert again",
-                p.display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
+impl Sent {
+    pub fn load(data_dir: &Path) -> Result<Sent> {
+        let path = data_dir.join("alerts").join("sent.json");
+        let keys = read_state(
+            &path,
+            "alert state tollgate writes (a JSON object of alert keys); remove it to post every current alert again",
+        )?;
+        Ok(Sent { path, keys })
+    }
+
+    /// The alerts of `found` not posted before.
+    pub fn unsent<'a>(&self, found: &'a [Alert]) -> Vec<&'a Alert> {
+        found
+            .iter()
+            .filter(|x| !self.keys.contains_key(&x.key))
+            .collect()
+    }
+
+    /// Posts `new` to Slack in one message, then records them (nothing to do when empty);
+    /// `asker` names what wants the webhook URL in its error.
+    pub fn post(&mut self, ctx: &Ctx, new: &[&Alert], at: Timestamp, asker: &str) -> Result<()> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<Alert> = new.iter().map(|x| (*x).clone()).collect();
+        crate::cmd_digest::post(
+            &crate::cmd_digest::webhook_url(ctx, asker)?,
+            &alerts::to_slack(&batch, at, 20),
+        )?;
+        let now = format_instant(Timestamp::now());
+        for x in &batch {
+            self.keys.insert(x.key.clone(), now.clone());
+        }
+        write_atomic(&self.path, &serde_json::to_vec_pretty(&self.keys)?)
     }
 }
 
-fn thresholds(ctx: &Ctx) -> AlertThresholds {
-    ctx.config.alerts.clone().unwrap_or_default()
+/// The alerts as JSON: `{"at", "timezone", "alerts": [{"key", "kind", "subject", "message"}]}`,
+/// each with `"new"` when `new` is given.
+pub fn to_json(found: &[Alert], at: Timestamp, tz: &str, new: Option<&[&Alert]>) -> Value {
+    let rows: Vec<Value> = found
+        .iter()
+        .map(|x| {
+            let mut r =
+                json!({"key": x.key, "kind": x.kind, "subject": x.subject, "message": x.message});
+            if let Some(new) = new {
+                r["new"] = Value::Bool(new.iter().any(|n| n.key == x.key));
+            }
+            r
+        })
+        .collect();
+    json!({"at": format_instant(at), "timezone": tz, "alerts": rows})
 }
 
 pub fn run(ctx: &Ctx, c: &AlertsCommand) -> Result<()> {
@@ -74,60 +113,25 @@ pub fn run(ctx: &Ctx, c: &AlertsCommand) -> Result<()> {
         anyhow::bail!("--format {:?}: use table or json", a.format);
     }
     let ledger = crate::cmd_ledger::open_read_only(ctx)?;
-    let found = alerts::check(&*ledger, at, &tz, &thresholds(ctx))?;
-    let state = state_path(&ctx.data_dir);
-    let mut sent = load_sent(&state)?;
-    let new: Vec<&Alert> = found
-        .iter()
-        .filter(|x| !sent.contains_key(&x.key))
-        .collect();
+    let found = alerts::check(
+        &*ledger,
+        at,
+        &tz,
+        &ctx.config.alerts.clone().unwrap_or_default(),
+    )?;
+    let mut sent = Sent::load(&ctx.data_dir)?;
+    let new = sent.unsent(&found);
     if a.post && !new.is_empty() {
-        let var = ctx
-            .config
-            .slack
-            .webhook_url_env
-            .clone()
-            .unwrap_or_else(|| "TOLLGATE_SLACK_WEBHOOK_URL".into());
-        let url = std::env::var(&var)
-            .ok()
-            .filter(|u| !u.is_empty())
-            .with_context(|| {
-                format!(
-                    "--post: set the Slack incoming-webhook URL in the environment variable {var}"
-                )
-            })?;
-        let batch: Vec<Alert> = new.iter().map(|x| (*x).clone()).collect();
-        crate::cmd_digest::post(&url, &alerts::to_slack(&batch, at, 20))?;
-        let now = tollgate_core::event::format_instant(Timestamp::now());
-        for x in &batch {
-            sent.insert(x.key.clone(), now.clone());
-        }
-        if let Some(dir) = state.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        crate::output::write_atomic(&state, &serde_json::to_vec_pretty(&sent)?)?;
-        eprintln!("posted {} new alert(s) to Slack", batch.len());
+        sent.post(ctx, &new, at, "--post")?;
+        eprintln!("posted {} new alert(s) to Slack", new.len());
     }
     if a.format == "json" {
-        let rows: Vec<_> = found
-            .iter()
-            .map(|x| {
-                json!({"key": x.key, "kind": x.kind, "subject": x.subject, "message": x.message,
-                       "new": new.iter().any(|n| n.key == x.key)})
-            })
-            .collect();
         outln!(
             "{}",
-            serde_json::to_string_pretty(
-                &json!({"at": tollgate_core::event::format_instant(at), "timezone": tz, "alerts": rows})
-            )?
+            serde_json::to_string_pretty(&to_json(&found, at, &tz, Some(&new)))?
         );
     } else if found.is_empty() {
-        outln!(
-            "no alerts at {} ({tz})",
-            tollgate_core::event::format_instant(at)
-        );
+        outln!("no alerts at {} ({tz})", format_instant(at));
     } else {
         for x in &found {
             let mark = if new.iter().any(|n| n.key == x.key) {

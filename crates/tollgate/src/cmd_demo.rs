@@ -313,13 +313,10 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
         )?
     };
     let alerts_path = reports.join(format!("alerts-{}.json", alerts_at.strftime("%Y-%m-%d")));
-    let rows: Vec<serde_json::Value> = found
-        .iter()
-        .map(|x| serde_json::json!({"key": x.key, "kind": x.kind, "subject": x.subject, "message": x.message}))
-        .collect();
+    let doc = crate::cmd_alerts::to_json(&found, alerts_at, "UTC", None);
     write_atomic(
         &alerts_path,
-        format!("{}\n", serde_json::to_string_pretty(&serde_json::json!({"at": tollgate_core::event::format_instant(alerts_at), "timezone": "UTC", "alerts": rows}))?).as_bytes(),
+        format!("{}\n", serde_json::to_string_pretty(&doc)?).as_bytes(),
     )?;
     written.push(alerts_path);
 

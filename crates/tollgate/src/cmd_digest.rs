@@ -63,6 +63,24 @@ pub fn build(ctx: &Ctx, a: &DigestArgs) -> Result<digest::Digest> {
     )?)
 }
 
+/// The Slack incoming-webhook URL, from the environment variable named by
+/// `slack.webhook_url_env` (default `TOLLGATE_SLACK_WEBHOOK_URL`; the URL is a secret, never in
+/// the file). `asker` (`--post`, `post = true`) names what needs it in the error.
+pub fn webhook_url(ctx: &Ctx, asker: &str) -> Result<String> {
+    let var = ctx
+        .config
+        .slack
+        .webhook_url_env
+        .clone()
+        .unwrap_or_else(|| "TOLLGATE_SLACK_WEBHOOK_URL".into());
+    std::env::var(&var)
+        .ok()
+        .filter(|u| !u.is_empty())
+        .with_context(|| {
+            format!("{asker}: set the Slack incoming-webhook URL in the environment variable {var}")
+        })
+}
+
 /// Posts a Block Kit message to an incoming webhook; Slack answers 200 `ok` or an error text.
 pub fn post(url: &str, message: &serde_json::Value) -> Result<()> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -88,21 +106,7 @@ pub fn run(ctx: &Ctx, a: &DigestArgs) -> Result<()> {
     let d = build(ctx, a)?;
     let message = d.to_slack();
     if a.post {
-        let var = ctx
-            .config
-            .slack
-            .webhook_url_env
-            .clone()
-            .unwrap_or_else(|| "TOLLGATE_SLACK_WEBHOOK_URL".into());
-        let url = std::env::var(&var)
-            .ok()
-            .filter(|u| !u.is_empty())
-            .with_context(|| {
-                format!(
-                    "--post: set the Slack incoming-webhook URL in the environment variable {var}"
-                )
-            })?;
-        post(&url, &message)?;
+        post(&webhook_url(ctx, "--post")?, &message)?;
         eprintln!("posted the {} digest to Slack", d.week.label());
         return Ok(());
     }

@@ -16,7 +16,6 @@
 //! - a job's outputs are written atomically under its `out_dir`, so a run repeated after a
 //!   crash rewrites the same files.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -298,19 +297,6 @@ fn state_dir(ctx: &Ctx) -> PathBuf {
     ctx.data_dir.join("schedules")
 }
 
-fn load_state(p: &Path) -> Result<BTreeMap<String, String>> {
-    match std::fs::read(p) {
-        Ok(b) => serde_json::from_slice(&b).with_context(|| {
-            format!(
-                "{}: not the schedule state tollgate writes (schedule name -> last due instant done); remove it and each schedule runs its latest due instant once",
-                p.display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
-    }
-}
-
 /// Runs one job for its due instant `t`; returns what it did, for the log.
 fn run_job(ctx: &Ctx, s: &Schedule, t: Timestamp) -> Result<String> {
     let out_dir = s
@@ -340,7 +326,10 @@ fn run_job(ctx: &Ctx, s: &Schedule, t: Timestamp) -> Result<String> {
             )?;
             let message = d.to_slack();
             if s.post {
-                crate::cmd_digest::post(&slack_url(ctx)?, &message)?;
+                crate::cmd_digest::post(
+                    &crate::cmd_digest::webhook_url(ctx, "post = true")?,
+                    &message,
+                )?;
                 Ok(format!("posted the {week} digest to Slack"))
             } else {
                 let p = out_dir.join(format!("digest-{week}.json"));
@@ -396,38 +385,16 @@ fn run_job(ctx: &Ctx, s: &Schedule, t: Timestamp) -> Result<String> {
             let th = ctx.config.alerts.clone().unwrap_or_default();
             let found = tollgate_finance::alerts::check(&*ledger, t, &s.timezone, &th)?;
             if s.post {
-                let state = ctx.data_dir.join("alerts").join("sent.json");
-                let mut sent: BTreeMap<String, String> = match std::fs::read(&state) {
-                    Ok(b) => serde_json::from_slice(&b).with_context(|| {
-                        format!("{}: not the alert state tollgate writes", state.display())
-                    })?,
-                    Err(_) => BTreeMap::new(),
-                };
-                let new: Vec<_> = found
-                    .into_iter()
-                    .filter(|a| !sent.contains_key(&a.key))
-                    .collect();
-                if !new.is_empty() {
-                    crate::cmd_digest::post(
-                        &slack_url(ctx)?,
-                        &tollgate_finance::alerts::to_slack(&new, t, 20),
-                    )?;
-                    let now = format_instant(Timestamp::now());
-                    for a in &new {
-                        sent.insert(a.key.clone(), now.clone());
-                    }
-                    write_atomic(&state, &serde_json::to_vec_pretty(&sent)?)?;
-                }
+                let mut sent = crate::cmd_alerts::Sent::load(&ctx.data_dir)?;
+                let new = sent.unsent(&found);
+                sent.post(ctx, &new, t, "post = true")?;
                 Ok(format!("posted {} new alert(s)", new.len()))
             } else {
                 let p = out_dir.join(format!("alerts-{}.json", t.strftime("%Y-%m-%dT%H%M")));
-                let rows: Vec<serde_json::Value> = found
-                    .iter()
-                    .map(|x| serde_json::json!({"key": x.key, "kind": x.kind, "subject": x.subject, "message": x.message}))
-                    .collect();
+                let doc = crate::cmd_alerts::to_json(&found, t, &s.timezone, None);
                 write_atomic(
                     &p,
-                    format!("{}\n", serde_json::to_string_pretty(&serde_json::json!({"at": format_instant(t), "timezone": s.timezone, "alerts": rows}))?).as_bytes(),
+                    format!("{}\n", serde_json::to_string_pretty(&doc)?).as_bytes(),
                 )?;
                 Ok(format!("wrote {} ({} alert(s))", p.display(), found.len()))
             }
@@ -435,26 +402,12 @@ fn run_job(ctx: &Ctx, s: &Schedule, t: Timestamp) -> Result<String> {
     }
 }
 
-fn slack_url(ctx: &Ctx) -> Result<String> {
-    let var = ctx
-        .config
-        .slack
-        .webhook_url_env
-        .clone()
-        .unwrap_or_else(|| "TOLLGATE_SLACK_WEBHOOK_URL".into());
-    std::env::var(&var)
-        .ok()
-        .filter(|u| !u.is_empty())
-        .with_context(|| {
-            format!(
-                "post = true: set the Slack incoming-webhook URL in the environment variable {var}"
-            )
-        })
-}
-
 /// One pass: every due run of every schedule, oldest first per schedule.
 fn tick(ctx: &Ctx, now: Timestamp, state_path: &Path) -> Result<usize> {
-    let mut state = load_state(state_path)?;
+    let mut state = crate::output::read_state(
+        state_path,
+        "schedule state tollgate writes (schedule name -> last due instant done); remove it and each schedule runs its latest due instant once",
+    )?;
     let mut ran = 0;
     for s in &ctx.config.schedules {
         let after = match state.get(&s.name) {

@@ -70,6 +70,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     res
 }
 
+/// Reads a small JSON state file of string keys and values that tollgate writes (alert keys
+/// posted, schedules' last runs); a missing file is empty. `hint` says what the file is and what
+/// removing it does, for the error on a file that is not one.
+pub fn read_state(path: &Path, hint: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .with_context(|| format!("{}: not the {hint}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 /// Writes formatted text to stdout, returning the error (a closed pipe is an error to
 /// return, not a panic as with `println!`).
 pub fn write_out(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {

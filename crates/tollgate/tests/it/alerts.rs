@@ -6,12 +6,9 @@
 //! million tokens. The check runs at 2026-08-15T10:30:00Z (UTC): the day judged is 2026-08-14,
 //! the day before 2026-08-13, the baseline week 2026-08-07 .. 2026-08-13.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-
 use serde_json::{Value, json};
 
-use crate::support::{Sandbox, event, jsonl};
+use crate::support::{Sandbox, event, jsonl, webhook_receiver};
 
 const AT: &str = "2026-08-15T10:30:00Z";
 
@@ -77,8 +74,14 @@ fn ledger() -> Sandbox {
     sb
 }
 
-fn check(sb: &Sandbox, extra: &[&str]) -> std::process::Output {
+/// `alerts check --at AT EXTRA...` on the sandbox's ledger and config; `webhook`: the Slack
+/// webhook URL in the environment (none when absent).
+fn check(sb: &Sandbox, webhook: Option<&str>, extra: &[&str]) -> std::process::Output {
     let mut c = sb.bare_command();
+    match webhook {
+        Some(url) => c.env("TOLLGATE_SLACK_WEBHOOK_URL", url),
+        None => c.env_remove("TOLLGATE_SLACK_WEBHOOK_URL"),
+    };
     c.arg("--data-dir")
         .arg(sb.data_dir())
         .arg("--config")
@@ -91,7 +94,7 @@ fn check(sb: &Sandbox, extra: &[&str]) -> std::process::Output {
 #[test]
 fn every_rule_fires_with_hand_worked_figures() {
     let sb = ledger();
-    let o = check(&sb, &["--format", "json"]);
+    let o = check(&sb, None, &["--format", "json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let alerts = v["alerts"].as_array().unwrap();
@@ -142,60 +145,20 @@ fn every_rule_fires_with_hand_worked_figures() {
     );
 }
 
-/// Accepts one POST, answers 200 `ok`, returns its body.
-fn receiver() -> (String, std::thread::JoinHandle<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let h = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut w = stream.try_clone().unwrap();
-        let mut r = BufReader::new(stream);
-        let mut len = 0usize;
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
-            }
-        }
-        let mut buf = vec![0; len];
-        r.read_exact(&mut buf).unwrap();
-        write!(w, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
-        String::from_utf8(buf).unwrap()
-    });
-    (url, h)
-}
-
 #[test]
 fn post_sends_new_alerts_once_in_one_message() {
     let sb = ledger();
-    let (url, h) = receiver();
-    let mut c = sb.bare_command();
-    c.env("TOLLGATE_SLACK_WEBHOOK_URL", &url)
-        .arg("--data-dir")
-        .arg(sb.data_dir())
-        .arg("--config")
-        .arg(sb.path().join("tollgate.toml"))
-        .args(["alerts", "check", "--at", AT, "--post"]);
-    let o = c.output().unwrap();
+    let (addr, h) = webhook_receiver("200 OK", "ok");
+    let url = format!("http://{addr}/hook");
+    let o = check(&sb, Some(&url), &["--post"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let sent: Value = serde_json::from_str(&h.join().unwrap()).unwrap();
+    let sent: Value = serde_json::from_str(&h.join().unwrap().1).unwrap();
     assert_eq!(sent["text"], "Tollgate: 8 new cost alert(s)");
     let body = sent["blocks"][1]["text"]["text"].as_str().unwrap();
     assert_eq!(body.lines().count(), 8, "{body}");
     // The second run finds the same alerts, all already sent: no message (with no webhook URL
     // set, a post would fail the command), and the table marks them as sent.
-    let mut c = sb.bare_command();
-    c.env_remove("TOLLGATE_SLACK_WEBHOOK_URL")
-        .arg("--data-dir")
-        .arg(sb.data_dir())
-        .arg("--config")
-        .arg(sb.path().join("tollgate.toml"))
-        .args(["alerts", "check", "--at", AT, "--post"]);
-    let o = c.output().unwrap();
+    let o = check(&sb, None, &["--post"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
@@ -210,13 +173,9 @@ fn post_sends_new_alerts_once_in_one_message() {
 #[test]
 fn bad_thresholds_are_named() {
     let sb = Sandbox::new();
-    let p = sb.write("tollgate.toml", "[alerts]\ndaily_jump = \"lots\"\n");
-    let mut c = sb.bare_command();
-    c.arg("--config").arg(&p).args(["config", "check"]);
-    let o = c.output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && err.contains("alerts.daily_jump: \"lots\" is not a decimal number"),
-        "{err}"
+    crate::support::assert_config_refused(
+        &sb,
+        "[alerts]\ndaily_jump = \"lots\"\n",
+        "alerts.daily_jump: \"lots\" is not a decimal number",
     );
 }

@@ -199,11 +199,6 @@ fn budget_settings_are_checked() {
             "gateway.budgets[0].timezone: ",
         ),
     ] {
-        let p = sb.write("bad.toml", toml);
-        let mut c = sb.bare_command();
-        c.arg("--config").arg(&p).args(["config", "check"]);
-        let o = c.output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && err.contains(want), "{toml}: {err}");
+        crate::support::assert_config_refused(&sb, toml, want);
     }
 }

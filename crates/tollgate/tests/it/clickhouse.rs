@@ -588,12 +588,7 @@ fn export_round_trips_and_config_is_checked() {
             "ledger.url: only used with backend = \"clickhouse\"",
         ),
     ] {
-        let p = sb.write("bad.toml", toml);
-        let mut c = sb.bare_command();
-        c.arg("--config").arg(&p).args(["config", "check"]);
-        let o = c.output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && err.contains(want), "{toml}: {err}");
+        crate::support::assert_config_refused(&sb, toml, want);
     }
 }
 

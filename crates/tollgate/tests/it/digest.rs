@@ -1,12 +1,9 @@
 //! `tollgate report digest`: the weekly Slack digest, with hand-worked weeks, and `--post` to a
 //! local incoming-webhook receiver.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-
 use serde_json::{Value, json};
 
-use crate::support::{Sandbox, event, jsonl};
+use crate::support::{Sandbox, event, jsonl, webhook_receiver};
 
 /// Weeks 2026-W17 (Apr 20-26) and W18 (Apr 27 - May 3), costs carried by the events:
 /// - feature `search`: 100 calls a week. W17: 0.01 each = 1.00, 80 of 100 input tokens read
@@ -127,40 +124,12 @@ fn post_sends_the_message_to_the_webhook_and_reports_slack_errors() {
         ("200 OK", "ok", true),
         ("400 Bad Request", "invalid_blocks", false),
     ] {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = std::thread::spawn(move || {
-            let (stream, _) = listener.accept().unwrap();
-            let mut w = stream.try_clone().unwrap();
-            let mut r = BufReader::new(stream);
-            let mut head = String::new();
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                r.read_line(&mut line).unwrap();
-                if line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-                head.push_str(&line);
-            }
-            let mut buf = vec![0; len];
-            r.read_exact(&mut buf).unwrap();
-            write!(
-                w,
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .unwrap();
-            (head, String::from_utf8(buf).unwrap())
-        });
+        let (addr, server) = webhook_receiver(status, body);
         let sb = weeks();
         let mut c = sb.bare_command();
         c.env(
             "TOLLGATE_SLACK_WEBHOOK_URL",
-            format!("http://127.0.0.1:{port}/services/T0/B0/secret"),
+            format!("http://{addr}/services/T0/B0/secret"),
         )
         .arg("--data-dir")
         .arg(sb.data_dir())

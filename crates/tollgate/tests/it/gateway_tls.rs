@@ -297,11 +297,6 @@ fn a_bad_ca_file_is_named_by_config_check() {
             "gateway.tls_cert: ",
         ),
     ] {
-        let p = sb.write("bad.toml", toml);
-        let mut c = sb.bare_command();
-        c.arg("--config").arg(&p).args(["config", "check"]);
-        let o = c.output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && err.contains(want), "{toml}: {err}");
+        crate::support::assert_config_refused(&sb, toml, want);
     }
 }

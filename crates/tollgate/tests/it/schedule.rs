@@ -169,11 +169,6 @@ fn schedule_settings_are_checked() {
             "schedules[0].post: only the digest and alerts jobs post",
         ),
     ] {
-        let p = sb.write("bad.toml", toml);
-        let mut c = sb.bare_command();
-        c.arg("--config").arg(&p).args(["config", "check"]);
-        let o = c.output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && err.contains(want), "{toml}: {err}");
+        crate::support::assert_config_refused(&sb, toml, want);
     }
 }

@@ -200,6 +200,58 @@ fn finish(o: Output, args: &[&str]) -> Run {
     }
 }
 
+/// A one-shot HTTP receiver on a free loopback port (a stand-in for a Slack webhook): accepts
+/// one request, answers `status` (e.g. `"200 OK"`) with the plain-text `body`, and yields the
+/// request's head (request line and headers) and body. Returns its `host:port`.
+pub fn webhook_receiver(
+    status: &'static str,
+    body: &'static str,
+) -> (String, std::thread::JoinHandle<(String, String)>) {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let h = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut w = stream.try_clone().expect("clone");
+        let mut r = BufReader::new(stream);
+        let mut head = String::new();
+        let mut len = 0usize;
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).expect("read");
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().expect("length");
+            }
+            head.push_str(&line);
+        }
+        let mut buf = vec![0; len];
+        r.read_exact(&mut buf).expect("body");
+        write!(
+            w,
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("answer");
+        (head, String::from_utf8(buf).expect("utf-8"))
+    });
+    (addr, h)
+}
+
+/// Asserts that `tollgate --config FILE config check` refuses `toml` with an error that
+/// contains `want`.
+#[track_caller]
+pub fn assert_config_refused(sb: &Sandbox, toml: &str, want: &str) {
+    let p = sb.write("bad.toml", toml);
+    let mut c = sb.bare_command();
+    c.arg("--config").arg(&p).args(["config", "check"]);
+    let o = c.output().expect("run tollgate");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains(want), "{toml}: {err}");
+}
+
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
