@@ -15,9 +15,11 @@
 //! - money is kept exactly (scaled integers of 1e-12 plus the exact decimal text);
 //! - a writer that is dropped without `commit` leaves nothing behind.
 
+pub mod blocks;
 pub mod books;
 pub mod conformance;
 pub mod sqlite;
+mod vtab;
 
 pub use books::{
     Adjustment, AdjustmentRecord, KeyUsage, PeriodAction, PeriodActionRecord, REFDATA_KINDS,

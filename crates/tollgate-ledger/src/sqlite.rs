@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use rust_decimal::Decimal;
-use tollgate_core::event::{format_instant, push_json_str, write_instant};
+use tollgate_core::event::{format_instant, push_json_str};
 use tollgate_core::money::{from_scaled_e12, to_scaled_e12};
 use tollgate_core::{
     Attribution, AttributionStatus, CostBreakdown, Currency, Pricing, PricingStatus, Usage,
@@ -28,6 +28,9 @@ use crate::{
 
 #[path = "sqlite_books.rs"]
 mod books_impl;
+#[path = "sqlite_events.rs"]
+mod events_impl;
+use events_impl::move_events_to_blocks;
 
 /// File name of the ledger inside the data directory.
 pub const LEDGER_FILE: &str = "ledger.sqlite";
@@ -371,7 +374,33 @@ CREATE INDEX rollups_tenant ON rollups(tenant_id, environment, hour, feature, mo
     cache_write_tokens, cache_write_1h_tokens, output_tokens, reasoning_tokens, cost_e12);
 "#,
     ),
+    (
+        10,
+        "events stored in blocks (event_blocks); `events` becomes a read-only virtual table over them",
+        r#"
+CREATE TABLE event_blocks (
+    block_id INTEGER PRIMARY KEY,
+    min_seq INTEGER NOT NULL,
+    max_seq INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    min_occurred_at TEXT NOT NULL,
+    max_occurred_at TEXT NOT NULL,
+    ingested_at TEXT NOT NULL,
+    ids BLOB NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX event_blocks_occurred ON event_blocks(max_occurred_at);
+CREATE TRIGGER event_blocks_immutable_update BEFORE UPDATE ON event_blocks
+BEGIN SELECT RAISE(ABORT, 'events are immutable: record a correction instead'); END;
+CREATE TRIGGER event_blocks_immutable_delete BEFORE DELETE ON event_blocks
+BEGIN SELECT RAISE(ABORT, 'events are immutable: record a correction instead'); END;
+"#,
+    ),
 ];
+
+/// The migration that moves events into blocks: after its SQL, the rows of the old `events`
+/// table are copied into blocks and the table is dropped (see [`move_events_to_blocks`]).
+const BLOCKS_MIGRATION: i64 = 10;
 
 /// The current schema version this build writes.
 pub fn schema_version() -> i64 {
@@ -381,23 +410,12 @@ pub fn schema_version() -> i64 {
 /// The embedded SQLite ledger.
 pub struct SqliteLedger {
     conn: Connection,
+    /// The ids of the stored events, by hash (for duplicate detection), built on first use.
+    ids: events_impl::IdIndex,
     path: PathBuf,
     /// The clock for `ingested_at` / `recorded_at` (injected in tests).
     now: fn() -> Timestamp,
 }
-
-const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (
-    event_id, request_id, attempt, parent_request_id, occurred_at, completed_at, trace_id,
-    span_id, session_id, team_id, cost_center, service, feature, environment, tenant_id,
-    user_id, api_key_id, region, tags, attribution_status, provider, model_requested, model,
-    operation, service_tier, status, http_status, streamed, latency_ms, ttft_ms, input_tokens,
-    cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens,
-    reasoning_tokens, units, currency, cost, cost_e12, cost_input_e12, cost_cache_read_e12,
-    cost_cache_write_e12, cost_cache_write_1h_e12, cost_output_e12, cost_units, price_version,
-    pricing_status, ingested_at)
- VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-  ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38,
-  ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46, ?47, ?48, ?49)";
 
 const UPSERT_ROLLUP: &str = "INSERT INTO rollups (hour, team_id, service, feature, model,
     provider, tenant_id, environment, cost_center, currency, attribution_status, pricing_status,
@@ -422,11 +440,6 @@ const SELECT_EVENT: &str = "SELECT event_id, request_id, attempt, parent_request
     cache_write_1h_tokens, output_tokens, reasoning_tokens, units, currency, cost,
     cost_input_e12, cost_cache_read_e12, cost_cache_write_e12, cost_cache_write_1h_e12,
     cost_output_e12, cost_units, price_version, pricing_status FROM events";
-
-/// `Some(s)` unless empty (an absent optional column).
-fn some(s: &str) -> Option<&str> {
-    (!s.is_empty()).then_some(s)
-}
 
 fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -483,10 +496,12 @@ impl SqliteLedger {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let mut l = SqliteLedger {
             conn,
+            ids: Default::default(),
             path,
             now: Timestamp::now,
         };
         l.migrate()?;
+        crate::vtab::register(&l.conn)?;
         Ok(l)
     }
 
@@ -505,6 +520,7 @@ impl SqliteLedger {
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "query_only", "ON")?;
+        crate::vtab::register(&conn)?;
         let found: i64 = conn
             .query_row(
                 "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
@@ -518,8 +534,16 @@ impl SqliteLedger {
                 known: schema_version(),
             });
         }
+        if found < schema_version() {
+            // A ledger written by an older Tollgate: bring it up to date first (once), so
+            // readers see the tables they expect (e.g. events in blocks since version 10).
+            drop(conn);
+            drop(SqliteLedger::open(data_dir)?);
+            return SqliteLedger::open_read_only(data_dir);
+        }
         Ok(SqliteLedger {
             conn,
+            ids: Default::default(),
             path,
             now: Timestamp::now,
         })
@@ -565,6 +589,9 @@ impl SqliteLedger {
             }
             let tx = self.conn.transaction()?;
             tx.execute_batch(sql)?;
+            if *version == BLOCKS_MIGRATION {
+                move_events_to_blocks(&tx)?;
+            }
             tx.execute(
                 "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)",
                 params![version, description, format_instant((self.now)())],
@@ -597,6 +624,39 @@ impl SqliteLedger {
 
 fn hour_of(t: Timestamp) -> i64 {
     t.as_second().div_euclid(3600) * 3600
+}
+
+/// Adds hourly totals to the `rollups` table (keyed by hour and its 12 attribution columns).
+fn upsert_rollups(tx: &Connection, m: &FxMap<(i64, [&str; 12]), Totals>) -> Result<()> {
+    let mut up = tx.prepare_cached(UPSERT_ROLLUP)?;
+    for ((hour, k), t) in m {
+        let cost = i64::try_from(t.cost_e12)
+            .map_err(|_| LedgerError::Refused("rollup cost out of range".into()))?;
+        up.execute(params![
+            hour,
+            k[0],
+            k[1],
+            k[2],
+            k[3],
+            k[4],
+            k[5],
+            k[6],
+            k[7],
+            k[8],
+            k[9],
+            k[10],
+            k[11],
+            i64_of(t.requests),
+            i64_of(t.input_tokens),
+            i64_of(t.cache_read_tokens),
+            i64_of(t.cache_write_tokens),
+            i64_of(t.cache_write_1h_tokens),
+            i64_of(t.output_tokens),
+            i64_of(t.reasoning_tokens),
+            cost,
+        ])?;
+    }
+    Ok(())
 }
 
 const INSERT_BILL_LINE: &str = "INSERT INTO bill_lines (import_id, provider, line_kind,
@@ -667,206 +727,68 @@ impl SqliteWriter<'_> {
 pub struct SqliteWriter<'c> {
     tx: rusqlite::Transaction<'c>,
     now: String,
+    ids: &'c mut events_impl::IdIndex,
+    /// Made on the first append of the transaction.
+    events: Option<events_impl::EventWriter>,
 }
 
 impl LedgerWriter for SqliteWriter<'_> {
     fn append(&mut self, events: &[UsageEvent]) -> Result<AppendOutcome> {
         let mut out = AppendOutcome::default();
-        let mut rollups: FxMap<(i64, [&str; 12]), Totals> = FxMap::default();
-        let mut key_rollups: books_impl::KeyRollups<'_> = FxMap::default();
-        // Scratch buffers reused across rows: no allocation per event on this path.
-        let mut occurred = String::with_capacity(32);
-        let mut completed = String::with_capacity(32);
-        let mut cost_text = String::with_capacity(32);
-        let mut tags = String::new();
-        let mut units = String::new();
-        let mut cost_units = String::new();
-        {
-            let mut stmt = self.tx.prepare_cached(INSERT_EVENT)?;
-            for e in events {
-                let a = &e.attribution;
-                let p = &e.pricing;
-                let too_big = |c: &Decimal| {
-                    LedgerError::Refused(format!("cost {c} of event {} is too large", e.event_id))
-                };
-                let e12 = |c: Decimal| -> Result<i64> {
-                    i64::try_from(to_scaled_e12(c)?).map_err(|_| too_big(&c))
-                };
-                let (cost_e12, classes) = match p.cost {
-                    Some(c) => {
-                        let b = &p.cost_breakdown;
-                        (
-                            Some(e12(c)?),
-                            [
-                                Some(e12(b.input)?),
-                                Some(e12(b.cache_read)?),
-                                Some(e12(b.cache_write)?),
-                                Some(e12(b.cache_write_1h)?),
-                                Some(e12(b.output)?),
-                            ],
-                        )
+        if self.events.is_none() {
+            self.events = Some(events_impl::EventWriter::start(&self.tx, self.ids)?);
+        }
+        let Some(w) = self.events.as_mut() else {
+            return Err(LedgerError::Refused(
+                "the event writer did not start".into(),
+            ));
+        };
+        let mut block = events_impl::BlockBuild::new();
+        for (idx, e) in events.iter().enumerate() {
+            let p = &e.pricing;
+            let too_big = |c: &Decimal| {
+                LedgerError::Refused(format!("cost {c} of event {} is too large", e.event_id))
+            };
+            let e12 = |c: Decimal| -> Result<i64> {
+                i64::try_from(to_scaled_e12(c)?).map_err(|_| too_big(&c))
+            };
+            let costs = match p.cost {
+                Some(c) => {
+                    let b = &p.cost_breakdown;
+                    events_impl::Costs {
+                        total: Some(e12(c)?),
+                        classes: [
+                            Some(e12(b.input)?),
+                            Some(e12(b.cache_read)?),
+                            Some(e12(b.cache_write)?),
+                            Some(e12(b.cache_write_1h)?),
+                            Some(e12(b.output)?),
+                        ],
                     }
-                    None => (None, [None; 5]),
-                };
-                occurred.clear();
-                write_instant(&mut occurred, e.occurred_at);
-                completed.clear();
-                if let Some(c) = e.completed_at {
-                    write_instant(&mut completed, c);
                 }
-                cost_text.clear();
-                if let Some(c) = p.cost {
-                    use std::fmt::Write as _;
-                    let _ = write!(cost_text, "{}", c.normalize());
-                }
-                tags.clear();
-                if !a.tags.is_empty() {
-                    json_map_into(
-                        &mut tags,
-                        a.tags.iter().map(|(k, v)| (k.as_str(), JsonVal::Str(v))),
-                    );
-                }
-                units.clear();
-                if !e.usage.units.is_empty() {
-                    json_map_into(
-                        &mut units,
-                        e.usage
-                            .units
-                            .iter()
-                            .map(|(k, v)| (k.as_str(), JsonVal::Num(*v))),
-                    );
-                }
-                cost_units.clear();
-                if p.cost.is_some() && !p.cost_breakdown.units.is_empty() {
-                    json_map_into(
-                        &mut cost_units,
-                        p.cost_breakdown
-                            .units
-                            .iter()
-                            .map(|(k, v)| (k.as_str(), JsonVal::Dec(*v))),
-                    );
-                }
-                let u = &e.usage;
-                let n = stmt.execute(params![
-                    e.event_id,
-                    e.request_id,
-                    e.attempt,
-                    e.parent_request_id,
-                    occurred,
-                    some(&completed),
-                    e.trace_id,
-                    e.span_id,
-                    e.session_id,
-                    a.team_id,
-                    a.cost_center,
-                    a.service,
-                    a.feature,
-                    a.environment.map(|x| x.as_str()),
-                    a.tenant_id,
-                    a.user_id,
-                    a.api_key_id,
-                    a.region,
-                    some(&tags),
-                    e.attribution_status.as_str(),
-                    e.provider,
-                    e.model_requested,
-                    e.model,
-                    e.operation.as_str(),
-                    e.service_tier,
-                    e.status.as_str(),
-                    e.http_status,
-                    e.streamed,
-                    e.latency_ms.map(i64_of),
-                    e.ttft_ms.map(i64_of),
-                    i64_of(u.input_tokens),
-                    i64_of(u.cache_read_tokens),
-                    i64_of(u.cache_write_tokens),
-                    i64_of(u.cache_write_1h_tokens),
-                    i64_of(u.output_tokens),
-                    i64_of(u.reasoning_tokens),
-                    some(&units),
-                    p.currency.as_str(),
-                    some(&cost_text),
-                    cost_e12,
-                    classes[0],
-                    classes[1],
-                    classes[2],
-                    classes[3],
-                    classes[4],
-                    some(&cost_units),
-                    p.price_version,
-                    p.pricing_status.as_str(),
-                    self.now,
-                ])?;
-                if n == 0 {
-                    out.duplicates += 1;
-                    continue;
-                }
-                out.inserted += 1;
-                if e.attribution_status == tollgate_core::AttributionStatus::Quarantined {
-                    out.quarantined += 1;
-                }
-                if p.cost.is_none() {
-                    out.unpriced += 1;
-                }
-                let key = (
-                    hour_of(e.occurred_at),
-                    [
-                        a.team_id.as_deref().unwrap_or(""),
-                        a.service.as_deref().unwrap_or(""),
-                        a.feature.as_deref().unwrap_or(""),
-                        e.model.as_str(),
-                        e.provider.as_str(),
-                        a.tenant_id.as_deref().unwrap_or(""),
-                        a.environment.map_or("", |x| x.as_str()),
-                        a.cost_center.as_deref().unwrap_or(""),
-                        p.currency.as_str(),
-                        e.attribution_status.as_str(),
-                        p.pricing_status.as_str(),
-                        p.price_version.as_deref().unwrap_or(""),
-                    ],
-                );
-                books_impl::add_key_rollup(&mut key_rollups, e, cost_e12);
-                let t = rollups.entry(key).or_default();
-                t.requests += 1;
-                t.input_tokens += u.input_tokens;
-                t.cache_read_tokens += u.cache_read_tokens;
-                t.cache_write_tokens += u.cache_write_tokens;
-                t.cache_write_1h_tokens += u.cache_write_1h_tokens;
-                t.output_tokens += u.output_tokens;
-                t.reasoning_tokens += u.reasoning_tokens;
-                t.cost_e12 += i128::from(cost_e12.unwrap_or(0));
+                None => events_impl::Costs {
+                    total: None,
+                    classes: [None; 5],
+                },
+            };
+            if !w.accept(&self.tx, self.ids, events, idx)? {
+                out.duplicates += 1;
+                continue;
+            }
+            w.add(&mut block, e, &costs);
+            out.inserted += 1;
+            if e.attribution_status == tollgate_core::AttributionStatus::Quarantined {
+                out.quarantined += 1;
+            }
+            if p.cost.is_none() {
+                out.unpriced += 1;
+            }
+            if block.len() >= crate::blocks::BLOCK_EVENTS {
+                w.flush(&self.tx, &block, &self.now)?;
+                block = events_impl::BlockBuild::new();
             }
         }
-        books_impl::upsert_key_rollups(&self.tx, &key_rollups)?;
-        let mut up = self.tx.prepare_cached(UPSERT_ROLLUP)?;
-        for ((hour, k), t) in rollups {
-            let cost = i64::try_from(t.cost_e12)
-                .map_err(|_| LedgerError::Refused("rollup cost out of range".into()))?;
-            up.execute(params![
-                hour,
-                k[0],
-                k[1],
-                k[2],
-                k[3],
-                k[4],
-                k[5],
-                k[6],
-                k[7],
-                k[8],
-                k[9],
-                k[10],
-                k[11],
-                i64_of(t.requests),
-                i64_of(t.input_tokens),
-                i64_of(t.cache_read_tokens),
-                i64_of(t.cache_write_tokens),
-                i64_of(t.cache_write_1h_tokens),
-                i64_of(t.output_tokens),
-                i64_of(t.reasoning_tokens),
-                cost,
-            ])?;
-        }
+        w.flush(&self.tx, &block, &self.now)?;
         Ok(out)
     }
 
@@ -1016,7 +938,13 @@ impl LedgerWriter for SqliteWriter<'_> {
     }
 
     fn commit(self: Box<Self>) -> Result<()> {
-        self.tx.commit()?;
+        let SqliteWriter {
+            tx, ids, events, ..
+        } = *self;
+        tx.commit()?;
+        if let Some(w) = events {
+            w.committed(ids);
+        }
         Ok(())
     }
 }
@@ -1265,10 +1193,14 @@ fn read_summed(
 impl Ledger for SqliteLedger {
     fn writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>> {
         let now = format_instant((self.now)());
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        Ok(Box::new(SqliteWriter { tx, now }))
+        let SqliteLedger { conn, ids, .. } = self;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        Ok(Box::new(SqliteWriter {
+            tx,
+            now,
+            ids,
+            events: None,
+        }))
     }
 
     fn summarize(&self, q: &SummaryQuery) -> Result<Vec<SummaryRow>> {
@@ -1472,9 +1404,11 @@ impl Ledger for SqliteLedger {
     }
 
     fn event_count(&self) -> Result<u64> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+        let n: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(SUM(n), 0) FROM event_blocks", [], |r| {
+                    r.get(0)
+                })?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -1742,12 +1676,19 @@ impl Ledger for SqliteLedger {
     }
 
     fn query_sql(&self, sql: &str) -> Result<SqlTable> {
-        let stmt_result = self.conn.prepare(sql);
-        let mut stmt = stmt_result?;
-        if !stmt.readonly() {
-            return Err(LedgerError::Refused(
+        let refused = || {
+            LedgerError::Refused(
                 "only read-only statements (SELECT, WITH ... SELECT, read-only PRAGMA) are allowed; the ledger is append-only".into(),
-            ));
+            )
+        };
+        let mut stmt = match self.conn.prepare(sql) {
+            Ok(s) => s,
+            // SQLite refuses a write to the `events` virtual table when preparing it.
+            Err(e) if e.to_string().contains("may not be") => return Err(refused()),
+            Err(e) => return Err(e.into()),
+        };
+        if !stmt.readonly() {
+            return Err(refused());
         }
         let columns: Vec<String> = stmt.column_names().map(String::from).collect();
         let n = columns.len();
@@ -1982,9 +1923,13 @@ fn snapshot_readers(path: &Path, n: usize) -> Result<Option<Vec<Connection>>> {
             )?;
             c.busy_timeout(std::time::Duration::from_secs(30))?;
             c.pragma_update(None, "query_only", "ON")?;
+            crate::vtab::register(&c)?;
             c.execute_batch("BEGIN")?;
-            let s: i64 =
-                c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+            let s: i64 = c.query_row(
+                "SELECT COALESCE(MAX(max_seq), 0) FROM event_blocks",
+                [],
+                |r| r.get(0),
+            )?;
             seqs.push(s);
             conns.push(c);
         }

@@ -128,37 +128,6 @@ pub(super) fn bill_lines_in_force(
 /// the `key_rollups` table (migration 8), accumulated by `append`.
 pub(super) type KeyRollups<'e> = super::FxMap<(i64, [&'e str; 5]), (Totals, u64)>;
 
-pub(super) fn add_key_rollup<'e>(
-    m: &mut KeyRollups<'e>,
-    e: &'e tollgate_core::UsageEvent,
-    cost_e12: Option<i64>,
-) {
-    let a = &e.attribution;
-    let key = (
-        super::hour_of(e.occurred_at),
-        [
-            e.provider.as_str(),
-            e.model.as_str(),
-            a.api_key_id.as_deref().unwrap_or(""),
-            a.team_id.as_deref().unwrap_or(""),
-            a.cost_center.as_deref().unwrap_or(""),
-        ],
-    );
-    let (t, unpriced) = m.entry(key).or_default();
-    let u = &e.usage;
-    t.requests += 1;
-    t.input_tokens += u.input_tokens;
-    t.cache_read_tokens += u.cache_read_tokens;
-    t.cache_write_tokens += u.cache_write_tokens;
-    t.cache_write_1h_tokens += u.cache_write_1h_tokens;
-    t.output_tokens += u.output_tokens;
-    t.reasoning_tokens += u.reasoning_tokens;
-    match cost_e12 {
-        Some(c) => t.cost_e12 += i128::from(c),
-        None => *unpriced += 1,
-    }
-}
-
 pub(super) fn upsert_key_rollups(tx: &Connection, m: &KeyRollups<'_>) -> Result<()> {
     let mut up = tx.prepare_cached(
         "INSERT INTO key_rollups (hour, provider, model, api_key_id, team_id, cost_center,

@@ -29,12 +29,21 @@ fn events_cannot_be_edited_even_with_raw_sql() {
         Some("1"),
     )])
     .unwrap();
+    // Through the ledger, `events` is a virtual table without writes.
+    assert!(l.query_sql("SELECT COUNT(*) FROM events").is_ok());
     drop(l);
-    // A user with the sqlite3 shell: the triggers refuse edits.
+    // A user with the sqlite3 shell: the events are in blocks, and triggers refuse edits.
     let c = rusqlite::Connection::open(d.path().join("ledger.sqlite")).unwrap();
-    let err = c.execute("UPDATE events SET cost = '0'", []).unwrap_err();
+    let err = c
+        .execute("UPDATE event_blocks SET data = x'00'", [])
+        .unwrap_err();
     assert!(err.to_string().contains("immutable"), "{err}");
-    assert!(c.execute("DELETE FROM events", []).is_err());
+    let err = c.execute("DELETE FROM event_blocks", []).unwrap_err();
+    assert!(err.to_string().contains("immutable"), "{err}");
+    let n: i64 = c
+        .query_row("SELECT SUM(n) FROM event_blocks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
     let mode: String = c
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
@@ -53,13 +62,14 @@ fn reopening_applies_no_migration_twice_and_rebuilt_rollups_match() {
         .unwrap();
     }
     let mut l = SqliteLedger::open(d.path()).unwrap();
-    // Nine migrations exist (events, invoices, bills, annotations+budgets, sessions index,
-    // reference data, month-end close, key rollups, rollups per tenant); each recorded once.
+    // Ten migrations exist (events, invoices, bills, annotations+budgets, sessions index,
+    // reference data, month-end close, key rollups, rollups per tenant, event blocks); each
+    // recorded once.
     let n = l
         .query_sql("SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations")
         .unwrap();
-    assert_eq!(n.rows[0][0].to_string(), "9");
-    assert_eq!(n.rows[0][1].to_string(), "9");
+    assert_eq!(n.rows[0][0].to_string(), "10");
+    assert_eq!(n.rows[0][1].to_string(), "10");
     let q = SummaryQuery {
         start: "2026-07-01T00:00:00Z".parse().unwrap(),
         end: "2026-07-02T00:00:00Z".parse().unwrap(),

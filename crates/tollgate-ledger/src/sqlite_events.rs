@@ -1,0 +1,570 @@
+//! The SQLite ledger's event storage: appending events as blocks (`crate::blocks`), duplicate
+//! detection on `event_id`, and migration 10, which moves the rows of the old `events` table
+//! into blocks.
+
+use std::collections::HashSet;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, params};
+use tollgate_core::UsageEvent;
+use tollgate_core::event::write_instant;
+
+use super::{FxMap, JsonVal, i64_of, json_map_into};
+use crate::blocks::{self, BLOCK_EVENTS, Block, BlockEncoder, COLUMNS, Kind, id_hash};
+use crate::{LedgerError, Result};
+
+/// Marks a hash held by more than one block (or a block id too large for the map): its
+/// candidates are found by searching the blocks' `ids`.
+const AMBIGUOUS: u32 = u32::MAX;
+
+/// Hash -> block of every event id in the ledger, built on the first append of a ledger
+/// handle and caught up at the start of every later write transaction (other processes may
+/// have appended in between).
+#[derive(Default)]
+pub(super) struct IdIndex {
+    map: FxMap<u64, u32>,
+    /// Every block up to this id is in `map`.
+    through: i64,
+}
+
+fn map_value(block: i64) -> u32 {
+    u32::try_from(block)
+        .ok()
+        .filter(|v| *v != AMBIGUOUS)
+        .unwrap_or(AMBIGUOUS)
+}
+
+fn note(map: &mut FxMap<u64, u32>, h: u64, v: u32) {
+    map.entry(h)
+        .and_modify(|x| {
+            if *x != v {
+                *x = AMBIGUOUS;
+            }
+        })
+        .or_insert(v);
+}
+
+impl IdIndex {
+    /// Adds the blocks committed since the last call (inside the caller's write transaction,
+    /// so no other writer can add one meanwhile).
+    fn catch_up(&mut self, conn: &Connection) -> Result<()> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT block_id, ids FROM event_blocks WHERE block_id > ?1 ORDER BY block_id",
+        )?;
+        let mut rows = stmt.query([self.through])?;
+        while let Some(r) = rows.next()? {
+            let b: i64 = r.get(0)?;
+            let ValueRef::Blob(blob) = r.get_ref(1)? else {
+                return Err(LedgerError::Corrupt(format!("event block {b} has no ids")));
+            };
+            self.map.reserve(blob.len() / 8);
+            let v = map_value(b);
+            for h in blocks::ids_of(blob) {
+                note(&mut self.map, h, v);
+            }
+            self.through = b;
+        }
+        Ok(())
+    }
+}
+
+/// Per-transaction state of the event writer, made on its first append.
+pub(super) struct EventWriter {
+    /// Hashes of the ids stored by this transaction (merged into the index on commit).
+    pending: FxMap<u64, u32>,
+    next_seq: i64,
+    next_block: i64,
+    /// The ids of the block last read to confirm a candidate duplicate.
+    verified: Option<(i64, HashSet<String>)>,
+    /// This append's accepted events by id hash (index into the append's slice).
+    batch: FxMap<u64, u32>,
+    hashes: Vec<u64>,
+}
+
+impl EventWriter {
+    pub(super) fn start(conn: &Connection, ids: &mut IdIndex) -> Result<EventWriter> {
+        ids.catch_up(conn)?;
+        let (max_seq, max_block): (i64, i64) = conn.query_row(
+            "SELECT COALESCE(MAX(max_seq), 0), COALESCE(MAX(block_id), 0) FROM event_blocks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(EventWriter {
+            pending: FxMap::default(),
+            next_seq: max_seq + 1,
+            next_block: max_block + 1,
+            verified: None,
+            batch: FxMap::default(),
+            hashes: Vec::new(),
+        })
+    }
+
+    /// After the commit: this transaction's ids join the index.
+    pub(super) fn committed(self, ids: &mut IdIndex) {
+        if self.next_block - 1 > ids.through {
+            ids.map.reserve(self.pending.len());
+            for (h, v) in self.pending {
+                note(&mut ids.map, h, v);
+            }
+            ids.through = self.next_block - 1;
+        }
+    }
+
+    /// Whether block `b` holds `id`.
+    fn block_holds(&mut self, conn: &Connection, b: i64, id: &str) -> Result<bool> {
+        if self.verified.as_ref().is_none_or(|(v, _)| *v != b) {
+            let data: Vec<u8> = conn.query_row(
+                "SELECT data FROM event_blocks WHERE block_id = ?1",
+                [b],
+                |r| r.get(0),
+            )?;
+            let blk = Block::decode(data, 2)?;
+            let set = (0..blk.n)
+                .filter_map(|i| blk.text(i, blocks::COL_EVENT_ID).map(str::to_string))
+                .collect();
+            self.verified = Some((b, set));
+        }
+        Ok(self.verified.as_ref().is_some_and(|(_, s)| s.contains(id)))
+    }
+
+    /// Whether any stored block holding hash `h` holds `id` (the slow path for ambiguous
+    /// hashes).
+    fn search(&mut self, conn: &Connection, h: u64, id: &str) -> Result<bool> {
+        let mut candidates = Vec::new();
+        {
+            let mut stmt = conn.prepare_cached("SELECT block_id, ids FROM event_blocks")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                if let ValueRef::Blob(blob) = r.get_ref(1)?
+                    && blocks::ids_contain(blob, h)
+                {
+                    candidates.push(r.get::<_, i64>(0)?);
+                }
+            }
+        }
+        for b in candidates {
+            if self.block_holds(conn, b, id)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether `id` (hash `h`) is already in the ledger or earlier in this transaction.
+    fn stored(&mut self, conn: &Connection, ids: &IdIndex, h: u64, id: &str) -> Result<bool> {
+        for v in [self.pending.get(&h).copied(), ids.map.get(&h).copied()]
+            .into_iter()
+            .flatten()
+        {
+            let found = if v == AMBIGUOUS {
+                self.search(conn, h, id)?
+            } else {
+                self.block_holds(conn, i64::from(v), id)?
+            };
+            if found {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Scratch text of one event: its JSON columns and its instants.
+#[derive(Default)]
+struct Scratch {
+    tags: String,
+    units: String,
+    cost_units: String,
+}
+
+/// The costs of an event as stored (units of 1e-12): total and per class.
+pub(super) struct Costs {
+    pub total: Option<i64>,
+    pub classes: [Option<i64>; 5],
+}
+
+fn micros(t: jiff::Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+/// The dictionary codes of an event's rollup keys: the 12 columns of `rollups` (see
+/// `add`), then api_key_id.
+type Codes = [u32; 13];
+
+fn encode_event<'a>(
+    enc: &mut BlockEncoder<'a>,
+    e: &'a UsageEvent,
+    seq_off: u64,
+    c: &Costs,
+    s: &mut Scratch,
+) -> Codes {
+    let mut k: Codes = [0; 13];
+    let a = &e.attribution;
+    let p = &e.pricing;
+    let u = &e.usage;
+    s.tags.clear();
+    if !a.tags.is_empty() {
+        json_map_into(
+            &mut s.tags,
+            a.tags.iter().map(|(k, v)| (k.as_str(), JsonVal::Str(v))),
+        );
+    }
+    s.units.clear();
+    if !u.units.is_empty() {
+        json_map_into(
+            &mut s.units,
+            u.units.iter().map(|(k, v)| (k.as_str(), JsonVal::Num(*v))),
+        );
+    }
+    s.cost_units.clear();
+    if p.cost.is_some() && !p.cost_breakdown.units.is_empty() {
+        json_map_into(
+            &mut s.cost_units,
+            p.cost_breakdown
+                .units
+                .iter()
+                .map(|(k, v)| (k.as_str(), JsonVal::Dec(*v))),
+        );
+    }
+    enc.seq_offset(seq_off);
+    enc.text_unique(Some(&e.event_id));
+    enc.text_unique(e.request_id.as_deref());
+    enc.int(Some(i64::from(e.attempt)));
+    enc.text_unique(e.parent_request_id.as_deref());
+    enc.int(Some(micros(e.occurred_at)));
+    enc.int(e.completed_at.map(micros));
+    enc.text_unique(e.trace_id.as_deref());
+    enc.text_unique(e.span_id.as_deref());
+    enc.text(e.session_id.as_deref());
+    k[0] = enc.text(a.team_id.as_deref());
+    k[7] = enc.text(a.cost_center.as_deref());
+    k[1] = enc.text(a.service.as_deref());
+    k[2] = enc.text(a.feature.as_deref());
+    k[6] = enc.text(a.environment.map(|x| x.as_str()));
+    k[5] = enc.text(a.tenant_id.as_deref());
+    enc.text(a.user_id.as_deref());
+    k[12] = enc.text(a.api_key_id.as_deref());
+    enc.text(a.region.as_deref());
+    enc.text_scratch((!s.tags.is_empty()).then_some(s.tags.as_str()));
+    k[9] = enc.text(Some(e.attribution_status.as_str()));
+    k[4] = enc.text(Some(&e.provider));
+    enc.text(e.model_requested.as_deref());
+    k[3] = enc.text(Some(&e.model));
+    enc.text(Some(e.operation.as_str()));
+    enc.text(e.service_tier.as_deref());
+    enc.text(Some(e.status.as_str()));
+    enc.int(e.http_status.map(i64::from));
+    enc.int(Some(i64::from(e.streamed)));
+    enc.int(e.latency_ms.map(i64_of));
+    enc.int(e.ttft_ms.map(i64_of));
+    enc.int(Some(i64_of(u.input_tokens)));
+    enc.int(Some(i64_of(u.cache_read_tokens)));
+    enc.int(Some(i64_of(u.cache_write_tokens)));
+    enc.int(Some(i64_of(u.cache_write_1h_tokens)));
+    enc.int(Some(i64_of(u.output_tokens)));
+    enc.int(Some(i64_of(u.reasoning_tokens)));
+    enc.text_scratch((!s.units.is_empty()).then_some(s.units.as_str()));
+    k[8] = enc.text(Some(p.currency.as_str()));
+    enc.int(c.total);
+    for v in c.classes {
+        enc.int(v);
+    }
+    enc.text_scratch((!s.cost_units.is_empty()).then_some(s.cost_units.as_str()));
+    k[11] = enc.text(p.price_version.as_deref());
+    k[10] = enc.text(Some(p.pricing_status.as_str()));
+    enc.end_row();
+    k
+}
+
+fn add_usage(t: &mut crate::Totals, u: &tollgate_core::Usage, cost_e12: Option<i64>) {
+    t.requests += 1;
+    t.input_tokens += u.input_tokens;
+    t.cache_read_tokens += u.cache_read_tokens;
+    t.cache_write_tokens += u.cache_write_tokens;
+    t.cache_write_1h_tokens += u.cache_write_1h_tokens;
+    t.output_tokens += u.output_tokens;
+    t.reasoning_tokens += u.reasoning_tokens;
+    t.cost_e12 += i128::from(cost_e12.unwrap_or(0));
+}
+
+/// One block being filled by an append, with the hourly totals of its events keyed by
+/// dictionary codes (cheaper to hash than the strings; turned into strings once per block).
+pub(super) struct BlockBuild<'a> {
+    enc: BlockEncoder<'a>,
+    min_seq: i64,
+    min_us: i64,
+    max_us: i64,
+    scratch: Scratch,
+    rollups: FxMap<(i64, [u32; 12]), crate::Totals>,
+    /// Per hour, provider, model, api key, team and cost center: totals and unpriced count.
+    key_rollups: FxMap<(i64, [u32; 5]), (crate::Totals, u64)>,
+}
+
+impl<'a> BlockBuild<'a> {
+    pub(super) fn new() -> Self {
+        BlockBuild {
+            enc: BlockEncoder::default(),
+            min_seq: 0,
+            min_us: i64::MAX,
+            max_us: i64::MIN,
+            scratch: Scratch::default(),
+            rollups: FxMap::default(),
+            key_rollups: FxMap::default(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.enc.len()
+    }
+}
+
+impl EventWriter {
+    /// Whether `e` (the `idx`-th event of this append) is new: not in the ledger, not earlier
+    /// in this transaction or this append. A new event's hash is noted for the append.
+    pub(super) fn accept(
+        &mut self,
+        conn: &Connection,
+        ids: &IdIndex,
+        events: &[UsageEvent],
+        idx: usize,
+    ) -> Result<bool> {
+        let e = &events[idx];
+        let h = id_hash(&e.event_id);
+        if let Some(&j) = self.batch.get(&h)
+            && events[j as usize].event_id == e.event_id
+        {
+            return Ok(false);
+        }
+        if self.stored(conn, ids, h, &e.event_id)? {
+            return Ok(false);
+        }
+        self.batch.entry(h).or_insert(idx as u32);
+        self.hashes.push(h);
+        Ok(true)
+    }
+
+    /// Adds an accepted event to the block, with its `seq`.
+    pub(super) fn add<'a>(&mut self, b: &mut BlockBuild<'a>, e: &'a UsageEvent, c: &Costs) {
+        if b.enc.is_empty() {
+            b.min_seq = self.next_seq;
+        }
+        let off = (self.next_seq - b.min_seq) as u64;
+        self.next_seq += 1;
+        let us = micros(e.occurred_at);
+        b.min_us = b.min_us.min(us);
+        b.max_us = b.max_us.max(us);
+        let k = encode_event(&mut b.enc, e, off, c, &mut b.scratch);
+        let hour = super::hour_of(e.occurred_at);
+        let key: [u32; 12] = [
+            k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11],
+        ];
+        add_usage(b.rollups.entry((hour, key)).or_default(), &e.usage, c.total);
+        // key_rollups: provider, model, api key, team, cost center.
+        let kk = (hour, [k[4], k[3], k[12], k[0], k[7]]);
+        let (t, unpriced) = b.key_rollups.entry(kk).or_default();
+        add_usage(t, &e.usage, c.total);
+        if c.total.is_none() {
+            *unpriced += 1;
+        }
+    }
+
+    /// Writes the block (if it holds any event) and resets the append's state.
+    pub(super) fn flush(
+        &mut self,
+        conn: &Connection,
+        b: &BlockBuild<'_>,
+        ingested_at: &str,
+    ) -> Result<()> {
+        self.batch.clear();
+        if b.enc.is_empty() {
+            self.hashes.clear();
+            return Ok(());
+        }
+        let block = self.next_block;
+        self.next_block += 1;
+        let v = map_value(block);
+        for &h in &self.hashes {
+            note(&mut self.pending, h, v);
+        }
+        let ids = blocks::ids_blob(&mut self.hashes);
+        self.hashes.clear();
+        insert_block(
+            conn,
+            block,
+            b.min_seq,
+            b.enc.len(),
+            (b.min_us, b.max_us),
+            ingested_at,
+            &ids,
+            &b.enc.finish(),
+        )?;
+        let s = |code: u32| b.enc.string(code);
+        let mut rollups: FxMap<(i64, [&str; 12]), crate::Totals> = FxMap::default();
+        for ((hour, k), t) in &b.rollups {
+            rollups.entry((*hour, k.map(s))).or_default().add(t);
+        }
+        super::upsert_rollups(conn, &rollups)?;
+        let mut keys: super::books_impl::KeyRollups<'_> = FxMap::default();
+        for ((hour, k), (t, unpriced)) in &b.key_rollups {
+            let e = keys.entry((*hour, k.map(s))).or_default();
+            e.0.add(t);
+            e.1 += unpriced;
+        }
+        super::books_impl::upsert_key_rollups(conn, &keys)
+    }
+}
+
+fn instant_text(us: i64) -> Result<String> {
+    let t = jiff::Timestamp::from_microsecond(us)
+        .map_err(|e| LedgerError::Corrupt(format!("instant out of range: {e}")))?;
+    let mut s = String::with_capacity(27);
+    write_instant(&mut s, t);
+    Ok(s)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_block(
+    conn: &Connection,
+    block: i64,
+    min_seq: i64,
+    n: usize,
+    (min_us, max_us): (i64, i64),
+    ingested_at: &str,
+    ids: &[u8],
+    data: &[u8],
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO event_blocks (block_id, min_seq, max_seq, n, min_occurred_at,
+         max_occurred_at, ingested_at, ids, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    stmt.execute(params![
+        block,
+        min_seq,
+        min_seq + n - 1,
+        n,
+        instant_text(min_us)?,
+        instant_text(max_us)?,
+        ingested_at,
+        ids,
+        data
+    ])?;
+    Ok(())
+}
+
+/// Migration 10: copies the rows of the row-per-event `events` table (schema 1 to 9) into
+/// blocks, in `seq` order, keeping each event's `seq`, values and `ingested_at`, then drops the
+/// table (with its indexes and triggers). Runs inside the migration's transaction.
+pub(super) fn move_events_to_blocks(tx: &Connection) -> Result<()> {
+    let exists: bool = tx.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(());
+    }
+    let names: Vec<&str> = COLUMNS.iter().map(|(n, _)| *n).collect();
+    let mut stmt = tx.prepare(&format!(
+        "SELECT {} FROM events ORDER BY seq",
+        names.join(", ")
+    ))?;
+    let mut rows = stmt.query([])?;
+    let mut next_block: i64 = 1;
+    // The block being filled: its encoder, first seq, time range, ids and ingested_at.
+    let mut enc = BlockEncoder::default();
+    let mut min_seq = 0i64;
+    let mut range = (i64::MAX, i64::MIN);
+    let mut hashes: Vec<u64> = Vec::new();
+    let mut ingested = String::new();
+    let flush = |enc: &mut BlockEncoder<'_>,
+                 min_seq: i64,
+                 range: &mut (i64, i64),
+                 hashes: &mut Vec<u64>,
+                 ingested: &str,
+                 next_block: &mut i64|
+     -> Result<()> {
+        if enc.is_empty() {
+            return Ok(());
+        }
+        let ids = blocks::ids_blob(hashes);
+        insert_block(
+            tx,
+            *next_block,
+            min_seq,
+            enc.len(),
+            *range,
+            ingested,
+            &ids,
+            &enc.finish(),
+        )?;
+        *next_block += 1;
+        *enc = BlockEncoder::default();
+        *range = (i64::MAX, i64::MIN);
+        hashes.clear();
+        Ok(())
+    };
+    while let Some(r) = rows.next()? {
+        let seq: i64 = r.get(0)?;
+        let at: String = r.get(49)?;
+        let last_seq = min_seq + enc.len() as i64 - 1;
+        if !enc.is_empty() && (enc.len() >= BLOCK_EVENTS || at != ingested || seq <= last_seq) {
+            flush(
+                &mut enc,
+                min_seq,
+                &mut range,
+                &mut hashes,
+                &ingested,
+                &mut next_block,
+            )?;
+        }
+        if enc.is_empty() {
+            min_seq = seq;
+            ingested = at;
+        }
+        for (c, (name, kind)) in COLUMNS.iter().enumerate() {
+            match kind {
+                Kind::Seq => enc.seq_offset((seq - min_seq) as u64),
+                Kind::Text => {
+                    let v: Option<String> = r.get(c)?;
+                    if c == blocks::COL_EVENT_ID {
+                        hashes.push(id_hash(v.as_deref().unwrap_or("")));
+                    }
+                    enc.text_scratch(v.as_deref());
+                }
+                Kind::Int => enc.int(r.get::<_, Option<i64>>(c)?),
+                Kind::Instant => {
+                    let v: Option<String> = r.get(c)?;
+                    let us = match v {
+                        None => None,
+                        Some(t) => Some(
+                            t.parse::<jiff::Timestamp>()
+                                .map_err(|_| super::corrupt(name, &t))?
+                                .as_microsecond(),
+                        ),
+                    };
+                    if c == blocks::COL_OCCURRED_AT
+                        && let Some(us) = us
+                    {
+                        range = (range.0.min(us), range.1.max(us));
+                    }
+                    enc.int(us);
+                }
+                Kind::Cost | Kind::IngestedAt => {}
+            }
+        }
+        enc.end_row();
+    }
+    flush(
+        &mut enc,
+        min_seq,
+        &mut range,
+        &mut hashes,
+        &ingested,
+        &mut next_block,
+    )?;
+    drop(rows);
+    drop(stmt);
+    tx.execute_batch("DROP TABLE events")?;
+    Ok(())
+}
