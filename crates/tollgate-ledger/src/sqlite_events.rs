@@ -568,3 +568,322 @@ pub(super) fn move_events_to_blocks(tx: &Connection) -> Result<()> {
     tx.execute_batch("DROP TABLE events")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed check
+
+    use super::*;
+    use crate::conformance::event;
+    use crate::sqlite::SqliteLedger;
+    use crate::{Ledger, SqlValue};
+
+    fn ids_in(l: &SqliteLedger, sql: &str) -> Vec<String> {
+        l.query_sql(sql)
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| match &r[0] {
+                SqlValue::Text(t) => t.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_hash_shared_by_several_blocks_is_settled_by_comparing_the_ids() {
+        let d = tempfile::tempdir().unwrap();
+        let mut l = SqliteLedger::open(d.path()).unwrap();
+        let a = event(1, "2026-07-01T10:00:00Z", Some("t"), 1, Some("1"));
+        let b = event(2, "2026-07-01T11:00:00Z", Some("t"), 1, Some("1"));
+        assert_eq!(l.append(std::slice::from_ref(&a)).unwrap().inserted, 1);
+        // As if other ids with the same hashes were stored: both hashes lead to a search.
+        l.ids.map.insert(id_hash(&a.event_id), AMBIGUOUS);
+        l.ids.map.insert(id_hash(&b.event_id), AMBIGUOUS);
+        let o = l.append(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!((o.inserted, o.duplicates), (1, 1));
+        // A hash that points at a block without the id: not a duplicate.
+        let c = event(3, "2026-07-01T12:00:00Z", Some("t"), 1, Some("1"));
+        l.ids.map.insert(id_hash(&c.event_id), 1);
+        assert_eq!(l.append(&[c]).unwrap().inserted, 1);
+        assert_eq!(l.event_count().unwrap(), 3);
+    }
+
+    #[test]
+    fn two_handles_on_one_ledger_see_each_others_ids() {
+        let d = tempfile::tempdir().unwrap();
+        let mut one = SqliteLedger::open(d.path()).unwrap();
+        let mut two = SqliteLedger::open(d.path()).unwrap();
+        let a = event(1, "2026-07-01T10:00:00Z", Some("t"), 1, Some("1"));
+        let b = event(2, "2026-07-01T11:00:00Z", Some("t"), 1, Some("1"));
+        assert_eq!(one.append(std::slice::from_ref(&a)).unwrap().inserted, 1);
+        assert_eq!(two.append(std::slice::from_ref(&a)).unwrap().duplicates, 1);
+        assert_eq!(two.append(std::slice::from_ref(&b)).unwrap().inserted, 1);
+        // `one` built its index before `b` was stored by `two`: it catches up.
+        assert_eq!(one.append(&[b, a]).unwrap().duplicates, 2);
+        assert_eq!(one.event_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_rolled_back_append_leaves_its_ids_free() {
+        let d = tempfile::tempdir().unwrap();
+        let mut l = SqliteLedger::open(d.path()).unwrap();
+        let a = event(1, "2026-07-01T10:00:00Z", Some("t"), 1, Some("1"));
+        {
+            let mut w = l.writer().unwrap();
+            assert_eq!(w.append(std::slice::from_ref(&a)).unwrap().inserted, 1);
+            // Dropped without commit.
+        }
+        assert_eq!(l.event_count().unwrap(), 0);
+        assert_eq!(l.append(&[a]).unwrap().inserted, 1);
+        assert_eq!(l.event_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn the_events_table_narrows_by_time_seq_and_id_without_losing_rows() {
+        let d = tempfile::tempdir().unwrap();
+        let mut l = SqliteLedger::open(d.path()).unwrap();
+        // Three appends: three blocks, on 1, 2 and 3 July; the second holds two events.
+        l.append(&[event(1, "2026-07-01T10:00:00Z", Some("t"), 1, Some("1"))])
+            .unwrap();
+        l.append(&[
+            event(3, "2026-07-02T10:00:00Z", Some("t"), 1, None),
+            event(2, "2026-07-02T09:00:00Z", Some("t"), 1, Some("2")),
+        ])
+        .unwrap();
+        l.append(&[event(4, "2026-07-03T10:00:00Z", None, 1, Some("3"))])
+            .unwrap();
+        let id = |n: u32| format!("0190a000-0000-7000-8000-{n:012x}");
+        assert_eq!(
+            ids_in(&l, "SELECT event_id FROM events ORDER BY seq"),
+            [id(1), id(3), id(2), id(4)]
+        );
+        assert_eq!(
+            ids_in(
+                &l,
+                "SELECT event_id FROM events WHERE occurred_at >= '2026-07-02T09:30:00.000000Z' AND occurred_at < '2026-07-03T10:00:00.000000Z'"
+            ),
+            [id(3)]
+        );
+        assert_eq!(
+            ids_in(
+                &l,
+                "SELECT event_id FROM events WHERE occurred_at <= '2026-07-02T09:00:00.000000Z' ORDER BY seq"
+            ),
+            [id(1), id(2)]
+        );
+        assert_eq!(
+            ids_in(&l, "SELECT event_id FROM events WHERE seq > 2 ORDER BY seq"),
+            [id(2), id(4)]
+        );
+        assert_eq!(
+            ids_in(&l, "SELECT event_id FROM events WHERE rowid = 2"),
+            [id(3)]
+        );
+        assert_eq!(
+            ids_in(
+                &l,
+                &format!("SELECT event_id FROM events WHERE event_id = '{}'", id(2))
+            ),
+            [id(2)]
+        );
+        // A bound of another type: SQLite's own comparison decides, as for the old TEXT
+        // column (the number takes the column's text affinity: '2026-...' < '5').
+        let count = |sql: &str| l.query_sql(sql).unwrap().rows[0][0].clone();
+        assert_eq!(
+            count("SELECT COUNT(*) FROM events WHERE occurred_at >= 5"),
+            SqlValue::Integer(0)
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM events WHERE occurred_at < 5"),
+            SqlValue::Integer(4)
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM events WHERE occurred_at = '2026-07-02T09:00:00.000000Z'"),
+            SqlValue::Integer(1)
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM events WHERE seq = 3"),
+            SqlValue::Integer(1)
+        );
+        // Values as before: text instants, exact cost text from cost_e12, NULL for unpriced.
+        let r = l
+            .query_sql(&format!(
+                "SELECT occurred_at, cost, cost_e12, tags, streamed FROM events WHERE event_id = '{}'",
+                id(2)
+            ))
+            .unwrap();
+        assert_eq!(
+            r.rows[0],
+            [
+                SqlValue::Text("2026-07-02T09:00:00.000000Z".into()),
+                SqlValue::Text("2".into()),
+                SqlValue::Integer(2_000_000_000_000),
+                SqlValue::Text("{\"exp\":\"a\\\"b\"}".into()),
+                // conformance::event is streamed.
+                SqlValue::Integer(1),
+            ]
+        );
+        let r = l
+            .query_sql(&format!(
+                "SELECT cost, cost_e12 FROM events WHERE event_id = '{}'",
+                id(3)
+            ))
+            .unwrap();
+        assert_eq!(r.rows[0], [SqlValue::Null, SqlValue::Null]);
+    }
+
+    /// A ledger written by schema 9 (a row per event) is moved into blocks on open, every
+    /// value, `seq` and `ingested_at` kept.
+    #[test]
+    fn migration_10_moves_rows_into_blocks_unchanged() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(super::super::LEDGER_FILE);
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)",
+            )
+            .unwrap();
+            for (v, desc, sql) in super::super::MIGRATIONS {
+                if *v < super::super::BLOCKS_MIGRATION {
+                    c.execute_batch(sql).unwrap();
+                    c.execute(
+                        "INSERT INTO schema_migrations VALUES (?1, ?2, '2026-01-01T00:00:00Z')",
+                        params![v, desc],
+                    )
+                    .unwrap();
+                }
+            }
+            // Two imports (two ingested_at), seq 1, 2 and 5 (a gap), one row mostly NULL.
+            c.execute_batch(
+                "INSERT INTO events (seq, event_id, request_id, attempt, occurred_at, completed_at,
+                   team_id, tags, attribution_status, provider, model, operation, status,
+                   http_status, streamed, latency_ms, input_tokens, cache_read_tokens,
+                   cache_write_tokens, cache_write_1h_tokens, output_tokens, reasoning_tokens,
+                   units, currency, cost, cost_e12, cost_input_e12, cost_cache_read_e12,
+                   cost_cache_write_e12, cost_cache_write_1h_e12, cost_output_e12, price_version,
+                   pricing_status, ingested_at)
+                 VALUES
+                 (1, 'id-a', 'req-a', 1, '2026-07-01T10:00:00.123456Z', '2026-07-01T10:00:01.000000Z',
+                   'team-a', '{\"k\":\"v\"}', 'ok', 'openai', 'gpt-4o', 'chat', 'ok', 200, 1, 1000,
+                   100, 20, 0, 0, 50, 0, NULL, 'USD', '0.00453', 4530000000, 2500000000, 30000000, 0, 0,
+                   2000000000, 'abc@-inf', 'priced', '2026-07-02T00:00:00.000000Z'),
+                 (2, 'id-b', NULL, 2, '2026-07-01T09:00:00.000000Z', NULL,
+                   NULL, NULL, 'quarantined', 'self_hosted', 'm', 'chat', 'error', NULL, 0, NULL,
+                   7, 0, 0, 0, 0, 0, '{\"images\":2}', 'USD', NULL, NULL, NULL, NULL, NULL, NULL,
+                   NULL, NULL, 'unpriced', '2026-07-02T00:00:00.000000Z'),
+                 (5, 'id-c', 'req-c', 1, '2026-07-03T00:00:00.000000Z', NULL,
+                   'team-b', NULL, 'ok', 'anthropic', 'claude', 'chat', 'ok', 200, 0, 5,
+                   1, 0, 0, 0, 1, 0, NULL, 'USD', '12.5', 12500000000000, 12500000000000, 0, 0, 0,
+                   0, 'def@-inf', 'priced', '2026-07-04T00:00:00.000000Z');",
+            )
+            .unwrap();
+        }
+        let l = SqliteLedger::open(d.path()).unwrap();
+        let r = l
+            .query_sql(
+                "SELECT seq, event_id, request_id, attempt, occurred_at, completed_at, team_id,
+                 tags, attribution_status, http_status, streamed, latency_ms, input_tokens,
+                 units, cost, cost_e12, cost_output_e12, price_version, ingested_at
+                 FROM events ORDER BY seq",
+            )
+            .unwrap();
+        let t = |s: &str| SqlValue::Text(s.into());
+        let i = SqlValue::Integer;
+        let n = SqlValue::Null;
+        assert_eq!(
+            r.rows,
+            [
+                vec![
+                    i(1),
+                    t("id-a"),
+                    t("req-a"),
+                    i(1),
+                    t("2026-07-01T10:00:00.123456Z"),
+                    t("2026-07-01T10:00:01.000000Z"),
+                    t("team-a"),
+                    t("{\"k\":\"v\"}"),
+                    t("ok"),
+                    i(200),
+                    i(1),
+                    i(1000),
+                    i(100),
+                    n.clone(),
+                    t("0.00453"),
+                    i(4_530_000_000),
+                    i(2_000_000_000),
+                    t("abc@-inf"),
+                    t("2026-07-02T00:00:00.000000Z"),
+                ],
+                vec![
+                    i(2),
+                    t("id-b"),
+                    n.clone(),
+                    i(2),
+                    t("2026-07-01T09:00:00.000000Z"),
+                    n.clone(),
+                    n.clone(),
+                    n.clone(),
+                    t("quarantined"),
+                    n.clone(),
+                    i(0),
+                    n.clone(),
+                    i(7),
+                    t("{\"images\":2}"),
+                    n.clone(),
+                    n.clone(),
+                    n.clone(),
+                    n.clone(),
+                    t("2026-07-02T00:00:00.000000Z"),
+                ],
+                vec![
+                    i(5),
+                    t("id-c"),
+                    t("req-c"),
+                    i(1),
+                    t("2026-07-03T00:00:00.000000Z"),
+                    n.clone(),
+                    t("team-b"),
+                    n.clone(),
+                    t("ok"),
+                    i(200),
+                    i(0),
+                    i(5),
+                    i(1),
+                    n.clone(),
+                    t("12.5"),
+                    i(12_500_000_000_000),
+                    i(0),
+                    t("def@-inf"),
+                    t("2026-07-04T00:00:00.000000Z"),
+                ],
+            ]
+        );
+        // Two blocks: one per import (ingested_at); the old table is gone.
+        let c = Connection::open(&path).unwrap();
+        let blocks: i64 = c
+            .query_row("SELECT COUNT(*) FROM event_blocks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(blocks, 2);
+        let old: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'events'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0);
+        drop(c);
+        // Their ids are known to the writer: appending id-a again is a duplicate.
+        let mut l = l;
+        let mut a = event(1, "2026-07-01T10:00:00Z", Some("t"), 1, Some("1"));
+        a.event_id = "id-a".into();
+        assert_eq!(l.append(&[a]).unwrap().duplicates, 1);
+        // The next event continues after the highest seq.
+        l.append(&[event(9, "2026-07-05T00:00:00Z", Some("t"), 1, Some("1"))])
+            .unwrap();
+        let r = l.query_sql("SELECT MAX(seq) FROM events").unwrap();
+        assert_eq!(r.rows[0][0], SqlValue::Integer(6));
+    }
+}

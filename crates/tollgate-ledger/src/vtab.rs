@@ -45,10 +45,12 @@ struct EventsTab {
 // The plan bits of `idx_num`: which bounds `filter` receives, in this order.
 const OCC_LO: c_int = 1;
 const OCC_HI: c_int = 2;
-const SEQ_LO: c_int = 4;
-const SEQ_HI: c_int = 8;
-const ID_EQ: c_int = 16;
-const BY_SEQ: c_int = 32;
+const OCC_EQ: c_int = 4;
+const SEQ_LO: c_int = 8;
+const SEQ_HI: c_int = 16;
+const SEQ_EQ: c_int = 32;
+const ID_EQ: c_int = 64;
+const BY_SEQ: c_int = 128;
 
 fn schema() -> String {
     let cols: Vec<String> = COLUMNS
@@ -100,21 +102,19 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
             use IndexConstraintOp::*;
             let col = c.column();
             let op = c.operator();
-            let bits: &[c_int] = match (col, op) {
-                (5, SQLITE_INDEX_CONSTRAINT_GE | SQLITE_INDEX_CONSTRAINT_GT) => &[OCC_LO],
-                (5, SQLITE_INDEX_CONSTRAINT_LE | SQLITE_INDEX_CONSTRAINT_LT) => &[OCC_HI],
-                (-1 | 0, SQLITE_INDEX_CONSTRAINT_GE | SQLITE_INDEX_CONSTRAINT_GT) => &[SEQ_LO],
-                (-1 | 0, SQLITE_INDEX_CONSTRAINT_LE | SQLITE_INDEX_CONSTRAINT_LT) => &[SEQ_HI],
-                (1, SQLITE_INDEX_CONSTRAINT_EQ) => &[ID_EQ],
-                (5, SQLITE_INDEX_CONSTRAINT_EQ) => &[OCC_LO, OCC_HI],
-                (-1 | 0, SQLITE_INDEX_CONSTRAINT_EQ) => &[SEQ_LO, SEQ_HI],
-                _ => &[],
+            let bit = match (col, op) {
+                (5, SQLITE_INDEX_CONSTRAINT_GE | SQLITE_INDEX_CONSTRAINT_GT) => OCC_LO,
+                (5, SQLITE_INDEX_CONSTRAINT_LE | SQLITE_INDEX_CONSTRAINT_LT) => OCC_HI,
+                (5, SQLITE_INDEX_CONSTRAINT_EQ) => OCC_EQ,
+                (-1 | 0, SQLITE_INDEX_CONSTRAINT_GE | SQLITE_INDEX_CONSTRAINT_GT) => SEQ_LO,
+                (-1 | 0, SQLITE_INDEX_CONSTRAINT_LE | SQLITE_INDEX_CONSTRAINT_LT) => SEQ_HI,
+                (-1 | 0, SQLITE_INDEX_CONSTRAINT_EQ) => SEQ_EQ,
+                (1, SQLITE_INDEX_CONSTRAINT_EQ) => ID_EQ,
+                _ => 0,
             };
-            for &b in bits {
-                if plan & b == 0 {
-                    plan |= b;
-                    chosen.push((b, i));
-                }
+            if bit != 0 && plan & bit == 0 {
+                plan |= bit;
+                chosen.push((bit, i));
             }
         }
         // Arguments reach `filter` in bit order.
@@ -142,7 +142,7 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
         }
         let rows: i64 = if plan & ID_EQ != 0 {
             1
-        } else if plan & (OCC_LO | OCC_HI | SEQ_LO | SEQ_HI) != 0 {
+        } else if plan & (OCC_LO | OCC_HI | OCC_EQ | SEQ_LO | SEQ_HI | SEQ_EQ) != 0 {
             100_000
         } else {
             10_000_000
@@ -229,8 +229,10 @@ unsafe impl VTabCursor for EventsCursor<'_> {
         for (bit, col) in [
             (OCC_LO, "max_occurred_at >= "),
             (OCC_HI, "min_occurred_at <= "),
+            (OCC_EQ, ""),
             (SEQ_LO, "max_seq >= "),
             (SEQ_HI, "min_seq <= "),
+            (SEQ_EQ, ""),
             (ID_EQ, ""),
         ] {
             if idx_num & bit == 0 {
@@ -241,13 +243,27 @@ unsafe impl VTabCursor for EventsCursor<'_> {
             // A bound of another type than the column's compares by SQLite's type order,
             // which the block ranges do not follow: such a bound narrows nothing.
             match (bit, v) {
-                (OCC_LO | OCC_HI, Value::Text(t)) => {
-                    params.push(Value::Text(t));
+                (OCC_LO | OCC_HI | SEQ_LO | SEQ_HI, v @ (Value::Text(_) | Value::Integer(_)))
+                    if matches!(
+                        (bit, &v),
+                        (OCC_LO | OCC_HI, Value::Text(_)) | (SEQ_LO | SEQ_HI, Value::Integer(_))
+                    ) =>
+                {
+                    params.push(v);
                     let _ = write!(sql, " AND {col}?{}", params.len());
                 }
-                (SEQ_LO | SEQ_HI, Value::Integer(i)) => {
+                (OCC_EQ, Value::Text(t)) => {
+                    params.push(Value::Text(t));
+                    let n = params.len();
+                    let _ = write!(
+                        sql,
+                        " AND min_occurred_at <= ?{n} AND max_occurred_at >= ?{n}"
+                    );
+                }
+                (SEQ_EQ, Value::Integer(i)) => {
                     params.push(Value::Integer(i));
-                    let _ = write!(sql, " AND {col}?{}", params.len());
+                    let n = params.len();
+                    let _ = write!(sql, " AND min_seq <= ?{n} AND max_seq >= ?{n}");
                 }
                 (ID_EQ, Value::Text(t)) => {
                     id_hash = Some(blocks::id_hash(&t));
