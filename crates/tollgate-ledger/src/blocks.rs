@@ -31,7 +31,7 @@ use crate::{LedgerError, Result};
 pub const BLOCK_EVENTS: usize = 8192;
 
 /// Block format version (first byte of every block).
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
 /// How a column is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,13 +191,21 @@ type FxMap<K, V> =
 
 /// Builds one block: call [`BlockEncoder::text`], [`BlockEncoder::int`] ... once per stored
 /// column, in [`COLUMNS`] order, for each event, then [`BlockEncoder::finish`].
+///
+/// Layout (all integers varints): format byte, events `n`, strings count, byte length of the
+/// string lengths, the lengths, byte length of the strings, the strings' bytes (one UTF-8
+/// run), then per stored column its byte length and its `n` values. Column by column, so a
+/// reader decodes only the columns a query uses.
 pub struct BlockEncoder<'a> {
     dict: FxMap<&'a str, u32>,
     owned: FxMap<String, u32>,
-    strings: Vec<u8>,
-    /// Where each string's bytes are in `strings`.
+    lens: Vec<u8>,
+    bytes: Vec<u8>,
+    /// Where each string's bytes are in `bytes`.
     offsets: Vec<(u32, u32)>,
-    rows: Vec<u8>,
+    cols: Vec<Vec<u8>>,
+    /// The stored column the next value belongs to.
+    col: usize,
     n: u32,
 }
 
@@ -206,21 +214,36 @@ impl<'a> Default for BlockEncoder<'a> {
         BlockEncoder {
             dict: FxMap::default(),
             owned: FxMap::default(),
-            strings: Vec::with_capacity(1 << 16),
+            lens: Vec::new(),
+            bytes: Vec::with_capacity(1 << 16),
             offsets: Vec::new(),
-            rows: Vec::with_capacity(1 << 16),
+            cols: (0..STORED).map(|_| Vec::with_capacity(1 << 10)).collect(),
+            col: 0,
             n: 0,
         }
     }
 }
 
 impl<'a> BlockEncoder<'a> {
-    fn add_string(strings: &mut Vec<u8>, offsets: &mut Vec<(u32, u32)>, s: &str) -> u32 {
-        put_varint(strings, s.len() as u64);
-        let at = strings.len() as u32;
-        strings.extend_from_slice(s.as_bytes());
-        offsets.push((at, strings.len() as u32));
+    fn add_string(
+        lens: &mut Vec<u8>,
+        bytes: &mut Vec<u8>,
+        offsets: &mut Vec<(u32, u32)>,
+        s: &str,
+    ) -> u32 {
+        put_varint(lens, s.len() as u64);
+        let at = bytes.len() as u32;
+        bytes.extend_from_slice(s.as_bytes());
+        offsets.push((at, bytes.len() as u32));
         offsets.len() as u32
+    }
+
+    fn put(&mut self, v: u64) {
+        // A value past the last column would be a caller bug (`end_row` checks in debug
+        // builds); it lands in the last column rather than out of bounds.
+        let c = self.col.min(STORED - 1);
+        put_varint(&mut self.cols[c], v);
+        self.col += 1;
     }
 
     /// A text value that lives as long as the block's events, stored once per block however
@@ -229,14 +252,14 @@ impl<'a> BlockEncoder<'a> {
         let v = match s {
             None => 0,
             Some(s) => {
-                let (strings, offsets) = (&mut self.strings, &mut self.offsets);
+                let (lens, bytes, offsets) = (&mut self.lens, &mut self.bytes, &mut self.offsets);
                 *self
                     .dict
                     .entry(s)
-                    .or_insert_with(|| Self::add_string(strings, offsets, s))
+                    .or_insert_with(|| Self::add_string(lens, bytes, offsets, s))
             }
         };
-        put_varint(&mut self.rows, u64::from(v));
+        self.put(u64::from(v));
         v
     }
 
@@ -244,9 +267,9 @@ impl<'a> BlockEncoder<'a> {
     pub fn text_unique(&mut self, s: Option<&str>) {
         let v = match s {
             None => 0,
-            Some(s) => Self::add_string(&mut self.strings, &mut self.offsets, s),
+            Some(s) => Self::add_string(&mut self.lens, &mut self.bytes, &mut self.offsets, s),
         };
-        put_varint(&mut self.rows, u64::from(v));
+        self.put(u64::from(v));
     }
 
     /// A text value built for this event (JSON of tags, units): copied if new to the block.
@@ -256,13 +279,13 @@ impl<'a> BlockEncoder<'a> {
             Some(s) => match self.owned.get(s) {
                 Some(k) => *k,
                 None => {
-                    let k = Self::add_string(&mut self.strings, &mut self.offsets, s);
+                    let k = Self::add_string(&mut self.lens, &mut self.bytes, &mut self.offsets, s);
                     self.owned.insert(s.to_string(), k);
                     k
                 }
             },
         };
-        put_varint(&mut self.rows, u64::from(v));
+        self.put(u64::from(v));
     }
 
     /// The text of a code returned by [`BlockEncoder::text`] ("" for NULL).
@@ -271,20 +294,22 @@ impl<'a> BlockEncoder<'a> {
             return "";
         }
         let (a, b) = self.offsets[code as usize - 1];
-        std::str::from_utf8(&self.strings[a as usize..b as usize]).unwrap_or("")
+        std::str::from_utf8(&self.bytes[a as usize..b as usize]).unwrap_or("")
     }
 
     pub fn int(&mut self, v: Option<i64>) {
-        put_varint(&mut self.rows, enc_int(v));
+        self.put(enc_int(v));
     }
 
     /// The event's `seq`, as its offset from the block's first.
     pub fn seq_offset(&mut self, off: u64) {
-        put_varint(&mut self.rows, off);
+        self.put(off);
     }
 
     /// Marks the end of one event's values.
     pub fn end_row(&mut self) {
+        debug_assert_eq!(self.col, STORED, "one value per stored column");
+        self.col = 0;
         self.n += 1;
     }
 
@@ -298,25 +323,35 @@ impl<'a> BlockEncoder<'a> {
 
     /// The encoded block.
     pub fn finish(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + self.strings.len() + self.rows.len());
+        let body: usize = self.cols.iter().map(|c| c.len() + 5).sum();
+        let mut out = Vec::with_capacity(32 + self.lens.len() + self.bytes.len() + body);
         out.push(FORMAT);
         put_varint(&mut out, u64::from(self.n));
         put_varint(&mut out, self.offsets.len() as u64);
-        out.extend_from_slice(&self.strings);
-        out.extend_from_slice(&self.rows);
+        put_varint(&mut out, self.lens.len() as u64);
+        out.extend_from_slice(&self.lens);
+        put_varint(&mut out, self.bytes.len() as u64);
+        out.extend_from_slice(&self.bytes);
+        for c in &self.cols {
+            put_varint(&mut out, c.len() as u64);
+            out.extend_from_slice(c);
+        }
         out
     }
 }
 
-/// A decoded block: the dictionary as offsets into the block's bytes, and every event's stored
-/// values (`STORED` per event, in [`COLUMNS`] order without `cost` and `ingested_at`).
+/// A decoded block: the dictionary as offsets into the block's bytes, and the values of the
+/// columns asked for (see [`Block::load`]).
 #[derive(Default)]
 pub struct Block {
-    pub data: Vec<u8>,
+    data: Vec<u8>,
+    /// The dictionary's strings, one after another (checked to be UTF-8 once).
+    text: String,
     strings: Vec<(u32, u32)>,
+    /// `STORED` runs of `n` values; only the asked-for columns' runs are filled.
     vals: Vec<u64>,
-    /// Values kept per event.
-    width: usize,
+    /// Bit `c` set: column `c` (of [`COLUMNS`]) is decoded.
+    mask: u64,
     pub n: usize,
 }
 
@@ -326,78 +361,104 @@ pub const fn stored_index(c: usize) -> usize {
     if c > 39 { c - 1 } else { c }
 }
 
+/// A mask of every column.
+pub const ALL: u64 = (1 << COLUMNS.len()) - 1;
+
+fn bad(what: &str) -> LedgerError {
+    LedgerError::Corrupt(format!("event block: {what}"))
+}
+
 impl Block {
-    /// Decodes `data`; `only` limits the values decoded per event to the first `only` stored
-    /// columns (e.g. 2 for `seq` and `event_id`).
-    pub fn decode(data: Vec<u8>, only: usize) -> Result<Block> {
-        let mut b = Block {
-            data,
-            ..Block::default()
-        };
-        b.decode_in_place(only)?;
+    /// Decodes `data`: the columns in `mask` (see [`Block::load`]).
+    pub fn decode(data: Vec<u8>, mask: u64) -> Result<Block> {
+        let mut b = Block::default();
+        b.load(data, mask)?;
         Ok(b)
     }
 
-    fn decode_in_place(&mut self, only: usize) -> Result<()> {
+    /// Replaces this block with `data`, decoding the columns in `mask` (bit `c` for column
+    /// `c` of [`COLUMNS`]; `cost` needs `cost_e12`, which this adds). Reuses the buffers.
+    pub fn load(&mut self, data: Vec<u8>, mask: u64) -> Result<()> {
+        let mut mask = mask;
+        if mask & (1 << 39) != 0 {
+            mask |= 1 << COL_COST_E12;
+        }
+        self.data = data;
+        self.mask = mask;
+        self.n = 0;
         let d = &self.data;
         if d.first() != Some(&FORMAT) {
-            return Err(LedgerError::Corrupt(format!(
-                "event block of unknown format {:?}",
-                d.first()
-            )));
+            return Err(bad(&format!("unknown format {:?}", d.first())));
         }
         let mut at = 1;
         let n = get_varint(d, &mut at)? as usize;
         let ns = get_varint(d, &mut at)? as usize;
+        let lens_len = get_varint(d, &mut at)? as usize;
+        let Some(lens_end) = at.checked_add(lens_len).filter(|e| *e <= d.len()) else {
+            return Err(bad("string lengths out of bounds"));
+        };
+        let mut lat = at;
+        at = lens_end;
+        let bytes_len = get_varint(d, &mut at)? as usize;
+        let bytes_at = at;
+        let Some(bytes_end) = at.checked_add(bytes_len).filter(|e| *e <= d.len()) else {
+            return Err(bad("strings out of bounds"));
+        };
+        let Ok(text) = std::str::from_utf8(&d[bytes_at..bytes_end]) else {
+            return Err(bad("strings are not UTF-8"));
+        };
+        // A copy of the strings as one `String`: reads slice it without checking UTF-8 again.
+        self.text.clear();
+        self.text.push_str(text);
         self.strings.clear();
         self.strings.reserve(ns);
+        let mut off = 0usize;
         for _ in 0..ns {
-            let len = get_varint(d, &mut at)? as usize;
-            let end = at + len;
-            if end > d.len() {
-                return Err(LedgerError::Corrupt(
-                    "event block string out of bounds".into(),
-                ));
+            let len = get_varint(&d[..lens_end], &mut lat)? as usize;
+            let end = off + len;
+            if end > bytes_len || !text.is_char_boundary(end) {
+                return Err(bad("string out of bounds"));
             }
-            std::str::from_utf8(&d[at..end])
-                .map_err(|_| LedgerError::Corrupt("event block string is not UTF-8".into()))?;
-            self.strings.push((at as u32, end as u32));
+            self.strings.push((off as u32, end as u32));
+            off = end;
+        }
+        at = bytes_end;
+        self.vals.resize(STORED * n, 0);
+        for (c, &(_, kind)) in COLUMNS.iter().enumerate() {
+            if !stored(c) {
+                continue;
+            }
+            let len = get_varint(d, &mut at)? as usize;
+            let Some(end) = at.checked_add(len).filter(|e| *e <= d.len()) else {
+                return Err(bad("column out of bounds"));
+            };
+            if mask & (1 << c) != 0 {
+                let col = &d[at..end];
+                let base = stored_index(c) * n;
+                let mut p = 0;
+                for v in &mut self.vals[base..base + n] {
+                    *v = get_varint(col, &mut p)?;
+                }
+                if kind == Kind::Text && self.vals[base..base + n].iter().any(|v| *v as usize > ns)
+                {
+                    return Err(bad("a value names a missing string"));
+                }
+            }
             at = end;
         }
-        let only = only.min(STORED);
-        self.vals.clear();
-        self.vals.reserve(n * only);
-        for _ in 0..n {
-            for j in 0..STORED {
-                let v = get_varint(d, &mut at)?;
-                if j < only {
-                    self.vals.push(v);
-                }
-            }
-        }
         self.n = n;
-        self.width = only;
-        if only > 0 {
-            // Every text reference must name a dictionary entry.
-            for row in self.vals.chunks_exact(only) {
-                for (c, &(_, k)) in COLUMNS.iter().enumerate() {
-                    if k == Kind::Text
-                        && stored_index(c) < only
-                        && row[stored_index(c)] as usize > ns
-                    {
-                        return Err(LedgerError::Corrupt(
-                            "event block names a missing string".into(),
-                        ));
-                    }
-                }
-            }
-        }
         Ok(())
     }
 
-    /// The stored value of column `c` (a stored column) of event `row`.
+    /// The block's bytes (to reuse the buffer for the next block).
+    pub fn into_data(self) -> Vec<u8> {
+        self.data
+    }
+
+    /// The stored value of column `c` (a stored, decoded column) of event `row`.
     pub fn raw(&self, row: usize, c: usize) -> u64 {
-        self.vals[row * self.width + stored_index(c)]
+        debug_assert!(self.mask & (1 << c) != 0, "column {c} not decoded");
+        self.vals[stored_index(c) * self.n + row]
     }
 
     /// A text column (`None` for NULL).
@@ -407,8 +468,7 @@ impl Block {
             return None;
         }
         let (a, b) = self.strings[(v - 1) as usize];
-        // Checked to be UTF-8 when decoded.
-        std::str::from_utf8(&self.data[a as usize..b as usize]).ok()
+        self.text.get(a as usize..b as usize)
     }
 
     /// An integer or instant column (`None` for NULL).
@@ -500,7 +560,7 @@ mod tests {
             e.end_row();
         }
         let data = e.finish();
-        let b = Block::decode(data, STORED).unwrap();
+        let b = Block::decode(data, ALL).unwrap();
         assert_eq!(b.n, 3);
         assert_eq!(b.text(0, 10), Some("a"));
         assert_eq!(b.text(1, 10), Some("b"));
@@ -527,7 +587,7 @@ mod tests {
         e.end_row();
         let mut data = e.finish();
         data.truncate(data.len() - 3);
-        assert!(Block::decode(data, STORED).is_err());
+        assert!(Block::decode(data, ALL).is_err());
     }
 
     #[test]

@@ -1872,8 +1872,10 @@ fn audit_slices(
     let h1 = hour_of(end) + 3600;
     let (n, lo, hi): (i64, Option<String>, Option<String>) = conn.query_row(
         "SELECT (SELECT COALESCE(SUM(requests), 0) FROM rollups WHERE hour >= ?3 AND hour < ?4),
-                (SELECT MIN(occurred_at) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2),
-                (SELECT MAX(occurred_at) FROM events WHERE occurred_at >= ?1 AND occurred_at < ?2)",
+                (SELECT MAX(MIN(min_occurred_at), ?1) FROM event_blocks
+                 WHERE max_occurred_at >= ?1 AND min_occurred_at < ?2),
+                (SELECT MIN(MAX(max_occurred_at), ?2) FROM event_blocks
+                 WHERE max_occurred_at >= ?1 AND min_occurred_at < ?2)",
         params![a, b, h0, h1],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;

@@ -118,7 +118,7 @@ impl EventWriter {
                 [b],
                 |r| r.get(0),
             )?;
-            let blk = Block::decode(data, 2)?;
+            let blk = Block::decode(data, 1 << blocks::COL_EVENT_ID)?;
             let set = (0..blk.n)
                 .filter_map(|i| blk.text(i, blocks::COL_EVENT_ID).map(str::to_string))
                 .collect();
@@ -731,6 +731,55 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(r.rows[0], [SqlValue::Null, SqlValue::Null]);
+    }
+
+    #[test]
+    fn rows_come_in_time_order_across_overlapping_blocks_without_a_sort() {
+        let d = tempfile::tempdir().unwrap();
+        let mut l = SqliteLedger::open(d.path()).unwrap();
+        let ev = |n: u32, at: &str| event(n, at, Some("t"), 1, Some("1"));
+        // Block 1 spans 10:00-14:00, block 2 09:00-12:00 (overlapping, rows out of order),
+        // block 3 11:00 (ties with block 2's 11:00 row: seq decides).
+        l.append(&[ev(1, "2026-07-01T14:00:00Z"), ev(2, "2026-07-01T10:00:00Z")])
+            .unwrap();
+        l.append(&[
+            ev(3, "2026-07-01T12:00:00Z"),
+            ev(4, "2026-07-01T09:00:00Z"),
+            ev(5, "2026-07-01T11:00:00Z"),
+        ])
+        .unwrap();
+        l.append(&[ev(6, "2026-07-01T11:00:00Z")]).unwrap();
+        let id = |n: u32| format!("0190a000-0000-7000-8000-{n:012x}");
+        // By hand: 09:00 (4), 10:00 (2), 11:00 (5, seq 5; then 6, seq 6), 12:00 (3), 14:00 (1).
+        let want = [id(4), id(2), id(5), id(6), id(3), id(1)];
+        assert_eq!(
+            ids_in(&l, "SELECT event_id FROM events ORDER BY occurred_at, seq"),
+            want
+        );
+        assert_eq!(
+            ids_in(&l, "SELECT event_id FROM events ORDER BY occurred_at"),
+            want
+        );
+        assert_eq!(
+            ids_in(
+                &l,
+                "SELECT event_id FROM events WHERE occurred_at >= '2026-07-01T10:00:00.000000Z' AND occurred_at < '2026-07-01T12:00:00.000000Z' ORDER BY occurred_at, seq"
+            ),
+            [id(2), id(5), id(6)]
+        );
+        // Descending is SQLite's to sort.
+        assert_eq!(
+            ids_in(
+                &l,
+                "SELECT event_id FROM events ORDER BY occurred_at DESC, seq DESC"
+            ),
+            [id(1), id(3), id(6), id(5), id(2), id(4)]
+        );
+        let plan = l
+            .query_sql("EXPLAIN QUERY PLAN SELECT event_id FROM events ORDER BY occurred_at, seq")
+            .unwrap();
+        let text = format!("{:?}", plan.rows);
+        assert!(!text.contains("TEMP B-TREE"), "{text}");
     }
 
     /// A ledger written by schema 9 (a row per event) is moved into blocks on open, every

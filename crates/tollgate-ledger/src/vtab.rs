@@ -18,16 +18,18 @@
 #![allow(unsafe_code)]
 
 use std::borrow::Cow;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::ffi::{CStr, c_int};
 use std::fmt::Write as _;
 
-use rusqlite::types::{Value, ValueRef};
+use rusqlite::types::Value;
 use rusqlite::vtab::{
     Context, Filters, IndexConstraintOp, IndexInfo, Module, VTab, VTabConnection, VTabCursor,
 };
 use rusqlite::{Connection, ffi};
 
-use crate::blocks::{self, Block, COL_EVENT_ID, COL_OCCURRED_AT, COL_SEQ, COLUMNS, Kind, STORED};
+use crate::blocks::{self, ALL, Block, COL_EVENT_ID, COL_OCCURRED_AT, COL_SEQ, COLUMNS, Kind};
 
 /// Registers the `events` table on `conn`.
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
@@ -51,6 +53,7 @@ const SEQ_HI: c_int = 16;
 const SEQ_EQ: c_int = 32;
 const ID_EQ: c_int = 64;
 const BY_SEQ: c_int = 128;
+const BY_TIME: c_int = 256;
 
 fn schema() -> String {
     let cols: Vec<String> = COLUMNS
@@ -125,20 +128,20 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
             // SQLite checks each constraint again per row: the blocks only narrow the scan.
             u.set_omit(false);
         }
-        let mut by_seq = false;
-        {
-            let mut obs = info.order_bys();
-            if let Some(o) = obs.next()
-                && (o.column() == 0 || o.column() == -1)
-                && !o.is_order_by_desc()
-                && obs.next().is_none()
-            {
-                by_seq = true;
-            }
-        }
-        if by_seq {
+        // Orders the cursor can deliver itself: by seq (the blocks' order), or by
+        // (occurred_at, seq) (a merge of the blocks' rows in time order).
+        let obs: Vec<(c_int, bool)> = info
+            .order_bys()
+            .map(|o| (o.column(), o.is_order_by_desc()))
+            .collect();
+        let order = match obs.as_slice() {
+            [(0 | -1, false)] => BY_SEQ,
+            [(5, false)] | [(5, false), (0 | -1, false)] => BY_TIME,
+            _ => 0,
+        };
+        if order != 0 {
             info.set_order_by_consumed(true);
-            plan |= BY_SEQ;
+            plan |= order;
         }
         let rows: i64 = if plan & ID_EQ != 0 {
             1
@@ -150,6 +153,15 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
         info.set_estimated_rows(rows);
         info.set_estimated_cost(rows as f64);
         info.set_idx_num(plan);
+        // The columns the statement reads (bit 63 stands for every column from 63 on; there
+        // are fewer), plus `seq` for the rowid: `filter` decodes only these.
+        let used = info.col_used();
+        let mask = if used & (1 << 63) != 0 {
+            ALL
+        } else {
+            used & ALL
+        } | (1 << COL_SEQ);
+        info.set_idx_str(&format!("{mask:x}"));
         Ok(true)
     }
 
@@ -160,16 +172,47 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
         Ok(EventsCursor {
             base: ffi::sqlite3_vtab_cursor::default(),
             conn,
-            blocks: Vec::new(),
+            pending: Vec::new(),
             next_block: 0,
-            block: Block::default(),
-            min_seq: 0,
-            ingested_at: String::new(),
-            row: 0,
+            slots: Vec::new(),
+            free: Vec::new(),
+            heap: BinaryHeap::new(),
+            cur: (0, 0),
+            by_time: false,
             eof: true,
+            mask: ALL,
             _tab: std::marker::PhantomData,
         })
     }
+}
+
+/// One loaded block and the order its rows are read in.
+#[derive(Default)]
+struct Slot {
+    block: Block,
+    min_seq: i64,
+    ingested_at: String,
+    /// Row indices in (occurred_at, seq) order (time-ordered reads only).
+    order: Vec<u32>,
+    /// The next position in the block (seq order) or in `order` (time order).
+    pos: usize,
+}
+
+impl Slot {
+    fn seq(&self, row: usize) -> i64 {
+        self.min_seq + self.block.raw(row, COL_SEQ) as i64
+    }
+
+    fn key(&self, row: usize) -> (i64, i64) {
+        let at = self.block.int(row, COL_OCCURRED_AT).unwrap_or(i64::MIN);
+        (at, self.seq(row))
+    }
+}
+
+/// A block still to read, with its earliest instant (microseconds) for time-ordered reads.
+struct Pending {
+    id: i64,
+    min_us: i64,
 }
 
 #[repr(C)]
@@ -177,41 +220,114 @@ struct EventsCursor<'vtab> {
     /// Base class; must be first.
     base: ffi::sqlite3_vtab_cursor,
     conn: Connection,
-    /// The blocks to read, in order.
-    blocks: Vec<i64>,
+    /// The blocks to read: by block id, or by earliest instant for time-ordered reads.
+    pending: Vec<Pending>,
     next_block: usize,
-    block: Block,
-    min_seq: i64,
-    ingested_at: String,
-    row: usize,
+    /// Loaded blocks: one at a time in seq order; in time order, every block that may hold
+    /// the next row (blocks whose time ranges overlap are read side by side).
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    /// Time order: each active slot's next row as (occurred_at, seq, slot), least first.
+    heap: BinaryHeap<Reverse<(i64, i64, usize)>>,
+    /// The current row: slot and row index in its block.
+    cur: (usize, usize),
+    by_time: bool,
     eof: bool,
+    /// The columns to decode (bit `c` for column `c`), from `best_index`.
+    mask: u64,
     _tab: std::marker::PhantomData<&'vtab EventsTab>,
 }
 
+fn module_err(e: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::ModuleError(e.to_string())
+}
+
 impl EventsCursor<'_> {
-    /// Loads the next non-empty block, or sets `eof`.
+    /// Loads block `id` into slot `slot`.
+    fn load(&mut self, slot: usize, id: i64) -> rusqlite::Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT min_seq, ingested_at, data FROM event_blocks WHERE block_id = ?1",
+        )?;
+        let mut rows = stmt.query([id])?;
+        let Some(r) = rows.next()? else {
+            return Err(module_err(format!("event block {id} vanished")));
+        };
+        let s = &mut self.slots[slot];
+        s.min_seq = r.get(0)?;
+        s.ingested_at.clear();
+        s.ingested_at.push_str(r.get_ref(1)?.as_str()?);
+        // The block's bytes go into the slot's previous buffer (no allocation per block).
+        let mut data = std::mem::take(&mut s.block).into_data();
+        data.clear();
+        data.extend_from_slice(r.get_ref(2)?.as_blob()?);
+        s.block.load(data, self.mask).map_err(module_err)?;
+        s.pos = 0;
+        Ok(())
+    }
+
+    /// Seq order: moves to the first row of the next non-empty block, or sets `eof`.
     fn load_next(&mut self) -> rusqlite::Result<()> {
+        if self.slots.is_empty() {
+            self.slots.push(Slot::default());
+        }
         loop {
-            let Some(&id) = self.blocks.get(self.next_block) else {
+            let Some(id) = self.pending.get(self.next_block).map(|p| p.id) else {
                 self.eof = true;
                 return Ok(());
             };
             self.next_block += 1;
-            let (min_seq, ingested_at, data): (i64, String, Vec<u8>) = self.conn.query_row(
-                "SELECT min_seq, ingested_at, data FROM event_blocks WHERE block_id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-            self.block = Block::decode(data, STORED)
-                .map_err(|e| rusqlite::Error::ModuleError(e.to_string()))?;
-            self.min_seq = min_seq;
-            self.ingested_at = ingested_at;
-            self.row = 0;
-            if self.block.n > 0 {
+            self.load(0, id)?;
+            if self.slots[0].block.n > 0 {
+                self.cur = (0, 0);
                 self.eof = false;
                 return Ok(());
             }
         }
+    }
+
+    /// Time order: loads every pending block that may hold the next row, then moves to the
+    /// least row of the active blocks, or sets `eof`.
+    fn advance_by_time(&mut self) -> rusqlite::Result<()> {
+        while let Some(p) = self.pending.get(self.next_block) {
+            if let Some(Reverse((at, _, _))) = self.heap.peek()
+                && p.min_us > *at
+            {
+                break;
+            }
+            let id = p.id;
+            self.next_block += 1;
+            let slot = match self.free.pop() {
+                Some(s) => s,
+                None => {
+                    self.slots.push(Slot::default());
+                    self.slots.len() - 1
+                }
+            };
+            self.load(slot, id)?;
+            let s = &mut self.slots[slot];
+            let mut order = std::mem::take(&mut s.order);
+            order.clear();
+            order.extend(0..s.block.n as u32);
+            // Rows usually arrive in time order already: the stable sort sees one run.
+            order.sort_by_key(|&r| s.key(r as usize));
+            s.order = order;
+            match s.order.first() {
+                Some(&r) => {
+                    let (at, seq) = s.key(r as usize);
+                    self.heap.push(Reverse((at, seq, slot)));
+                }
+                None => self.free.push(slot),
+            }
+        }
+        match self.heap.peek() {
+            Some(Reverse((_, _, slot))) => {
+                let s = &self.slots[*slot];
+                self.cur = (*slot, s.order[s.pos] as usize);
+                self.eof = false;
+            }
+            None => self.eof = true,
+        }
+        Ok(())
     }
 }
 
@@ -219,10 +335,18 @@ unsafe impl VTabCursor for EventsCursor<'_> {
     fn filter(
         &mut self,
         idx_num: c_int,
-        _idx_str: Option<&str>,
+        idx_str: Option<&str>,
         args: &Filters<'_>,
     ) -> rusqlite::Result<()> {
-        let mut sql = String::from("SELECT block_id, ids FROM event_blocks WHERE 1");
+        self.mask = idx_str
+            .and_then(|s| u64::from_str_radix(s, 16).ok())
+            .unwrap_or(ALL);
+        self.by_time = idx_num & BY_TIME != 0;
+        if self.by_time {
+            self.mask |= 1 << COL_OCCURRED_AT;
+        }
+        let mut sql =
+            String::from("SELECT block_id, ids, min_occurred_at FROM event_blocks WHERE 1");
         let mut params: Vec<Value> = Vec::new();
         let mut id_hash = None;
         let mut a = 0;
@@ -243,13 +367,12 @@ unsafe impl VTabCursor for EventsCursor<'_> {
             // A bound of another type than the column's compares by SQLite's type order,
             // which the block ranges do not follow: such a bound narrows nothing.
             match (bit, v) {
-                (OCC_LO | OCC_HI | SEQ_LO | SEQ_HI, v @ (Value::Text(_) | Value::Integer(_)))
-                    if matches!(
-                        (bit, &v),
-                        (OCC_LO | OCC_HI, Value::Text(_)) | (SEQ_LO | SEQ_HI, Value::Integer(_))
-                    ) =>
-                {
-                    params.push(v);
+                (OCC_LO | OCC_HI, Value::Text(t)) => {
+                    params.push(Value::Text(t));
+                    let _ = write!(sql, " AND {col}?{}", params.len());
+                }
+                (SEQ_LO | SEQ_HI, Value::Integer(i)) => {
+                    params.push(Value::Integer(i));
                     let _ = write!(sql, " AND {col}?{}", params.len());
                 }
                 (OCC_EQ, Value::Text(t)) => {
@@ -271,33 +394,63 @@ unsafe impl VTabCursor for EventsCursor<'_> {
                 _ => {}
             }
         }
-        sql.push_str(" ORDER BY block_id");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
-        self.blocks.clear();
-        while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            if let Some(h) = id_hash {
-                let ValueRef::Blob(ids) = r.get_ref(1)? else {
-                    continue;
-                };
-                if !blocks::ids_contain(ids, h) {
+        sql.push_str(if self.by_time {
+            " ORDER BY min_occurred_at, block_id"
+        } else {
+            " ORDER BY block_id"
+        });
+        self.pending.clear();
+        {
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            while let Some(r) = rows.next()? {
+                let id: i64 = r.get(0)?;
+                if let Some(h) = id_hash
+                    && !blocks::ids_contain(r.get_ref(1)?.as_blob()?, h)
+                {
                     continue;
                 }
+                let min: &str = r.get_ref(2)?.as_str()?;
+                let min_us = min
+                    .parse::<jiff::Timestamp>()
+                    .map_err(module_err)?
+                    .as_microsecond();
+                self.pending.push(Pending { id, min_us });
             }
-            self.blocks.push(id);
         }
-        drop(rows);
-        drop(stmt);
         self.next_block = 0;
-        self.load_next()
+        self.heap.clear();
+        self.free = (0..self.slots.len()).collect();
+        if self.by_time {
+            self.advance_by_time()
+        } else {
+            self.load_next()
+        }
     }
 
     fn next(&mut self) -> rusqlite::Result<()> {
-        self.row += 1;
-        if self.row >= self.block.n {
-            self.load_next()?;
+        if self.by_time {
+            let Some(Reverse((_, _, slot))) = self.heap.pop() else {
+                self.eof = true;
+                return Ok(());
+            };
+            let s = &mut self.slots[slot];
+            s.pos += 1;
+            match s.order.get(s.pos) {
+                Some(&r) => {
+                    let (at, seq) = s.key(r as usize);
+                    self.heap.push(Reverse((at, seq, slot)));
+                }
+                None => self.free.push(slot),
+            }
+            return self.advance_by_time();
         }
+        let s = &mut self.slots[0];
+        s.pos += 1;
+        if s.pos >= s.block.n {
+            return self.load_next();
+        }
+        self.cur = (0, s.pos);
         Ok(())
     }
 
@@ -310,41 +463,37 @@ unsafe impl VTabCursor for EventsCursor<'_> {
         let Some(&(_, kind)) = COLUMNS.get(c) else {
             return ctx.set_result(rusqlite::types::Null);
         };
-        let b = &self.block;
+        let (slot, row) = self.cur;
+        let s = &self.slots[slot];
+        let b = &s.block;
         match kind {
-            Kind::Seq => ctx.set_result(self.seq()),
-            Kind::Text => ctx.set_result(b.text(self.row, c)),
-            Kind::Int => ctx.set_result(b.int(self.row, c)),
-            Kind::Instant => match b.int(self.row, c) {
+            Kind::Seq => ctx.set_result(s.seq(row)),
+            Kind::Text => ctx.set_result(b.text(row, c)),
+            Kind::Int => ctx.set_result(b.int(row, c)),
+            Kind::Instant => match b.int(row, c) {
                 None => ctx.set_result(rusqlite::types::Null),
                 Some(us) => {
-                    let t = jiff::Timestamp::from_microsecond(us)
-                        .map_err(|e| rusqlite::Error::ModuleError(e.to_string()))?;
-                    let mut s = String::with_capacity(27);
-                    tollgate_core::event::write_instant(&mut s, t);
-                    ctx.set_result(s)
+                    let t = jiff::Timestamp::from_microsecond(us).map_err(module_err)?;
+                    let mut text = String::with_capacity(27);
+                    tollgate_core::event::write_instant(&mut text, t);
+                    ctx.set_result(text)
                 }
             },
-            Kind::Cost => match b.int(self.row, blocks::COL_COST_E12) {
+            Kind::Cost => match b.int(row, blocks::COL_COST_E12) {
                 None => ctx.set_result(rusqlite::types::Null),
                 Some(e12) => {
                     let d = tollgate_core::money::from_scaled_e12(i128::from(e12))
-                        .map_err(|e| rusqlite::Error::ModuleError(e.to_string()))?;
+                        .map_err(module_err)?;
                     ctx.set_result(d.normalize().to_string())
                 }
             },
-            Kind::IngestedAt => ctx.set_result(self.ingested_at.as_str()),
+            Kind::IngestedAt => ctx.set_result(s.ingested_at.as_str()),
         }
     }
 
     fn rowid(&self) -> rusqlite::Result<i64> {
-        Ok(self.seq())
-    }
-}
-
-impl EventsCursor<'_> {
-    fn seq(&self) -> i64 {
-        self.min_seq + self.block.raw(self.row, COL_SEQ) as i64
+        let (slot, row) = self.cur;
+        Ok(self.slots[slot].seq(row))
     }
 }
 
