@@ -450,9 +450,11 @@ impl Block {
         Ok(())
     }
 
-    /// The block's bytes (to reuse the buffer for the next block).
-    pub fn into_data(self) -> Vec<u8> {
-        self.data
+    /// Takes the block's bytes (to reuse the buffer for the next block); the block is empty
+    /// until the next [`Block::load`].
+    pub fn take_data(&mut self) -> Vec<u8> {
+        self.n = 0;
+        std::mem::take(&mut self.data)
     }
 
     /// The stored value of column `c` (a stored, decoded column) of event `row`.

@@ -257,7 +257,7 @@ impl EventsCursor<'_> {
         s.ingested_at.clear();
         s.ingested_at.push_str(r.get_ref(1)?.as_str()?);
         // The block's bytes go into the slot's previous buffer (no allocation per block).
-        let mut data = std::mem::take(&mut s.block).into_data();
+        let mut data = s.block.take_data();
         data.clear();
         data.extend_from_slice(r.get_ref(2)?.as_blob()?);
         s.block.load(data, self.mask).map_err(module_err)?;
