@@ -206,6 +206,8 @@ pub struct BlockEncoder<'a> {
     cols: Vec<Vec<u8>>,
     /// The stored column the next value belongs to.
     col: usize,
+    /// Per column, the code of the last text stored by [`BlockEncoder::text`] (0: none).
+    last: [u32; STORED],
     n: u32,
 }
 
@@ -219,6 +221,7 @@ impl<'a> Default for BlockEncoder<'a> {
             offsets: Vec::new(),
             cols: (0..STORED).map(|_| Vec::with_capacity(1 << 10)).collect(),
             col: 0,
+            last: [0; STORED],
             n: 0,
         }
     }
@@ -252,15 +255,31 @@ impl<'a> BlockEncoder<'a> {
         let v = match s {
             None => 0,
             Some(s) => {
-                let (lens, bytes, offsets) = (&mut self.lens, &mut self.bytes, &mut self.offsets);
-                *self
-                    .dict
-                    .entry(s)
-                    .or_insert_with(|| Self::add_string(lens, bytes, offsets, s))
+                // The column's previous value first: consecutive events often share it,
+                // and comparing is cheaper than hashing.
+                let col = self.col.min(STORED - 1);
+                let last = self.last[col];
+                if last != 0 && self.code_bytes(last) == s.as_bytes() {
+                    last
+                } else {
+                    let (lens, bytes, offsets) =
+                        (&mut self.lens, &mut self.bytes, &mut self.offsets);
+                    let k = *self
+                        .dict
+                        .entry(s)
+                        .or_insert_with(|| Self::add_string(lens, bytes, offsets, s));
+                    self.last[col] = k;
+                    k
+                }
             }
         };
         self.put(u64::from(v));
         v
+    }
+
+    fn code_bytes(&self, code: u32) -> &[u8] {
+        let (a, b) = self.offsets[code as usize - 1];
+        &self.bytes[a as usize..b as usize]
     }
 
     /// A text value unique to its event (ids): stored without looking for an earlier copy.
