@@ -1,9 +1,11 @@
 //! The embedded ledger: one SQLite file (`ledger.sqlite` in the data directory) in WAL mode,
 //! so reports and `tollgate sql` read while the gateway or an import writes.
 //!
-//! Money is stored twice per event: `cost` as the exact decimal text and `cost_e12` as an
-//! integer in units of 1e-12 (what rollups sum). Unpriced events have both NULL, never 0.
-//! Events are guarded by triggers that refuse UPDATE and DELETE.
+//! Events are stored in blocks (`event_blocks`, see `crate::blocks`), many events per row; the
+//! SQL table `events` is a read-only virtual table over them (`crate::vtab`). Triggers refuse
+//! UPDATE and DELETE on the blocks. Money: `cost_e12` is the exact cost as an integer in units
+//! of 1e-12 (what rollups sum), `cost` the same as decimal text. Unpriced events have both
+//! NULL, never 0.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -966,8 +968,7 @@ fn group_select(dims: &[Dim]) -> String {
 }
 
 /// ` AND col = ?n` for each filter on the events table, binding from `?3` on. A filter on a
-/// present value compares the column itself, so indexes serve it (`events_sessions`); an
-/// empty value matches an absent column.
+/// present value compares the column itself; an empty value matches an absent column.
 fn event_filters(filters: &[(Dim, String)]) -> String {
     filters
         .iter()
