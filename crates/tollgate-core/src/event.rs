@@ -376,11 +376,15 @@ pub struct RawEvent<'a> {
 /// Checks a UUID in its 8-4-4-4-12 hex text form and returns it lower-cased.
 pub fn normalize_uuid(field: &str, s: &str) -> Result<String, FieldError> {
     let b = s.as_bytes();
+    // Five groups of hex digits with a dash between each two.
+    let hex = |r: std::ops::Range<usize>| b.get(r).is_some_and(all_hex);
     let ok = b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        });
+        && [8, 13, 18, 23].iter().all(|&i| b.get(i) == Some(&b'-'))
+        && hex(0..8)
+        && hex(9..13)
+        && hex(14..18)
+        && hex(19..23)
+        && hex(24..36);
     if ok {
         Ok(s.to_ascii_lowercase())
     } else {
@@ -389,6 +393,14 @@ pub fn normalize_uuid(field: &str, s: &str) -> Result<String, FieldError> {
             format!("{s:?} is not a UUID (expected 8-4-4-4-12 hex digits, e.g. a UUIDv7)"),
         ))
     }
+}
+
+/// Whether every byte is an ASCII hex digit. No early exit: ids are random hex, on which a
+/// branch per byte (digit or letter?) is mispredicted half the time.
+fn all_hex(b: &[u8]) -> bool {
+    b.iter().fold(true, |ok, &c| {
+        ok & (c.is_ascii_digit() | matches!(c | 0x20, b'a'..=b'f'))
+    })
 }
 
 /// Parses an RFC 3339 instant with an explicit offset, in UTC, truncated to microseconds.
@@ -461,28 +473,45 @@ pub fn write_instant(out: &mut String, t: Timestamp) {
     out.push_str(std::str::from_utf8(&buf).unwrap_or("0000-00-00T00:00:00.000000Z"));
 }
 
-fn opt_string(field: &str, v: Option<Cow<'_, str>>) -> Result<Option<String>, FieldError> {
-    match v {
-        None => Ok(None),
-        Some(s) if s.trim().is_empty() => Ok(None),
-        Some(s) => {
-            if s.len() > 512 {
-                return Err(FieldError::new(
-                    field,
-                    format!("value is {} bytes long; at most 512 are allowed", s.len()),
-                ));
-            }
-            Ok(Some(s.into_owned()))
-        }
+/// Whether a text is empty or only whitespace. Most values start with a visible ASCII
+/// character, which settles it without trimming.
+fn is_blank(s: &str) -> bool {
+    match s.as_bytes().first() {
+        None => true,
+        Some(b) if b.is_ascii_graphic() => false,
+        Some(_) => s.trim().is_empty(),
     }
+}
+
+/// A text that is not blank, checked for length; borrowed as given.
+fn opt_str<'s>(field: &str, v: &'s Option<Cow<'_, str>>) -> Result<Option<&'s str>, FieldError> {
+    match v.as_deref() {
+        None => Ok(None),
+        Some(s) if is_blank(s) => Ok(None),
+        Some(s) if s.len() > 512 => Err(FieldError::new(
+            field,
+            format!("value is {} bytes long; at most 512 are allowed", s.len()),
+        )),
+        Some(s) => Ok(Some(s)),
+    }
+}
+
+fn opt_string(field: &str, v: Option<Cow<'_, str>>) -> Result<Option<String>, FieldError> {
+    if opt_str(field, &v)?.is_none() {
+        return Ok(None);
+    }
+    Ok(v.map(Cow::into_owned))
 }
 
 /// An OpenTelemetry id: `len` hex digits (lower-cased).
 fn hex_id(field: &str, v: Option<Cow<'_, str>>, len: usize) -> Result<Option<String>, FieldError> {
-    match opt_string(field, v)? {
+    match opt_str(field, &v)? {
         None => Ok(None),
-        Some(s) if s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Ok(Some(s.to_ascii_lowercase()))
+        Some(s) if s.len() == len && all_hex(s.as_bytes()) => {
+            // One copy, lower-cased in place.
+            let mut out = s.to_string();
+            out.make_ascii_lowercase();
+            Ok(Some(out))
         }
         Some(s) => Err(FieldError::new(
             field,
@@ -1009,6 +1038,51 @@ mod tests {
         );
         let bad = GOOD.replace("\"tags\"", "\"span_id\":\"xyz\",\"tags\"");
         assert_eq!(err(&bad).field, "span_id");
+    }
+
+    #[test]
+    fn uuids_and_otel_ids_are_checked_and_lower_cased() {
+        let id = |s: &str| normalize_uuid("event_id", s);
+        assert_eq!(
+            id("01890A5D-AC96-774B-BCCE-B302099A8057").unwrap(),
+            "01890a5d-ac96-774b-bcce-b302099a8057"
+        );
+        for bad in [
+            "01890a5d-ac96-774b-bcce-b302099a805g",
+            "01890a5d-ac96-774b-bcce-b302099a80-7",
+            "01890a5dac96-774b-bcce-b302099a8057-",
+            "01890a5d-ac96-774b-bcce-b302099a805",
+            "01890a5d-ac96-774b-bcce-b302099a80577",
+            "01890a5d-ac96-774b-bcce-b302099a8\u{e9}",
+            "",
+        ] {
+            let e = id(bad).unwrap_err();
+            assert_eq!(e.field, "event_id");
+            assert!(e.message.contains("is not a UUID"), "{bad}: {}", e.message);
+        }
+        let hex = |s: &str| hex_id("span_id", Some(Cow::Borrowed(s)), 16);
+        assert_eq!(
+            hex("00F067AA0BA902B7").unwrap().as_deref(),
+            Some("00f067aa0ba902b7")
+        );
+        assert_eq!(hex("").unwrap(), None);
+        assert_eq!(hex(" \t").unwrap(), None);
+        assert_eq!(hex_id("span_id", None, 16).unwrap(), None);
+        let e = hex("00f067aa0ba902bg").unwrap_err();
+        assert_eq!(
+            e.message,
+            "\"00f067aa0ba902bg\" is not an OpenTelemetry id (16 hex digits)"
+        );
+        let e = hex(&"a".repeat(513)).unwrap_err();
+        assert_eq!(
+            e.message,
+            "value is 513 bytes long; at most 512 are allowed"
+        );
+        // Blank values are absent; others are kept exactly as given.
+        let text = |s: &'static str| opt_string("team_id", Some(Cow::Borrowed(s)));
+        assert_eq!(text(" ").unwrap(), None);
+        assert_eq!(text("\u{a0}").unwrap(), None);
+        assert_eq!(text(" t ").unwrap().as_deref(), Some(" t "));
     }
 
     #[test]

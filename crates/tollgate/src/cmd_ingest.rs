@@ -1,8 +1,11 @@
 //! `tollgate ingest events FILE`: validate, price and append usage events, all or nothing.
 //!
-//! One reader thread parses, validates and prices records; the calling thread appends them
-//! in batches inside one ledger transaction, committed only when the whole file is good. The
-//! first bad record aborts the import with `FILE:LINE: FIELD: problem` and nothing is written.
+//! The parse stage ([`crate::ingest_pipeline`]: a reader thread and one parser thread per
+//! core for JSONL, one thread for CSV) validates and prices records; the calling thread
+//! appends the batches, in file order, inside one ledger transaction, committed only when the
+//! whole file is good. The first bad record in file order aborts the import with
+//! `FILE:LINE: FIELD: problem` and nothing is written. `--check` runs the same parse stage
+//! and writes nothing.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use tollgate_core::event::{FieldError, RawDecimal, RawEvent, parse_json_event};
+use tollgate_core::event::{FieldError, RawDecimal, RawEvent};
 use tollgate_core::{Pricer, UsageEvent};
 use tollgate_ledger::{ImportRecord, Ledger, PriceVersionRecord};
 use tollgate_render::{Cell, Table};
@@ -476,6 +479,10 @@ pub struct EventsArgs {
     /// Summary format: table or json.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Validate and price the whole file, write nothing (no ledger is opened), and print the
+    /// summary an import into an empty ledger would print.
+    #[arg(long)]
+    check: bool,
 }
 
 /// What an import did. Quarantined and unpriced count the events stored by this import (a
@@ -489,112 +496,6 @@ pub struct IngestSummary {
     pub unpriced: u64,
     /// Why events are unpriced, with counts.
     pub unpriced_reasons: BTreeMap<String, u64>,
-}
-
-struct Batch {
-    events: Vec<UsageEvent>,
-    versions: BTreeSet<String>,
-    reasons: BTreeMap<String, u64>,
-}
-
-const BATCH: usize = 8192;
-
-/// Reads records, validates and prices them, and hands batches to `sink`.
-fn produce(
-    source: &str,
-    input: Box<dyn BufRead + Send + '_>,
-    fmt: InputFormat,
-    pricer: &Pricer,
-    bytes_read: &AtomicU64,
-    sink: &std::sync::mpsc::SyncSender<Result<Batch>>,
-) -> Result<()> {
-    let mut batch = new_batch();
-    let handle =
-        |ev: Result<UsageEvent, FieldError>, line: u64, batch: &mut Batch| -> Result<bool> {
-            let mut ev = ev.map_err(|e| anyhow::anyhow!("{source}:{line}: {e}"))?;
-            if let Err(reason) = pricer.price_event(&mut ev) {
-                *batch.reasons.entry(reason.to_string()).or_default() += 1;
-            }
-            if let Some(v) = &ev.pricing.price_version
-                && !batch.versions.contains(v)
-            {
-                batch.versions.insert(v.clone());
-            }
-            batch.events.push(ev);
-            if batch.events.len() >= BATCH {
-                let full = std::mem::replace(batch, new_batch());
-                if sink.send(Ok(full)).is_err() {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        };
-    match fmt {
-        InputFormat::Jsonl => {
-            let mut input = input;
-            let mut line = String::new();
-            let mut n: u64 = 0;
-            loop {
-                line.clear();
-                let got = input
-                    .read_line(&mut line)
-                    .with_context(|| format!("{source}:{}: cannot read", n + 1))?;
-                if got == 0 {
-                    break;
-                }
-                n += 1;
-                bytes_read.fetch_add(got as u64, Ordering::Relaxed);
-                let t = line.trim();
-                if t.is_empty() {
-                    continue;
-                }
-                if !handle(parse_json_event(t), n, &mut batch)? {
-                    return Ok(());
-                }
-            }
-        }
-        InputFormat::Csv => {
-            let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(input);
-            let headers = rdr
-                .headers()
-                .with_context(|| format!("{source}:1: cannot read the CSV header"))?
-                .clone();
-            for h in headers.iter() {
-                if !tollgate_core::event::FIELDS.contains(&h) {
-                    bail!(
-                        "{source}:1: {h}: unknown column; the canonical field names are in docs/event-format.md"
-                    );
-                }
-            }
-            let mut rec = csv::StringRecord::new();
-            loop {
-                let more = rdr.read_record(&mut rec).map_err(|e| {
-                    let line = e.position().map_or(0, |p| p.line());
-                    anyhow::anyhow!("{source}:{line}: (record): {e}")
-                })?;
-                if !more {
-                    break;
-                }
-                let line = rec.position().map_or(0, |p| p.line());
-                bytes_read.store(rec.position().map_or(0, |p| p.byte()), Ordering::Relaxed);
-                if !handle(csv_event(&headers, &rec), line, &mut batch)? {
-                    return Ok(());
-                }
-            }
-        }
-    }
-    if !batch.events.is_empty() || !batch.versions.is_empty() {
-        let _ = sink.send(Ok(batch));
-    }
-    Ok(())
-}
-
-fn new_batch() -> Batch {
-    Batch {
-        events: Vec::with_capacity(BATCH),
-        versions: BTreeSet::new(),
-        reasons: BTreeMap::new(),
-    }
 }
 
 fn kv_map(field: &str, s: &str) -> Result<Vec<(String, String)>, FieldError> {
@@ -640,7 +541,7 @@ fn csv_num<T: std::str::FromStr>(field: &str, v: &str) -> Result<Option<T>, Fiel
 }
 
 /// Builds and validates an event from one CSV record (header = canonical field names).
-fn csv_event(
+pub(crate) fn csv_event(
     headers: &csv::StringRecord,
     rec: &csv::StringRecord,
 ) -> Result<UsageEvent, FieldError> {
@@ -738,75 +639,238 @@ pub fn ingest(
     total_bytes: Option<u64>,
     show_progress: bool,
 ) -> Result<IngestSummary> {
-    let bytes_read = AtomicU64::new(0);
-    let mut sum = IngestSummary::default();
-    let mut versions: BTreeSet<String> = BTreeSet::new();
-    std::thread::scope(|scope| -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Batch>>(4);
-        let producer = scope.spawn(|| {
-            let tx = tx;
-            if let Err(e) = produce(source, input, fmt, pricer, &bytes_read, &tx) {
-                let _ = tx.send(Err(e));
-            }
-        });
-        let mut writer = ledger.writer()?;
-        let started = Instant::now();
-        let mut last = Instant::now();
-        for msg in rx {
-            let b = msg?;
-            sum.read += b.events.len() as u64;
-            for (k, v) in b.reasons {
-                *sum.unpriced_reasons.entry(k).or_default() += v;
-            }
-            versions.extend(b.versions);
-            sum_outcome(&mut sum, writer.append(&b.events)?);
-            if show_progress && last.elapsed() > Duration::from_millis(250) {
-                last = Instant::now();
-                progress_line(
-                    sum.read,
-                    started.elapsed(),
-                    bytes_read.load(Ordering::Relaxed),
-                    total_bytes,
-                );
+    let mut writer = ledger.writer()?;
+    let progress = Progress::new(show_progress, total_bytes);
+    let run = parse_all(pricer, source, input, fmt, &progress, false, &mut |b| {
+        Ok(writer.append(&b.events)?)
+    })?;
+    let recs: Vec<PriceVersionRecord> = run
+        .versions
+        .iter()
+        .filter_map(|v| pricer.rate_by_version(v))
+        .map(|r| PriceVersionRecord {
+            version: r.version.clone(),
+            provider: r.provider.clone(),
+            model: r.model.clone(),
+            effective_from: r.effective_from.map(tollgate_core::event::format_instant),
+            effective_to: r.effective_to.map(tollgate_core::event::format_instant),
+            rate_json: r.to_json().to_string(),
+        })
+        .collect();
+    let sum = run.sum;
+    writer.record_price_versions(&recs)?;
+    writer.record_import(&ImportRecord {
+        source: source.to_string(),
+        read: sum.read,
+        ingested: sum.ingested,
+        duplicates: sum.duplicates,
+        quarantined: sum.quarantined,
+        unpriced: sum.unpriced,
+    })?;
+    writer.commit()?;
+    progress.done(sum.read);
+    Ok(sum)
+}
+
+/// `ingest events --check`: reads, validates and prices the whole source as an import would,
+/// and stores nothing (no ledger is opened). `ingested` counts the events an import into an
+/// empty ledger would store: an `event_id` repeated within the source is counted as a
+/// duplicate; events already in a ledger are not looked for.
+pub fn check(
+    pricer: &Pricer,
+    source: &str,
+    input: Box<dyn BufRead + Send + '_>,
+    fmt: InputFormat,
+    total_bytes: Option<u64>,
+    show_progress: bool,
+) -> Result<IngestSummary> {
+    let mut first = FirstSeen::new();
+    let progress = Progress::new(show_progress, total_bytes);
+    let run = parse_all(pricer, source, input, fmt, &progress, true, &mut |b| {
+        first.add(&b.events, &b.ids);
+        // Counted at the end.
+        Ok(tollgate_ledger::AppendOutcome::default())
+    })?;
+    let mut sum = run.sum;
+    sum_outcome(&mut sum, first.finish());
+    progress.done(sum.read);
+    Ok(sum)
+}
+
+/// Partitions of [`FirstSeen`]; each holds about 1/1024 of the ids.
+const ID_PARTS: usize = 1024;
+
+/// What an import into an empty ledger would store: the first event of each id (a later one
+/// with the same id is a duplicate). Ids are spread over partitions as they come, in file
+/// order, and counted at the end a partition at a time: each partition's set stays in cache,
+/// where one set of all the ids would miss it on nearly every lookup.
+struct FirstSeen {
+    keys: Vec<Vec<u128>>,
+    /// Per key: bit 0 quarantined, bit 1 unpriced.
+    flags: Vec<Vec<u8>>,
+}
+
+impl FirstSeen {
+    fn new() -> FirstSeen {
+        FirstSeen {
+            keys: vec![Vec::new(); ID_PARTS],
+            flags: vec![Vec::new(); ID_PARTS],
+        }
+    }
+
+    fn add(&mut self, events: &[UsageEvent], ids: &[u128]) {
+        for (e, &k) in events.iter().zip(ids) {
+            // Bits of the hash that neither the partition's set (low bits: the bucket; top
+            // seven: the tag) uses.
+            let p = usize::try_from((id_hash(k) >> 40) % ID_PARTS as u64).unwrap_or(0);
+            let f = u8::from(e.attribution_status == tollgate_core::AttributionStatus::Quarantined)
+                | (u8::from(e.pricing.cost.is_none()) << 1);
+            if let (Some(keys), Some(flags)) = (self.keys.get_mut(p), self.flags.get_mut(p)) {
+                keys.push(k);
+                flags.push(f);
             }
         }
-        if producer.join().is_err() {
-            bail!("{source}: the reader thread failed");
+    }
+
+    fn finish(self) -> tollgate_ledger::AppendOutcome {
+        let mut o = tollgate_ledger::AppendOutcome::default();
+        let mut seen = IdSet::default();
+        for (keys, flags) in self.keys.into_iter().zip(self.flags) {
+            seen.clear();
+            seen.reserve(keys.len());
+            for (k, f) in keys.into_iter().zip(flags) {
+                if !seen.insert(k) {
+                    o.duplicates += 1;
+                    continue;
+                }
+                o.inserted += 1;
+                o.quarantined += u64::from(f & 1);
+                o.unpriced += u64::from(f >> 1);
+            }
         }
-        let recs: Vec<PriceVersionRecord> = versions
-            .iter()
-            .filter_map(|v| pricer.rate_by_version(v))
-            .map(|r| PriceVersionRecord {
-                version: r.version.clone(),
-                provider: r.provider.clone(),
-                model: r.model.clone(),
-                effective_from: r.effective_from.map(tollgate_core::event::format_instant),
-                effective_to: r.effective_to.map(tollgate_core::event::format_instant),
-                rate_json: r.to_json().to_string(),
-            })
-            .collect();
-        writer.record_price_versions(&recs)?;
-        writer.record_import(&ImportRecord {
-            source: source.to_string(),
-            read: sum.read,
-            ingested: sum.ingested,
-            duplicates: sum.duplicates,
-            quarantined: sum.quarantined,
-            unpriced: sum.unpriced,
-        })?;
-        writer.commit()?;
-        if show_progress {
-            progress_line(
-                sum.read,
-                started.elapsed(),
-                bytes_read.load(Ordering::Relaxed),
-                total_bytes,
-            );
+        o
+    }
+}
+
+/// Hashes an id key (its halves folded, then one multiplication) instead of SipHash: the
+/// keys are ids, not chosen to collide.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u128(&mut self, k: u128) {
+        self.0 = id_hash(k);
+    }
+}
+
+/// Mixes an id key into 64 bits (its halves folded, multiplied by an odd constant).
+fn id_hash(k: u128) -> u64 {
+    // Truncation intended: the two halves are folded together.
+    #[allow(clippy::cast_possible_truncation)]
+    let (lo, hi) = (k as u64, (k >> 64) as u64);
+    let h = (lo ^ hi.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^ (h >> 31)
+}
+
+type IdSet = std::collections::HashSet<u128, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// What reading a whole source gave.
+struct Parsed {
+    sum: IngestSummary,
+    /// Price versions stamped on the events.
+    versions: BTreeSet<String>,
+}
+
+/// The progress line on stderr (drawn only when asked: stderr is a terminal).
+struct Progress {
+    show: bool,
+    total_bytes: Option<u64>,
+    /// Advanced by the thread that reads the input.
+    bytes_read: AtomicU64,
+    started: Instant,
+    last: std::cell::Cell<Instant>,
+}
+
+impl Progress {
+    fn new(show: bool, total_bytes: Option<u64>) -> Progress {
+        Progress {
+            show,
+            total_bytes,
+            bytes_read: AtomicU64::new(0),
+            started: Instant::now(),
+            last: std::cell::Cell::new(Instant::now()),
+        }
+    }
+
+    /// Redraws the line at most four times a second.
+    fn tick(&self, events: u64) {
+        if self.show && self.last.get().elapsed() > Duration::from_millis(250) {
+            self.last.set(Instant::now());
+            self.draw(events);
+        }
+    }
+
+    /// The last drawing, and the end of the line.
+    fn done(&self, events: u64) {
+        if self.show {
+            self.draw(events);
             eprintln!();
         }
-        Ok(())
-    })?;
-    Ok(sum)
+    }
+
+    fn draw(&self, events: u64) {
+        progress_line(
+            events,
+            self.started.elapsed(),
+            self.bytes_read.load(Ordering::Relaxed),
+            self.total_bytes,
+        );
+    }
+}
+
+/// Runs the parse stage over the whole source, handing each batch to `store` in file order
+/// and summing what it reports; draws the progress line while it runs.
+fn parse_all(
+    pricer: &Pricer,
+    source: &str,
+    input: Box<dyn BufRead + Send + '_>,
+    fmt: InputFormat,
+    progress: &Progress,
+    want_ids: bool,
+    store: &mut dyn FnMut(&crate::ingest_pipeline::Batch) -> Result<tollgate_ledger::AppendOutcome>,
+) -> Result<Parsed> {
+    let mut sum = IngestSummary::default();
+    let mut versions: BTreeSet<String> = BTreeSet::new();
+    let pipe = crate::ingest_pipeline::run;
+    pipe(
+        source,
+        input,
+        fmt,
+        pricer,
+        &progress.bytes_read,
+        want_ids,
+        &mut |b| {
+            sum.read += b.events.len() as u64;
+            for (k, v) in std::mem::take(&mut b.reasons) {
+                *sum.unpriced_reasons.entry(k).or_default() += v;
+            }
+            versions.append(&mut b.versions);
+            sum_outcome(&mut sum, store(b)?);
+            progress.tick(sum.read);
+            Ok(())
+        },
+    )?;
+    Ok(Parsed { sum, versions })
 }
 
 fn sum_outcome(sum: &mut IngestSummary, o: tollgate_ledger::AppendOutcome) {
@@ -873,8 +937,18 @@ pub fn run(ctx: &Ctx, cmd: &IngestCommand) -> Result<()> {
             a.file.clone(),
         )
     };
-    let mut ledger = crate::cmd_ledger::open(ctx)?;
     let progress = std::io::stderr().is_terminal();
+    if a.check {
+        let s = check(&pricer, &source, input, fmt, total, progress)?;
+        print_summary(&s, a.format)?;
+        if matches!(a.format, Format::Table) {
+            outln!(
+                "checked: nothing was written (--check); duplicates are event_ids repeated within the file"
+            );
+        }
+        return Ok(());
+    }
+    let mut ledger = crate::cmd_ledger::open(ctx)?;
     let s = ingest(&mut *ledger, &pricer, &source, input, fmt, total, progress)?;
     print_summary(&s, a.format)
 }

@@ -36,6 +36,7 @@ mod demo_bills;
 mod demo_data;
 mod demo_live;
 mod fx;
+mod ingest_pipeline;
 mod output;
 mod stripe;
 

@@ -50,9 +50,69 @@ fn agrees_on_hand_picked_lines() {
         r#","prompt":"hello""#,
         r#" , "status" : "ok" "#,
         r#","status":"OK""#,
+        // Whole numbers read in place: bounds, signs, fractions, exponents, leading zeros.
+        r#","attempt":0"#,
+        r#","attempt":4294967295"#,
+        r#","http_status":65535"#,
+        r#","http_status":00"#,
+        r#","input_tokens":5."#,
+        r#","input_tokens":5e"#,
+        r#","input_tokens":1-"#,
+        r#","input_tokens":+1"#,
+        r#","input_tokens": 7 "#,
+        r#","input_tokens":7x"#,
+        r#","streamed":nul"#,
+        r#","streamed":null"#,
+        r#","streamed":"true""#,
+        // Objects read in place.
+        r#","tags":null"#,
+        r#","tags":{"a":null}"#,
+        r#","tags":{ "a" : "b" , "c":"d" }"#,
+        r#","tags":{"a":"b",}"#,
+        r#","units":null"#,
+        r#","units":{"a":"1","a":"2"}"#,
+        r#","units":{"x":true}"#,
+        r#","units":{"x":01}"#,
+        r#","cost_breakdown":null"#,
+        r#","cost":"0.5","cost_breakdown":{"input":"0.25","input":"0.25"}"#,
+        // Strings scanned eight bytes at a time: the end, an escape or a control character
+        // at every offset of a word.
+        r#","team_id":"abcdefghijklmnop""#,
+        r#","team_id":"abcdefghijklmnopq""#,
+        r#","team_id":"abcdefghijklmno\"q""#,
+        r#","team_id":"abcdefgh\\ijklmnop""#,
+        r#","team_id":"abcdefg\\ijklmnop""#,
+        ",\"team_id\":\"abcdefghij\u{1}kl\"",
+        ",\"team_id\":\"abcdefghijklmno\u{1f}\"",
+        ",\"team_id\":\"abcdefghijklmno\u{7f}\"",
+        r#","team_id":"ééééééééé✓✓✓✓ and more""#,
+        r#","team_id":"abcdefghijklmnopqrstuvwxyz"#,
+        // Keys: out of the usual order, near misses of known ones, escaped.
+        r#","model_requested":"m","attempt":2,"request_id":"r""#,
+        r#","modelx":"a""#,
+        r#","mode":"a""#,
+        r#","team\u005fid":"t""#,
+        r#","team_id" :"t""#,
+        // OpenTelemetry ids.
+        r#","trace_id":"4BF92F3577B34DA6A3CE929D0E0E4736","span_id":"00f067aa0ba902b7""#,
+        r#","span_id":"00f067aa0ba902bG""#,
+        r#","trace_id":"""#,
+        r#","trace_id":"  ""#,
     ] {
         same(&format!("{{{base}{extra}}}"));
         same(&format!("  {{ {base}{extra} }}  "));
+    }
+    for id in [
+        "01890A5D-AC96-774B-BCCE-B302099A8057",
+        "01890a5d-ac96-774b-bcce-b302099a805g",
+        "01890a5d-ac96-774b-bcce-b302099a80-7",
+        "01890a5dac96-774b-bcce-b302099a8057-",
+        "01890a5d-ac96-774b-bcce-b302099a8057 ",
+        "",
+    ] {
+        same(&format!(
+            r#"{{"event_id":"{id}","occurred_at":"2026-07-01T12:00:00Z","provider":"openai","model":"gpt-4o"}}"#
+        ));
     }
     for odd in [
         "",

@@ -352,3 +352,201 @@ fn event_ids_are_compared_case_insensitively() {
         vec![json!({"event_id": "0000000a-0000-7000-8000-00000000000b", "cost": "0.1"})]
     );
 }
+
+/// The undocumented switch that cuts JSONL into chunks of N lines for the parallel parsers
+/// (by default chunks are a few megabytes), so small files span many chunks.
+const CHUNK_LINES: &str = "TOLLGATE_INGEST_CHUNK_LINES";
+
+#[test]
+fn a_file_of_many_chunks_is_stored_in_file_order() {
+    // 60 events whose ids are not in file order (and blank lines among them), parsed in
+    // chunks of 1, 4 and 7 lines by several threads: the ledger's seq follows the file.
+    let order: Vec<u32> = (0..60u32).map(|i| (i * 37) % 60 + 1).collect();
+    let mut text = String::new();
+    for (i, n) in order.iter().enumerate() {
+        text.push_str(&jsonl(&[event(*n, json!({"input_tokens": 100}))]));
+        if i % 9 == 0 {
+            text.push('\n');
+        }
+    }
+    let want: Vec<String> = order.iter().map(|n| event_id(*n)).collect();
+    for lines in ["1", "4", "7"] {
+        let sb = Sandbox::new();
+        sb.write("shuffled.jsonl", &text);
+        let rates = sb.seed_rates();
+        let args = [
+            "--prices",
+            path_str(&rates),
+            "ingest",
+            "events",
+            "shuffled.jsonl",
+            "--format",
+            "json",
+        ];
+        let s = sb.run_env(&[(CHUNK_LINES, lines)], &args).json();
+        assert_eq!(s["ingested"], 60, "{s}");
+        let rows = sb.sql("SELECT event_id FROM events ORDER BY seq");
+        let got: Vec<&str> = rows
+            .iter()
+            .map(|r| r["event_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, want, "chunks of {lines} lines");
+    }
+}
+
+/// Ten events, worked by hand, and a repeat of the first: 11 read, 10 stored, 1 duplicate;
+/// quarantined: 3 (2: no team_id, 5: no service, 9: no environment); unpriced: 2 (4 and 7:
+/// models without a rate; 9 is quarantined and priced).
+fn ten_events_and_a_repeat() -> String {
+    let mut events = vec![
+        event(1, json!({"input_tokens": 1000})),
+        event(2, json!({"team_id": null, "input_tokens": 10})),
+        event(3, json!({"cost": "0.5"})),
+        event(4, json!({"model": "mystery-model", "input_tokens": 5})),
+        event(5, json!({"service": null})),
+        event(6, json!({"output_tokens": 20})),
+        event(7, json!({"model": "another-unknown", "output_tokens": 1})),
+        event(8, json!({"occurred_at": "2026-07-20T08:00:00Z"})),
+        event(9, json!({"environment": null, "input_tokens": 3})),
+        event(10, json!({"cache_read_tokens": 7})),
+    ];
+    events.push(events[0].clone());
+    jsonl(&events)
+}
+
+#[test]
+fn check_writes_nothing_and_counts_as_an_import_would() {
+    let sb = Sandbox::new();
+    sb.write("ten.jsonl", ten_events_and_a_repeat());
+    let rates = sb.seed_rates();
+    let check = |env: &[(&str, &str)]| {
+        sb.run_env(
+            env,
+            &[
+                "--prices",
+                path_str(&rates),
+                "ingest",
+                "events",
+                "ten.jsonl",
+                "--check",
+                "--format",
+                "json",
+            ],
+        )
+        .json()
+    };
+    let checked = check(&[]);
+    assert_eq!(checked["read"], 11, "{checked}");
+    assert_eq!(checked["ingested"], 10);
+    assert_eq!(checked["duplicates"], 1);
+    assert_eq!(checked["quarantined"], 3);
+    assert_eq!(checked["unpriced"], 2);
+    assert_eq!(
+        checked["unpriced_reasons"].as_object().unwrap().len(),
+        2,
+        "{checked}"
+    );
+    // Split into chunks of two lines, the same.
+    assert_eq!(check(&[(CHUNK_LINES, "2")]), checked);
+    // Nothing written: not even the ledger's directory.
+    assert!(
+        !sb.data_dir().exists(),
+        "--check created the data directory"
+    );
+
+    // A real import of the same file reports the same.
+    let imported = sb.ingest("ten.jsonl");
+    assert_eq!(imported, checked);
+    assert_eq!(sb.event_count(), 10);
+    // --check looks for repeats within the file only, not in the ledger, and leaves it as it
+    // is.
+    assert_eq!(check(&[]), checked);
+    assert_eq!(sb.event_count(), 10);
+    let imports = sb.sql("SELECT COUNT(*) AS n FROM imports");
+    assert_eq!(imports[0]["n"], 1);
+
+    // The table says nothing was written.
+    let table = sb
+        .run(&[
+            "--prices",
+            path_str(&rates),
+            "ingest",
+            "events",
+            "ten.jsonl",
+            "--check",
+        ])
+        .ok()
+        .to_string();
+    assert!(table.contains("nothing was written"), "{table}");
+}
+
+#[test]
+fn check_reads_csv_and_stdin_and_fails_like_an_import() {
+    let sb = Sandbox::new();
+    let rates = sb.seed_rates();
+    let text = ten_events_and_a_repeat();
+    let args = [
+        "--prices",
+        path_str(&rates),
+        "ingest",
+        "events",
+        "-",
+        "--check",
+        "--format",
+        "json",
+    ];
+    let s = sb.run_stdin(&args, text.as_bytes()).json();
+    assert_eq!(
+        (
+            &s["read"],
+            &s["ingested"],
+            &s["quarantined"],
+            &s["unpriced"]
+        ),
+        (&json!(11), &json!(10), &json!(3), &json!(2)),
+        "{s}"
+    );
+    let csv = "event_id,occurred_at,provider,model,team_id,service,feature,environment,output_tokens\n\
+               00000000-0000-7000-8000-000000000001,2026-07-10T12:00:00Z,openai,seed-model,a,chat,answer,prod,10\n\
+               00000000-0000-7000-8000-000000000002,2026-07-10T12:00:00Z,openai,mystery,,chat,answer,prod,10\n";
+    sb.write("two.csv", csv);
+    let s = sb
+        .run(&[
+            "--prices",
+            path_str(&rates),
+            "ingest",
+            "events",
+            "two.csv",
+            "--check",
+            "--format",
+            "json",
+        ])
+        .json();
+    assert_eq!(
+        (
+            &s["read"],
+            &s["ingested"],
+            &s["quarantined"],
+            &s["unpriced"]
+        ),
+        (&json!(2), &json!(2), &json!(1), &json!(1)),
+        "{s}"
+    );
+    // A bad line fails the check with the import's message.
+    sb.write(
+        "bad.jsonl",
+        format!(
+            "{text}{}\n",
+            Value::Object(event(12, json!({"input_tokens": -1})))
+        ),
+    );
+    let err = sb
+        .run(&["ingest", "events", "bad.jsonl", "--check"])
+        .fails()
+        .to_string();
+    assert!(err.contains("bad.jsonl:12: input_tokens:"), "{err}");
+    assert!(
+        !sb.data_dir().exists(),
+        "--check created the data directory"
+    );
+}

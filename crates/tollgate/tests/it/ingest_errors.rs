@@ -201,3 +201,63 @@ fn a_failed_file_leaves_earlier_imports_intact() {
     assert!(err.contains("bad.jsonl:2: environment:"), "{err}");
     assert_eq!(sb.event_count(), 1);
 }
+
+#[test]
+fn of_two_bad_lines_in_different_chunks_the_earlier_is_reported() {
+    // 40 lines; line 7 and line 31 are bad (and line 31's problem is found sooner: it is
+    // not even JSON). Parsed in chunks of 1, 3, 8 and 40 lines by several threads, the error
+    // is always line 7's, as a one-by-one reading would give, and nothing is written.
+    let sb = Sandbox::new();
+    let mut text = String::new();
+    for n in 1..=40u32 {
+        let l = match n {
+            7 => line(json!({"environment": "production"})),
+            31 => "{not json".to_string(),
+            _ => serde_json::Value::Object(event(n, json!({"output_tokens": n}))).to_string(),
+        };
+        text.push_str(&l);
+        text.push('\n');
+    }
+    sb.write("two-bad.jsonl", &text);
+    for lines in ["1", "3", "8", "40"] {
+        let err = sb
+            .run_env(
+                &[("TOLLGATE_INGEST_CHUNK_LINES", lines)],
+                &["ingest", "events", "two-bad.jsonl"],
+            )
+            .fails()
+            .to_string();
+        assert!(
+            err.contains("two-bad.jsonl:7: environment:"),
+            "chunks of {lines}: {err}"
+        );
+        assert!(!err.contains(":31:"), "chunks of {lines}: {err}");
+        assert_nothing_written(&sb);
+    }
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_named_after_earlier_bad_records() {
+    let sb = Sandbox::new();
+    let good = jsonl(&[event(1, json!({}))]);
+    // Line 2 is not UTF-8; in another file line 2 is a bad record and line 3 not UTF-8.
+    let mut bytes = good.clone().into_bytes();
+    bytes.extend_from_slice(b"{\"team_id\":\"\xff\"}\n");
+    sb.write("latin.jsonl", &bytes);
+    let err = sb
+        .run(&["ingest", "events", "latin.jsonl"])
+        .fails()
+        .to_string();
+    assert!(err.contains("latin.jsonl:2: cannot read"), "{err}");
+    assert!(err.contains("UTF-8"), "{err}");
+    let mut bytes = good.into_bytes();
+    bytes.extend_from_slice(line(json!({"output_tokens": -1})).as_bytes());
+    bytes.extend_from_slice(b"\n\xff\n");
+    sb.write("both.jsonl", &bytes);
+    let err = sb
+        .run(&["ingest", "events", "both.jsonl"])
+        .fails()
+        .to_string();
+    assert!(err.contains("both.jsonl:2: output_tokens:"), "{err}");
+    assert_nothing_written(&sb);
+}

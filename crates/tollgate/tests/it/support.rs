@@ -140,6 +140,16 @@ impl Sandbox {
         finish(c.output().expect("run tollgate"), args)
     }
 
+    /// Like [`Sandbox::run`], with extra environment variables.
+    pub fn run_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
+        let mut c = self.bare_command();
+        c.arg("--data-dir").arg(self.data_dir()).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        finish(c.output().expect("run tollgate"), args)
+    }
+
     /// Like [`Sandbox::run`], with `stdin` piped in.
     pub fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Run {
         let mut c = self.bare_command();
