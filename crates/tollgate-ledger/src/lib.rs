@@ -51,6 +51,38 @@ pub enum LedgerError {
 
 pub type Result<T> = std::result::Result<T, LedgerError>;
 
+/// Events made ready for a ledger on the caller's thread, so that the ledger's single writer
+/// has less to do: for the SQLite ledger ([`PreparedEvents::for_sqlite`]) they are encoded as
+/// one block, their ids hashed and their rollups summed; the writer then only checks that no
+/// id is stored already (otherwise it takes the per-event path) and stores the block. The
+/// ingest pipeline prepares each batch on its parser threads.
+pub struct PreparedEvents {
+    pub events: Vec<UsageEvent>,
+    block: Option<sqlite::PreparedBlock>,
+}
+
+impl PreparedEvents {
+    /// No preparation: appended as by [`LedgerWriter::append`].
+    pub fn plain(events: Vec<UsageEvent>) -> PreparedEvents {
+        PreparedEvents {
+            events,
+            block: None,
+        }
+    }
+
+    /// Prepared for the SQLite ledger (at most [`blocks::BLOCK_EVENTS`] events make one
+    /// block; a larger batch, or one with an id twice or a cost the ledger refuses, stays
+    /// plain and is checked per event).
+    pub fn for_sqlite(events: Vec<UsageEvent>) -> PreparedEvents {
+        let block = sqlite::prepare_block(&events);
+        PreparedEvents { events, block }
+    }
+
+    pub(crate) fn block(&self) -> Option<&sqlite::PreparedBlock> {
+        self.block.as_ref()
+    }
+}
+
 /// What an append did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -486,6 +518,11 @@ impl ClassTotals {
 pub trait LedgerWriter {
     /// Appends events idempotently (by `event_id`) and updates rollups in this transaction.
     fn append(&mut self, events: &[UsageEvent]) -> Result<AppendOutcome>;
+    /// [`LedgerWriter::append`] for events prepared by [`PreparedEvents`]: the same outcome;
+    /// a backend that can use the preparation stores them with less work on this thread.
+    fn append_prepared(&mut self, p: &PreparedEvents) -> Result<AppendOutcome> {
+        self.append(&p.events)
+    }
     /// Records rate versions (idempotent by version id).
     fn record_price_versions(&mut self, versions: &[PriceVersionRecord]) -> Result<()>;
     /// Records an import summary.

@@ -33,6 +33,7 @@ mod books_impl;
 #[path = "sqlite_events.rs"]
 mod events_impl;
 use events_impl::move_events_to_blocks;
+pub(crate) use events_impl::{Prepared as PreparedBlock, prepare as prepare_block};
 
 /// File name of the ledger inside the data directory.
 pub const LEDGER_FILE: &str = "ledger.sqlite";
@@ -747,32 +748,7 @@ impl LedgerWriter for SqliteWriter<'_> {
         };
         let mut block = events_impl::BlockBuild::new();
         for (idx, e) in events.iter().enumerate() {
-            let p = &e.pricing;
-            let too_big = |c: &Decimal| {
-                LedgerError::Refused(format!("cost {c} of event {} is too large", e.event_id))
-            };
-            let e12 = |c: Decimal| -> Result<i64> {
-                i64::try_from(to_scaled_e12(c)?).map_err(|_| too_big(&c))
-            };
-            let costs = match p.cost {
-                Some(c) => {
-                    let b = &p.cost_breakdown;
-                    events_impl::Costs {
-                        total: Some(e12(c)?),
-                        classes: [
-                            Some(e12(b.input)?),
-                            Some(e12(b.cache_read)?),
-                            Some(e12(b.cache_write)?),
-                            Some(e12(b.cache_write_1h)?),
-                            Some(e12(b.output)?),
-                        ],
-                    }
-                }
-                None => events_impl::Costs {
-                    total: None,
-                    classes: [None; 5],
-                },
-            };
+            let costs = events_impl::costs_of(e)?;
             if !w.accept(&self.tx, self.ids, events, idx)? {
                 out.duplicates += 1;
                 continue;
@@ -782,16 +758,30 @@ impl LedgerWriter for SqliteWriter<'_> {
             if e.attribution_status == tollgate_core::AttributionStatus::Quarantined {
                 out.quarantined += 1;
             }
-            if p.cost.is_none() {
+            if costs.total.is_none() {
                 out.unpriced += 1;
             }
             if block.len() >= crate::blocks::BLOCK_EVENTS {
-                w.flush(&self.tx, &block, &self.now)?;
+                w.flush(&self.tx, block, &self.now)?;
                 block = events_impl::BlockBuild::new();
             }
         }
-        w.flush(&self.tx, &block, &self.now)?;
+        w.flush(&self.tx, block, &self.now)?;
         Ok(out)
+    }
+
+    fn append_prepared(&mut self, p: &crate::PreparedEvents) -> Result<AppendOutcome> {
+        if let Some(b) = p.block() {
+            if self.events.is_none() {
+                self.events = Some(events_impl::EventWriter::start(&self.tx, self.ids)?);
+            }
+            if let Some(w) = self.events.as_mut()
+                && let Some(out) = w.append_prepared(&self.tx, self.ids, b, &self.now)?
+            {
+                return Ok(out);
+            }
+        }
+        self.append(&p.events)
     }
 
     fn record_price_versions(&mut self, versions: &[PriceVersionRecord]) -> Result<()> {

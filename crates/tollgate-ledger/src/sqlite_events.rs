@@ -350,68 +350,240 @@ impl EventWriter {
         }
         let off = (self.next_seq - b.min_seq) as u64;
         self.next_seq += 1;
-        let us = micros(e.occurred_at);
-        b.min_us = b.min_us.min(us);
-        b.max_us = b.max_us.max(us);
-        let k = encode_event(&mut b.enc, e, off, c, &mut b.scratch);
-        let hour = super::hour_of(e.occurred_at);
-        let key: [u32; 12] = [
-            k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11],
-        ];
-        add_usage(b.rollups.entry((hour, key)).or_default(), &e.usage, c.total);
-        // key_rollups: provider, model, api key, team, cost center.
-        let kk = (hour, [k[4], k[3], k[12], k[0], k[7]]);
-        let (t, unpriced) = b.key_rollups.entry(kk).or_default();
-        add_usage(t, &e.usage, c.total);
-        if c.total.is_none() {
-            *unpriced += 1;
-        }
+        b.push(e, off, c);
     }
 
     /// Writes the block (if it holds any event) and resets the append's state.
     pub(super) fn flush(
         &mut self,
         conn: &Connection,
-        b: &BlockBuild<'_>,
+        b: BlockBuild<'_>,
         ingested_at: &str,
     ) -> Result<()> {
         self.batch.clear();
-        if b.enc.is_empty() {
+        let min_seq = b.min_seq;
+        let Some(sealed) = b.seal() else {
             self.hashes.clear();
             return Ok(());
-        }
+        };
+        let mut hashes = std::mem::take(&mut self.hashes);
+        let ids = blocks::ids_blob(&mut hashes);
+        self.write_sealed(conn, &sealed, min_seq, &hashes, &ids, ingested_at)?;
+        hashes.clear();
+        self.hashes = hashes;
+        Ok(())
+    }
+
+    /// Stores a sealed block whose events are known to be new, as the next block, with
+    /// `min_seq` as its first seq: the block row, its ids, its rollups.
+    fn write_sealed(
+        &mut self,
+        conn: &Connection,
+        b: &Sealed,
+        min_seq: i64,
+        hashes: &[u64],
+        ids: &[u8],
+        ingested_at: &str,
+    ) -> Result<()> {
         let block = self.next_block;
         self.next_block += 1;
         let v = map_value(block);
-        for &h in &self.hashes {
+        for &h in hashes {
             note(&mut self.pending, h, v);
         }
-        let ids = blocks::ids_blob(&mut self.hashes);
-        self.hashes.clear();
         insert_block(
             conn,
             block,
-            b.min_seq,
-            b.enc.len(),
+            min_seq,
+            b.n,
             (b.min_us, b.max_us),
             ingested_at,
-            &ids,
-            &b.enc.finish(),
+            ids,
+            &b.data,
         )?;
-        let s = |code: u32| b.enc.string(code);
-        let mut rollups: FxMap<(i64, [&str; 12]), crate::Totals> = FxMap::default();
-        for ((hour, k), t) in &b.rollups {
-            rollups.entry((*hour, k.map(s))).or_default().add(t);
-        }
+        let rollups: FxMap<(i64, [&str; 12]), crate::Totals> = b
+            .rollups
+            .iter()
+            .map(|((h, k), t)| ((*h, k.each_ref().map(String::as_str)), t.clone()))
+            .collect();
         super::upsert_rollups(conn, &rollups)?;
-        let mut keys: super::books_impl::KeyRollups<'_> = FxMap::default();
-        for ((hour, k), (t, unpriced)) in &b.key_rollups {
-            let e = keys.entry((*hour, k.map(s))).or_default();
-            e.0.add(t);
-            e.1 += unpriced;
-        }
+        let keys: super::books_impl::KeyRollups<'_> = b
+            .key_rollups
+            .iter()
+            .map(|((h, k), t)| ((*h, k.each_ref().map(String::as_str)), t.clone()))
+            .collect();
         super::books_impl::upsert_key_rollups(conn, &keys)
     }
+
+    /// Stores a batch prepared by [`prepare`]: when none of its events is stored already, its
+    /// block goes in as it is (the usual case, and the cheap one: the encoding and the sums
+    /// were done by the thread that prepared it); `None` when some event needs the per-event
+    /// path.
+    pub(super) fn append_prepared(
+        &mut self,
+        conn: &Connection,
+        ids: &IdIndex,
+        p: &Prepared,
+        ingested_at: &str,
+    ) -> Result<Option<crate::AppendOutcome>> {
+        if p.hashes
+            .iter()
+            .any(|h| self.pending.contains_key(h) || ids.map.contains_key(h))
+        {
+            return Ok(None);
+        }
+        let min_seq = self.next_seq;
+        self.next_seq += p.sealed.n as i64;
+        self.write_sealed(conn, &p.sealed, min_seq, &p.hashes, &p.ids, ingested_at)?;
+        Ok(Some(crate::AppendOutcome {
+            inserted: p.sealed.n as u64,
+            duplicates: 0,
+            quarantined: p.quarantined,
+            unpriced: p.unpriced,
+        }))
+    }
+}
+
+/// A finished block: its bytes, size, time range and rollups (strings owned).
+pub(crate) struct Sealed {
+    data: Vec<u8>,
+    n: usize,
+    min_us: i64,
+    max_us: i64,
+    rollups: Vec<((i64, [String; 12]), crate::Totals)>,
+    key_rollups: Vec<((i64, [String; 5]), (crate::Totals, u64))>,
+}
+
+impl<'a> BlockBuild<'a> {
+    /// Encodes `e` as the block's next event, `off` after its first seq, and adds it to the
+    /// block's rollups.
+    fn push(&mut self, e: &'a UsageEvent, off: u64, c: &Costs) {
+        let us = micros(e.occurred_at);
+        self.min_us = self.min_us.min(us);
+        self.max_us = self.max_us.max(us);
+        let k = encode_event(&mut self.enc, e, off, c, &mut self.scratch);
+        let hour = super::hour_of(e.occurred_at);
+        let key: [u32; 12] = [
+            k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11],
+        ];
+        add_usage(
+            self.rollups.entry((hour, key)).or_default(),
+            &e.usage,
+            c.total,
+        );
+        // key_rollups: provider, model, api key, team, cost center.
+        let kk = (hour, [k[4], k[3], k[12], k[0], k[7]]);
+        let (t, unpriced) = self.key_rollups.entry(kk).or_default();
+        add_usage(t, &e.usage, c.total);
+        if c.total.is_none() {
+            *unpriced += 1;
+        }
+    }
+
+    /// The finished block, or `None` if it holds no event.
+    fn seal(self) -> Option<Sealed> {
+        if self.enc.is_empty() {
+            return None;
+        }
+        let s = |code: &u32| self.enc.string(*code).to_string();
+        Some(Sealed {
+            data: self.enc.finish(),
+            n: self.enc.len(),
+            min_us: self.min_us,
+            max_us: self.max_us,
+            rollups: self
+                .rollups
+                .iter()
+                .map(|((h, k), t)| ((*h, k.each_ref().map(s)), t.clone()))
+                .collect(),
+            key_rollups: self
+                .key_rollups
+                .iter()
+                .map(|((h, k), t)| ((*h, k.each_ref().map(s)), t.clone()))
+                .collect(),
+        })
+    }
+}
+
+/// A batch made ready for the SQLite ledger on the caller's thread (see
+/// [`crate::PreparedEvents`]).
+pub(crate) struct Prepared {
+    sealed: Sealed,
+    /// Each event's id hash, in order.
+    hashes: Vec<u64>,
+    /// The sorted hashes as stored.
+    ids: Vec<u8>,
+    quarantined: u64,
+    unpriced: u64,
+}
+
+/// Encodes `events` as one block with seq offsets 0.., hashes their ids and sums their
+/// rollups; `None` when the batch needs the per-event path (an id twice in the batch, a cost
+/// the ledger refuses, more events than a block holds).
+pub(crate) fn prepare(events: &[UsageEvent]) -> Option<Prepared> {
+    if events.is_empty() || events.len() > BLOCK_EVENTS {
+        return None;
+    }
+    let mut hashes = Vec::with_capacity(events.len());
+    let mut seen: FxMap<u64, ()> = FxMap::default();
+    seen.reserve(events.len());
+    let mut b = BlockBuild::new();
+    let (mut quarantined, mut unpriced) = (0, 0);
+    for (i, e) in events.iter().enumerate() {
+        let h = id_hash(&e.event_id);
+        if seen.insert(h, ()).is_some() {
+            return None;
+        }
+        hashes.push(h);
+        let c = costs_of(e).ok()?;
+        if e.attribution_status == tollgate_core::AttributionStatus::Quarantined {
+            quarantined += 1;
+        }
+        if c.total.is_none() {
+            unpriced += 1;
+        }
+        b.push(e, i as u64, &c);
+    }
+    let sealed = b.seal()?;
+    let mut sorted = hashes.clone();
+    let ids = blocks::ids_blob(&mut sorted);
+    Some(Prepared {
+        sealed,
+        hashes,
+        ids,
+        quarantined,
+        unpriced,
+    })
+}
+
+/// The costs of `e` as stored, or why the ledger refuses them.
+pub(super) fn costs_of(e: &UsageEvent) -> Result<Costs> {
+    let p = &e.pricing;
+    let too_big = |c: &rust_decimal::Decimal| {
+        LedgerError::Refused(format!("cost {c} of event {} is too large", e.event_id))
+    };
+    let e12 = |c: rust_decimal::Decimal| -> Result<i64> {
+        i64::try_from(tollgate_core::money::to_scaled_e12(c)?).map_err(|_| too_big(&c))
+    };
+    Ok(match p.cost {
+        Some(c) => {
+            let b = &p.cost_breakdown;
+            Costs {
+                total: Some(e12(c)?),
+                classes: [
+                    Some(e12(b.input)?),
+                    Some(e12(b.cache_read)?),
+                    Some(e12(b.cache_write)?),
+                    Some(e12(b.cache_write_1h)?),
+                    Some(e12(b.output)?),
+                ],
+            }
+        }
+        None => Costs {
+            total: None,
+            classes: [None; 5],
+        },
+    })
 }
 
 fn instant_text(us: i64) -> Result<String> {
@@ -577,6 +749,7 @@ mod tests {
     use crate::conformance::event;
     use crate::sqlite::SqliteLedger;
     use crate::{Ledger, SqlValue};
+    use tollgate_core::UsageEvent;
 
     fn ids_in(l: &SqliteLedger, sql: &str) -> Vec<String> {
         l.query_sql(sql)
@@ -731,6 +904,67 @@ mod tests {
             ))
             .unwrap();
         assert_eq!(r.rows[0], [SqlValue::Null, SqlValue::Null]);
+    }
+
+    fn all_rows(l: &SqliteLedger) -> Vec<Vec<SqlValue>> {
+        l.query_sql("SELECT * FROM events ORDER BY seq")
+            .unwrap()
+            .rows
+    }
+
+    #[test]
+    fn prepared_batches_store_what_plain_appends_store() {
+        use crate::{LedgerWriter, PreparedEvents};
+        let batch = |ns: &[u32]| -> Vec<UsageEvent> {
+            ns.iter()
+                .map(|&n| {
+                    let team = (n % 2 == 0).then_some("t");
+                    let cost = (n % 3 != 0).then_some("0.5");
+                    event(n, &format!("2026-07-01T1{}:00:00Z", n % 10), team, 10, cost)
+                })
+                .collect()
+        };
+        let clock = || "2026-07-09T00:00:00Z".parse().unwrap();
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut plain = SqliteLedger::open(d1.path()).unwrap().with_clock(clock);
+        let mut prep = SqliteLedger::open(d2.path()).unwrap().with_clock(clock);
+        let mut outs = Vec::new();
+        // New events; then 3 stored already (the prepared block falls back to the per-event
+        // path); then an id twice in one batch (not prepared at all).
+        for ns in [&[1, 2, 3, 4, 5][..], &[3, 6, 7], &[8, 8, 9]] {
+            let mut w = plain.writer().unwrap();
+            let a = w.append(&batch(ns)).unwrap();
+            w.commit().unwrap();
+            let mut w = prep.writer().unwrap();
+            let p = PreparedEvents::for_sqlite(batch(ns));
+            assert_eq!(p.block().is_some(), ns != [8, 8, 9]);
+            let b = w.append_prepared(&p).unwrap();
+            w.commit().unwrap();
+            assert_eq!(a, b);
+            outs.push(b);
+        }
+        assert_eq!(
+            outs.iter()
+                .map(|o| (o.inserted, o.duplicates))
+                .collect::<Vec<_>>(),
+            [(5, 0), (2, 1), (2, 1)]
+        );
+        // Events 1, 3, 5 (no team) are quarantined; 3 and 9 (multiples of 3) unpriced.
+        assert_eq!((outs[0].quarantined, outs[0].unpriced), (3, 1));
+        assert_eq!(all_rows(&plain), all_rows(&prep));
+        assert_eq!(all_rows(&prep).len(), 9);
+        let sums = |l: &SqliteLedger| {
+            l.query_sql("SELECT * FROM rollups ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13")
+                .unwrap()
+                .rows
+        };
+        assert_eq!(sums(&plain), sums(&prep));
+        let keys = |l: &SqliteLedger| {
+            l.query_sql("SELECT * FROM key_rollups ORDER BY 1, 2, 3, 4, 5, 6")
+                .unwrap()
+                .rows
+        };
+        assert_eq!(keys(&plain), keys(&prep));
     }
 
     #[test]
