@@ -404,13 +404,13 @@ impl EventWriter {
         let rollups: FxMap<(i64, [&str; 12]), crate::Totals> = b
             .rollups
             .iter()
-            .map(|((h, k), t)| ((*h, k.each_ref().map(String::as_str)), t.clone()))
+            .map(|((h, k), t)| ((*h, k.each_ref().map(String::as_str)), *t))
             .collect();
         super::upsert_rollups(conn, &rollups)?;
         let keys: super::books_impl::KeyRollups<'_> = b
             .key_rollups
             .iter()
-            .map(|((h, k), t)| ((*h, k.each_ref().map(String::as_str)), t.clone()))
+            .map(|((h, k), t)| ((*h, k.each_ref().map(String::as_str)), *t))
             .collect();
         super::books_impl::upsert_key_rollups(conn, &keys)
     }
@@ -450,9 +450,13 @@ pub(crate) struct Sealed {
     n: usize,
     min_us: i64,
     max_us: i64,
-    rollups: Vec<((i64, [String; 12]), crate::Totals)>,
-    key_rollups: Vec<((i64, [String; 5]), (crate::Totals, u64))>,
+    rollups: Vec<OwnedRollup<12, crate::Totals>>,
+    /// Key rollups: totals and unpriced count.
+    key_rollups: Vec<OwnedRollup<5, (crate::Totals, u64)>>,
 }
+
+/// Hourly totals keyed by hour and `N` attribution strings.
+type OwnedRollup<const N: usize, T> = ((i64, [String; N]), T);
 
 impl<'a> BlockBuild<'a> {
     /// Encodes `e` as the block's next event, `off` after its first seq, and adds it to the
@@ -494,12 +498,12 @@ impl<'a> BlockBuild<'a> {
             rollups: self
                 .rollups
                 .iter()
-                .map(|((h, k), t)| ((*h, k.each_ref().map(s)), t.clone()))
+                .map(|((h, k), t)| ((*h, k.each_ref().map(s)), *t))
                 .collect(),
             key_rollups: self
                 .key_rollups
                 .iter()
-                .map(|((h, k), t)| ((*h, k.each_ref().map(s)), t.clone()))
+                .map(|((h, k), t)| ((*h, k.each_ref().map(s)), *t))
                 .collect(),
         })
     }
@@ -914,7 +918,7 @@ mod tests {
 
     #[test]
     fn prepared_batches_store_what_plain_appends_store() {
-        use crate::{LedgerWriter, PreparedEvents};
+        use crate::PreparedEvents;
         let batch = |ns: &[u32]| -> Vec<UsageEvent> {
             ns.iter()
                 .map(|&n| {
