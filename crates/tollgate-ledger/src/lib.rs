@@ -51,36 +51,46 @@ pub enum LedgerError {
 
 pub type Result<T> = std::result::Result<T, LedgerError>;
 
-/// Events made ready for a ledger on the caller's thread, so that the ledger's single writer
-/// has less to do: for the SQLite ledger ([`PreparedEvents::for_sqlite`]) they are encoded as
-/// one block, their ids hashed and their rollups summed; the writer then only checks that no
-/// id is stored already (otherwise it takes the per-event path) and stores the block. The
-/// ingest pipeline prepares each batch on its parser threads.
-pub struct PreparedEvents {
-    pub events: Vec<UsageEvent>,
+/// A batch of events made ready for a ledger on the caller's thread, so that the ledger's
+/// single writer has less to do. For the SQLite ledger ([`Prepared::for_sqlite`]) the events
+/// are encoded as one block, their ids hashed and their rollups summed; the writer then only
+/// checks that no id is stored already (otherwise it takes the per-event path) and stores the
+/// block. The ingest pipeline prepares each batch on its parser threads. Pass it to
+/// [`LedgerWriter::append_prepared`] with the same events.
+#[derive(Default)]
+pub struct Prepared {
     block: Option<sqlite::PreparedBlock>,
+    /// The events it was made from: how many, and the hashes of the first and last ids.
+    fingerprint: (usize, u64, u64),
 }
 
-impl PreparedEvents {
+impl Prepared {
     /// No preparation: appended as by [`LedgerWriter::append`].
-    pub fn plain(events: Vec<UsageEvent>) -> PreparedEvents {
-        PreparedEvents {
-            events,
-            block: None,
-        }
+    pub fn none() -> Prepared {
+        Prepared::default()
     }
 
     /// Prepared for the SQLite ledger (at most [`blocks::BLOCK_EVENTS`] events make one
-    /// block; a larger batch, or one with an id twice or a cost the ledger refuses, stays
-    /// plain and is checked per event).
-    pub fn for_sqlite(events: Vec<UsageEvent>) -> PreparedEvents {
-        let block = sqlite::prepare_block(&events);
-        PreparedEvents { events, block }
+    /// block; a larger batch, or one with an id twice or a cost the ledger refuses, is left
+    /// unprepared and checked per event).
+    pub fn for_sqlite(events: &[UsageEvent]) -> Prepared {
+        Prepared {
+            block: sqlite::prepare_block(events),
+            fingerprint: fingerprint(events),
+        }
     }
 
-    pub(crate) fn block(&self) -> Option<&sqlite::PreparedBlock> {
-        self.block.as_ref()
+    /// The prepared block, if it was made from `events`.
+    pub(crate) fn block_for(&self, events: &[UsageEvent]) -> Option<&sqlite::PreparedBlock> {
+        self.block
+            .as_ref()
+            .filter(|_| self.fingerprint == fingerprint(events))
     }
+}
+
+fn fingerprint(events: &[UsageEvent]) -> (usize, u64, u64) {
+    let h = |e: Option<&UsageEvent>| e.map_or(0, |e| blocks::id_hash(&e.event_id));
+    (events.len(), h(events.first()), h(events.last()))
 }
 
 /// What an append did.
@@ -518,10 +528,11 @@ impl ClassTotals {
 pub trait LedgerWriter {
     /// Appends events idempotently (by `event_id`) and updates rollups in this transaction.
     fn append(&mut self, events: &[UsageEvent]) -> Result<AppendOutcome>;
-    /// [`LedgerWriter::append`] for events prepared by [`PreparedEvents`]: the same outcome;
-    /// a backend that can use the preparation stores them with less work on this thread.
-    fn append_prepared(&mut self, p: &PreparedEvents) -> Result<AppendOutcome> {
-        self.append(&p.events)
+    /// [`LedgerWriter::append`] for events with their [`Prepared`] form: the same outcome; a
+    /// backend that can use the preparation stores them with less work on this thread.
+    fn append_prepared(&mut self, events: &[UsageEvent], p: &Prepared) -> Result<AppendOutcome> {
+        let _ = p;
+        self.append(events)
     }
     /// Records rate versions (idempotent by version id).
     fn record_price_versions(&mut self, versions: &[PriceVersionRecord]) -> Result<()>;

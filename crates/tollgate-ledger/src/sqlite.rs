@@ -770,8 +770,12 @@ impl LedgerWriter for SqliteWriter<'_> {
         Ok(out)
     }
 
-    fn append_prepared(&mut self, p: &crate::PreparedEvents) -> Result<AppendOutcome> {
-        if let Some(b) = p.block() {
+    fn append_prepared(
+        &mut self,
+        events: &[UsageEvent],
+        p: &crate::Prepared,
+    ) -> Result<AppendOutcome> {
+        if let Some(b) = p.block_for(events) {
             if self.events.is_none() {
                 self.events = Some(events_impl::EventWriter::start(&self.tx, self.ids)?);
             }
@@ -781,7 +785,7 @@ impl LedgerWriter for SqliteWriter<'_> {
                 return Ok(out);
             }
         }
-        self.append(&p.events)
+        self.append(events)
     }
 
     fn record_price_versions(&mut self, versions: &[PriceVersionRecord]) -> Result<()> {

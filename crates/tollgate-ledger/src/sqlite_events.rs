@@ -918,7 +918,7 @@ mod tests {
 
     #[test]
     fn prepared_batches_store_what_plain_appends_store() {
-        use crate::PreparedEvents;
+        use crate::Prepared;
         let batch = |ns: &[u32]| -> Vec<UsageEvent> {
             ns.iter()
                 .map(|&n| {
@@ -940,9 +940,12 @@ mod tests {
             let a = w.append(&batch(ns)).unwrap();
             w.commit().unwrap();
             let mut w = prep.writer().unwrap();
-            let p = PreparedEvents::for_sqlite(batch(ns));
-            assert_eq!(p.block().is_some(), ns != [8, 8, 9]);
-            let b = w.append_prepared(&p).unwrap();
+            let events = batch(ns);
+            let p = Prepared::for_sqlite(&events);
+            assert_eq!(p.block_for(&events).is_some(), ns != [8, 8, 9]);
+            // Not for other events.
+            assert!(p.block_for(&batch(&[10])).is_none());
+            let b = w.append_prepared(&events, &p).unwrap();
             w.commit().unwrap();
             assert_eq!(a, b);
             outs.push(b);
