@@ -405,6 +405,9 @@ fn all_hex(b: &[u8]) -> bool {
 
 /// Parses an RFC 3339 instant with an explicit offset, in UTC, truncated to microseconds.
 pub fn parse_instant(field: &str, s: &str) -> Result<Timestamp, FieldError> {
+    if let Some(t) = utc_instant_fast(s) {
+        return Ok(t);
+    }
     let t: Timestamp = s.parse().map_err(|_| {
         FieldError::new(
             field,
@@ -412,6 +415,75 @@ pub fn parse_instant(field: &str, s: &str) -> Result<Timestamp, FieldError> {
         )
     })?;
     truncate_to_micros(t).ok_or_else(|| FieldError::new(field, format!("{s:?} is out of range")))
+}
+
+/// The common shape of an instant, `YYYY-MM-DDTHH:MM:SS[.fraction]Z` from 1970 to 9998,
+/// read without jiff's general parser: the same instant `parse_instant` gives, truncated to
+/// microseconds, or `None` for anything else (another shape, an offset, a leap second, an
+/// invalid date), which jiff then reads or explains. Hot path of ingest; tested against
+/// jiff.
+fn utc_instant_fast(s: &str) -> Option<Timestamp> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b.get(r)?.iter().try_fold(0i64, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+        })
+    };
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    if !(at(4, b'-') && at(7, b'-') && at(10, b'T') && at(13, b':') && at(16, b':')) {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // The fraction: 1 to 9 digits, of which microseconds are kept.
+    let (micros, rest) = match b.get(19) {
+        Some(b'.') => {
+            let digits = b
+                .get(20..)?
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            if !(1..=9).contains(&digits) {
+                return None;
+            }
+            let kept = digits.min(6);
+            let mut us = num(20..20 + kept)?;
+            for _ in kept..6 {
+                us *= 10;
+            }
+            (us, 20 + digits)
+        }
+        _ => (0, 19),
+    };
+    if b.len() != rest + 1 || !at(rest, b'Z') {
+        return None;
+    }
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if !(1970..=9998).contains(&year)
+        || !(1..=month_days).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    // Days since 1970-01-01 from the civil date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+    Timestamp::from_microsecond(secs * 1_000_000 + micros).ok()
 }
 
 /// Drops sub-microsecond digits (the ledger keeps microseconds).
@@ -1038,6 +1110,70 @@ mod tests {
         );
         let bad = GOOD.replace("\"tags\"", "\"span_id\":\"xyz\",\"tags\"");
         assert_eq!(err(&bad).field, "span_id");
+    }
+
+    #[test]
+    fn the_fast_instant_reader_agrees_with_jiff() {
+        let jiff = |s: &str| s.parse::<Timestamp>().ok().and_then(truncate_to_micros);
+        let mut cases: Vec<String> = vec![
+            "2026-07-01T12:00:00Z".into(),
+            "2026-07-01T12:00:00.1234567Z".into(),
+            "2026-07-01T12:00:00.123456789Z".into(),
+            "2026-07-01T12:00:00.1234567891Z".into(),
+            "2026-07-01T12:00:00.Z".into(),
+            "2026-07-01T12:00:00.5".into(),
+            "2026-07-01T12:00:00z".into(),
+            "2026-07-01t12:00:00Z".into(),
+            "2026-07-01 12:00:00Z".into(),
+            "2026-07-01T12:00:00+00:00".into(),
+            "2026-07-01T12:00:00+02:00".into(),
+            "2026-07-01T12:00:00".into(),
+            "2026-07-01T12:00Z".into(),
+            "2026-07-01T23:59:60Z".into(),
+            "2026-07-01T24:00:00Z".into(),
+            "2026-13-01T00:00:00Z".into(),
+            "2026-00-01T00:00:00Z".into(),
+            "2026-07-00T00:00:00Z".into(),
+            "2026-07-01T12:00:00Z ".into(),
+            "+2026-07-01T12:00:00Z".into(),
+            "1969-12-31T23:59:59.999999Z".into(),
+            "1970-01-01T00:00:00Z".into(),
+            "9998-12-31T23:59:59.999999Z".into(),
+            "9999-12-30T00:00:00Z".into(),
+            "0001-01-01T00:00:00Z".into(),
+            "2026-07-01T1:00:00Z".into(),
+            "2026-07-01T12:00:00.-1Z".into(),
+        ];
+        // Every month end, in leap and common years (1900 and 2100 are not leap, 2000 is).
+        for year in [1970, 1999, 1900, 2000, 2024, 2026, 2100, 2400, 9998] {
+            for month in 1..=12 {
+                for day in 27..=32 {
+                    cases.push(format!("{year:04}-{month:02}-{day:02}T23:59:59.9Z"));
+                }
+            }
+        }
+        for s in &cases {
+            let fast = utc_instant_fast(s);
+            if let Some(t) = fast {
+                assert_eq!(Some(t), jiff(s), "{s}");
+            }
+            // And the public path gives jiff's answer either way.
+            assert_eq!(parse_instant("t", s).ok(), jiff(s), "{s}");
+        }
+        assert!(utc_instant_fast("2026-07-01T12:00:00.123456Z").is_some());
+        assert!(utc_instant_fast("2024-02-29T00:00:00Z").is_some());
+        assert!(utc_instant_fast("2026-02-29T00:00:00Z").is_none());
+        // A spread of instants over the fast reader's whole range (1970 to the end of 9998),
+        // with microseconds.
+        let mut t: i64 = 0;
+        while t < 253_370_764_800 {
+            let ts = Timestamp::from_microsecond(t * 1_000_000 + t % 999_983).unwrap();
+            let s = format!("{}", ts.strftime("%Y-%m-%dT%H:%M:%S.%6fZ"));
+            let fast = utc_instant_fast(&s);
+            assert!(fast.is_some(), "{s}");
+            assert_eq!(fast, jiff(&s), "{s}");
+            t += 7_777_777;
+        }
     }
 
     #[test]
