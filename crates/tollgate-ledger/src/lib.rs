@@ -59,7 +59,8 @@ pub type Result<T> = std::result::Result<T, LedgerError>;
 /// [`LedgerWriter::append_prepared`] with the same events.
 #[derive(Default)]
 pub struct Prepared {
-    block: Option<sqlite::PreparedBlock>,
+    /// One block per [`blocks::BLOCK_EVENTS`] events; empty when not prepared.
+    blocks: Vec<sqlite::PreparedBlock>,
     /// The events it was made from: how many, and the hashes of the first and last ids.
     fingerprint: (usize, u64, u64),
 }
@@ -70,21 +71,23 @@ impl Prepared {
         Prepared::default()
     }
 
-    /// Prepared for the SQLite ledger (at most [`blocks::BLOCK_EVENTS`] events make one
-    /// block; a larger batch, or one with an id twice or a cost the ledger refuses, is left
-    /// unprepared and checked per event).
+    /// Prepared for the SQLite ledger: a block per [`blocks::BLOCK_EVENTS`] events. A batch
+    /// with an id twice or a cost the ledger refuses is left unprepared (and checked per
+    /// event).
     pub fn for_sqlite(events: &[UsageEvent]) -> Prepared {
         Prepared {
-            block: sqlite::prepare_block(events),
+            blocks: sqlite::prepare_blocks(events).unwrap_or_default(),
             fingerprint: fingerprint(events),
         }
     }
 
-    /// The prepared block, if it was made from `events`.
-    pub(crate) fn block_for(&self, events: &[UsageEvent]) -> Option<&sqlite::PreparedBlock> {
-        self.block
-            .as_ref()
-            .filter(|_| self.fingerprint == fingerprint(events))
+    /// The prepared blocks, if they were made from `events` (else empty).
+    pub(crate) fn blocks_for(&self, events: &[UsageEvent]) -> &[sqlite::PreparedBlock] {
+        if self.fingerprint == fingerprint(events) {
+            &self.blocks
+        } else {
+            &[]
+        }
     }
 }
 
@@ -611,6 +614,11 @@ pub trait LedgerWriter {
 pub trait Ledger {
     /// Starts a write transaction.
     fn writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>>;
+    /// How to prepare batches for this ledger on other threads ([`Prepared`]), if it gains
+    /// from it.
+    fn preparer(&self) -> Option<fn(&[UsageEvent]) -> Prepared> {
+        None
+    }
     /// Totals over `[start, end)` grouped by the query's dimensions; exact for any bounds.
     fn summarize(&self, q: &SummaryQuery) -> Result<Vec<SummaryRow>>;
     /// Number of stored events.

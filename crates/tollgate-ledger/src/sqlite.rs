@@ -33,7 +33,7 @@ mod books_impl;
 #[path = "sqlite_events.rs"]
 mod events_impl;
 use events_impl::move_events_to_blocks;
-pub(crate) use events_impl::{Prepared as PreparedBlock, prepare as prepare_block};
+pub(crate) use events_impl::{Prepared as PreparedBlock, prepare_blocks};
 
 /// File name of the ledger inside the data directory.
 pub const LEDGER_FILE: &str = "ledger.sqlite";
@@ -775,12 +775,13 @@ impl LedgerWriter for SqliteWriter<'_> {
         events: &[UsageEvent],
         p: &crate::Prepared,
     ) -> Result<AppendOutcome> {
-        if let Some(b) = p.block_for(events) {
+        let blocks = p.blocks_for(events);
+        if !blocks.is_empty() {
             if self.events.is_none() {
                 self.events = Some(events_impl::EventWriter::start(&self.tx, self.ids)?);
             }
             if let Some(w) = self.events.as_mut()
-                && let Some(out) = w.append_prepared(&self.tx, self.ids, b, &self.now)?
+                && let Some(out) = w.append_prepared(&self.tx, self.ids, blocks, &self.now)?
             {
                 return Ok(out);
             }
@@ -1186,6 +1187,10 @@ fn read_summed(
 }
 
 impl Ledger for SqliteLedger {
+    fn preparer(&self) -> Option<fn(&[UsageEvent]) -> crate::Prepared> {
+        Some(crate::Prepared::for_sqlite)
+    }
+
     fn writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>> {
         let now = format_instant((self.now)());
         let SqliteLedger { conn, ids, .. } = self;

@@ -423,24 +423,23 @@ impl EventWriter {
         &mut self,
         conn: &Connection,
         ids: &IdIndex,
-        p: &Prepared,
+        blocks: &[Prepared],
         ingested_at: &str,
     ) -> Result<Option<crate::AppendOutcome>> {
-        if p.hashes
-            .iter()
-            .any(|h| self.pending.contains_key(h) || ids.map.contains_key(h))
-        {
+        let known = |h: &u64| self.pending.contains_key(h) || ids.map.contains_key(h);
+        if blocks.iter().any(|p| p.hashes.iter().any(known)) {
             return Ok(None);
         }
-        let min_seq = self.next_seq;
-        self.next_seq += p.sealed.n as i64;
-        self.write_sealed(conn, &p.sealed, min_seq, &p.hashes, &p.ids, ingested_at)?;
-        Ok(Some(crate::AppendOutcome {
-            inserted: p.sealed.n as u64,
-            duplicates: 0,
-            quarantined: p.quarantined,
-            unpriced: p.unpriced,
-        }))
+        let mut out = crate::AppendOutcome::default();
+        for p in blocks {
+            let min_seq = self.next_seq;
+            self.next_seq += p.sealed.n as i64;
+            self.write_sealed(conn, &p.sealed, min_seq, &p.hashes, &p.ids, ingested_at)?;
+            out.inserted += p.sealed.n as u64;
+            out.quarantined += p.quarantined;
+            out.unpriced += p.unpriced;
+        }
+        Ok(Some(out))
     }
 }
 
@@ -521,43 +520,44 @@ pub(crate) struct Prepared {
     unpriced: u64,
 }
 
-/// Encodes `events` as one block with seq offsets 0.., hashes their ids and sums their
-/// rollups; `None` when the batch needs the per-event path (an id twice in the batch, a cost
-/// the ledger refuses, more events than a block holds).
-pub(crate) fn prepare(events: &[UsageEvent]) -> Option<Prepared> {
-    if events.is_empty() || events.len() > BLOCK_EVENTS {
-        return None;
-    }
-    let mut hashes = Vec::with_capacity(events.len());
+/// Encodes `events` as blocks of up to [`BLOCK_EVENTS`] (seq offsets from 0 in each), hashes
+/// their ids and sums their rollups; `None` when the batch needs the per-event path (an id
+/// twice in the batch, a cost the ledger refuses, no events).
+pub(crate) fn prepare_blocks(events: &[UsageEvent]) -> Option<Vec<Prepared>> {
     let mut seen: FxMap<u64, ()> = FxMap::default();
     seen.reserve(events.len());
-    let mut b = BlockBuild::new();
-    let (mut quarantined, mut unpriced) = (0, 0);
-    for (i, e) in events.iter().enumerate() {
-        let h = id_hash(&e.event_id);
-        if seen.insert(h, ()).is_some() {
-            return None;
+    let mut out = Vec::with_capacity(events.len().div_ceil(BLOCK_EVENTS));
+    for chunk in events.chunks(BLOCK_EVENTS) {
+        let mut hashes = Vec::with_capacity(chunk.len());
+        let mut b = BlockBuild::new();
+        let (mut quarantined, mut unpriced) = (0, 0);
+        for (i, e) in chunk.iter().enumerate() {
+            let h = id_hash(&e.event_id);
+            if seen.insert(h, ()).is_some() {
+                return None;
+            }
+            hashes.push(h);
+            let c = costs_of(e).ok()?;
+            if e.attribution_status == tollgate_core::AttributionStatus::Quarantined {
+                quarantined += 1;
+            }
+            if c.total.is_none() {
+                unpriced += 1;
+            }
+            b.push(e, i as u64, &c);
         }
-        hashes.push(h);
-        let c = costs_of(e).ok()?;
-        if e.attribution_status == tollgate_core::AttributionStatus::Quarantined {
-            quarantined += 1;
-        }
-        if c.total.is_none() {
-            unpriced += 1;
-        }
-        b.push(e, i as u64, &c);
+        let sealed = b.seal()?;
+        let mut sorted = hashes.clone();
+        let ids = blocks::ids_blob(&mut sorted);
+        out.push(Prepared {
+            sealed,
+            hashes,
+            ids,
+            quarantined,
+            unpriced,
+        });
     }
-    let sealed = b.seal()?;
-    let mut sorted = hashes.clone();
-    let ids = blocks::ids_blob(&mut sorted);
-    Some(Prepared {
-        sealed,
-        hashes,
-        ids,
-        quarantined,
-        unpriced,
-    })
+    (!out.is_empty()).then_some(out)
 }
 
 /// The costs of `e` as stored, or why the ledger refuses them.
@@ -942,9 +942,9 @@ mod tests {
             let mut w = prep.writer().unwrap();
             let events = batch(ns);
             let p = Prepared::for_sqlite(&events);
-            assert_eq!(p.block_for(&events).is_some(), ns != [8, 8, 9]);
+            assert_eq!(p.blocks_for(&events).len(), usize::from(ns != [8, 8, 9]));
             // Not for other events.
-            assert!(p.block_for(&batch(&[10])).is_none());
+            assert!(p.blocks_for(&batch(&[10])).is_empty());
             let b = w.append_prepared(&events, &p).unwrap();
             w.commit().unwrap();
             assert_eq!(a, b);

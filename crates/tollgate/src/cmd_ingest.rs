@@ -639,10 +639,14 @@ pub fn ingest(
     total_bytes: Option<u64>,
     show_progress: bool,
 ) -> Result<IngestSummary> {
+    let opts = crate::ingest_pipeline::Options {
+        want_ids: false,
+        prepare: ledger.preparer(),
+    };
     let mut writer = ledger.writer()?;
     let progress = Progress::new(show_progress, total_bytes);
-    let run = parse_all(pricer, source, input, fmt, &progress, false, &mut |b| {
-        Ok(writer.append(&b.events)?)
+    let run = parse_all(pricer, source, input, fmt, &progress, opts, &mut |b| {
+        Ok(writer.append_prepared(&b.events, &b.prepared)?)
     })?;
     let recs: Vec<PriceVersionRecord> = run
         .versions
@@ -686,7 +690,11 @@ pub fn check(
 ) -> Result<IngestSummary> {
     let mut first = FirstSeen::new();
     let progress = Progress::new(show_progress, total_bytes);
-    let run = parse_all(pricer, source, input, fmt, &progress, true, &mut |b| {
+    let opts = crate::ingest_pipeline::Options {
+        want_ids: true,
+        prepare: None,
+    };
+    let run = parse_all(pricer, source, input, fmt, &progress, opts, &mut |b| {
         first.add(&b.events, &b.ids);
         // Counted at the end.
         Ok(tollgate_ledger::AppendOutcome::default())
@@ -846,7 +854,7 @@ fn parse_all(
     input: Box<dyn BufRead + Send + '_>,
     fmt: InputFormat,
     progress: &Progress,
-    want_ids: bool,
+    opts: crate::ingest_pipeline::Options,
     store: &mut dyn FnMut(&crate::ingest_pipeline::Batch) -> Result<tollgate_ledger::AppendOutcome>,
 ) -> Result<Parsed> {
     let mut sum = IngestSummary::default();
@@ -858,7 +866,7 @@ fn parse_all(
         fmt,
         pricer,
         &progress.bytes_read,
-        want_ids,
+        opts,
         &mut |b| {
             sum.read += b.events.len() as u64;
             for (k, v) in std::mem::take(&mut b.reasons) {

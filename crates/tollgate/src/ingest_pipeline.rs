@@ -48,6 +48,8 @@ pub(crate) struct Batch {
     pub reasons: BTreeMap<String, u64>,
     /// The events' ids as numbers ([`id_key`]), when asked for.
     pub ids: Vec<u128>,
+    /// The events made ready for the ledger by the worker (see [`Options::prepare`]).
+    pub prepared: tollgate_ledger::Prepared,
     want_ids: bool,
     /// Physical lines of the input the chunk held (JSONL).
     lines: u64,
@@ -66,6 +68,7 @@ impl Batch {
             versions: BTreeSet::new(),
             reasons: BTreeMap::new(),
             ids,
+            prepared: tollgate_ledger::Prepared::none(),
             want_ids,
             lines: 0,
             worker,
@@ -189,6 +192,16 @@ struct Chunk {
     len: usize,
 }
 
+/// What the workers do besides parsing.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Options {
+    /// Fill [`Batch::ids`].
+    pub want_ids: bool,
+    /// Fill [`Batch::prepared`] with this (the ledger's [`tollgate_ledger::Ledger::preparer`]),
+    /// so the ledger's writer thread has less to do.
+    pub prepare: Option<fn(&[UsageEvent]) -> tollgate_ledger::Prepared>,
+}
+
 /// Parses `input` and calls `consume` with every batch, in file order (with the events' ids
 /// as numbers in [`Batch::ids`] when `want_ids`). Returns the first error in file order (a bad
 /// record, unreadable input, or `consume`'s own error); after an error `consume` is not
@@ -199,9 +212,10 @@ pub(crate) fn run(
     fmt: InputFormat,
     pricer: &Pricer,
     bytes_read: &AtomicU64,
-    want_ids: bool,
+    opts: Options,
     consume: &mut dyn FnMut(&mut Batch) -> Result<()>,
 ) -> Result<()> {
+    let Options { want_ids, prepare } = opts;
     let workers = match fmt {
         InputFormat::Csv => 1,
         InputFormat::Jsonl => std::thread::available_parallelism()
@@ -247,6 +261,7 @@ pub(crate) fn run(
                         results: results.clone(),
                         pricer,
                         want_ids,
+                        prepare,
                         stop: &stop,
                     };
                     handles.push(scope.spawn(move || w.run()));
@@ -444,6 +459,7 @@ struct Worker<'a> {
     results: Sender<Outcome>,
     pricer: &'a Pricer,
     want_ids: bool,
+    prepare: Option<fn(&[UsageEvent]) -> tollgate_ledger::Prepared>,
     stop: &'a AtomicBool,
 }
 
@@ -457,6 +473,7 @@ impl Worker<'_> {
             results,
             pricer,
             want_ids,
+            prepare,
             stop,
         } = self;
         let results = &results;
@@ -487,6 +504,9 @@ impl Worker<'_> {
             let mut batch = Batch::new((events, ids), id, want_ids);
             let outcome = parse_chunk(&chunk.buf[..chunk.len], pricer, &mut batch).map(|()| {
                 batch.seal();
+                if let Some(prepare) = prepare {
+                    batch.prepared = prepare(&batch.events);
+                }
                 batch
             });
             let _ = spare.send(chunk.buf);
