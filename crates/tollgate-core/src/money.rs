@@ -221,6 +221,15 @@ pub fn group_thousands(s: &str) -> String {
 
 /// A ledger amount as a scaled integer: units of 1e-12. Errors if `d` has more decimals.
 pub fn to_scaled_e12(d: Decimal) -> Result<i128, CoreError> {
+    // The usual case without normalizing: at most 12 decimals, so the mantissa times a power
+    // of ten is exact (checked: it cannot overflow for a 96-bit mantissa, but stay honest).
+    if d.scale() <= LEDGER_SCALE
+        && let Some(v) = d
+            .mantissa()
+            .checked_mul(10i128.pow(LEDGER_SCALE - d.scale()))
+    {
+        return Ok(v);
+    }
     let n = d.normalize();
     if n.scale() > LEDGER_SCALE {
         return Err(CoreError::TooPrecise {
@@ -316,6 +325,11 @@ mod tests {
             d("0.00453")
         );
         assert!(to_scaled_e12(d("0.0000000000001")).is_err());
+        // 13 decimals written, but the last is a zero: 1e-12 exactly.
+        assert_eq!(to_scaled_e12(d("0.0000000000010")).unwrap(), 1);
+        // 1.5 = 1,500,000,000,000 x 1e-12; -12 = -12 x 10^12 x 1e-12.
+        assert_eq!(to_scaled_e12(d("1.5")).unwrap(), 1_500_000_000_000);
+        assert_eq!(to_scaled_e12(d("-12")).unwrap(), -12_000_000_000_000);
         assert!(Currency::parse("US").is_err());
         assert!(Currency::parse("U$D").is_err());
     }
