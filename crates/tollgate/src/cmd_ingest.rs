@@ -873,7 +873,10 @@ fn parse_all(
                 *sum.unpriced_reasons.entry(k).or_default() += v;
             }
             versions.append(&mut b.versions);
-            sum_outcome(&mut sum, store(b)?);
+            // A chunk of blank lines has no events; the store is not called for it.
+            if !b.events.is_empty() {
+                sum_outcome(&mut sum, store(b)?);
+            }
             progress.tick(sum.read);
             Ok(())
         },
