@@ -936,8 +936,14 @@ impl LedgerWriter for SqliteWriter<'_> {
 
     fn commit(self: Box<Self>) -> Result<()> {
         let SqliteWriter {
-            tx, ids, events, ..
+            tx,
+            ids,
+            mut events,
+            ..
         } = *self;
+        if let Some(w) = events.as_mut() {
+            w.write_sums(&tx)?;
+        }
         tx.commit()?;
         if let Some(w) = events {
             w.committed(ids);

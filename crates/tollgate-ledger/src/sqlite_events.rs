@@ -79,7 +79,17 @@ pub(super) struct EventWriter {
     /// This append's accepted events by id hash (index into the append's slice).
     batch: FxMap<u64, u32>,
     hashes: Vec<u64>,
+    /// Rollups of this transaction's blocks not yet written to `rollups` / `key_rollups`,
+    /// keyed by interned strings: summed here and written at most every [`SUMS_LIMIT`] keys
+    /// and at the commit (far fewer upserts than one set per block).
+    sums: FxMap<(i64, [u32; 12]), crate::Totals>,
+    key_sums: FxMap<(i64, [u32; 5]), (crate::Totals, u64)>,
+    interned: FxMap<String, u32>,
+    names: Vec<String>,
 }
+
+/// Most rollup keys summed in memory before they are written.
+const SUMS_LIMIT: usize = 100_000;
 
 impl EventWriter {
     pub(super) fn start(conn: &Connection, ids: &mut IdIndex) -> Result<EventWriter> {
@@ -96,6 +106,10 @@ impl EventWriter {
             verified: None,
             batch: FxMap::default(),
             hashes: Vec::new(),
+            sums: FxMap::default(),
+            key_sums: FxMap::default(),
+            interned: FxMap::default(),
+            names: Vec::new(),
         })
     }
 
@@ -401,18 +415,51 @@ impl EventWriter {
             ids,
             &b.data,
         )?;
-        let rollups: FxMap<(i64, [&str; 12]), crate::Totals> = b
-            .rollups
+        for ((h, k), t) in &b.rollups {
+            let key = (*h, k.each_ref().map(|s| self.intern(s)));
+            self.sums.entry(key).or_default().add(t);
+        }
+        for ((h, k), (t, unpriced)) in &b.key_rollups {
+            let key = (*h, k.each_ref().map(|s| self.intern(s)));
+            let e = self.key_sums.entry(key).or_default();
+            e.0.add(t);
+            e.1 += unpriced;
+        }
+        if self.sums.len() + self.key_sums.len() > SUMS_LIMIT {
+            self.write_sums(conn)?;
+        }
+        Ok(())
+    }
+
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&k) = self.interned.get(s) {
+            return k;
+        }
+        let k = self.names.len() as u32;
+        self.names.push(s.to_string());
+        self.interned.insert(s.to_string(), k);
+        k
+    }
+
+    /// Writes the summed rollups (the writer calls it before committing).
+    pub(super) fn write_sums(&mut self, conn: &Connection) -> Result<()> {
+        let names = &self.names;
+        let s = |k: &u32| names[*k as usize].as_str();
+        let rollups: FxMap<(i64, [&str; 12]), crate::Totals> = self
+            .sums
             .iter()
-            .map(|((h, k), t)| ((*h, k.each_ref().map(String::as_str)), *t))
+            .map(|((h, k), t)| ((*h, k.each_ref().map(s)), *t))
             .collect();
         super::upsert_rollups(conn, &rollups)?;
-        let keys: super::books_impl::KeyRollups<'_> = b
-            .key_rollups
+        let keys: super::books_impl::KeyRollups<'_> = self
+            .key_sums
             .iter()
-            .map(|((h, k), t)| ((*h, k.each_ref().map(String::as_str)), *t))
+            .map(|((h, k), t)| ((*h, k.each_ref().map(s)), *t))
             .collect();
-        super::books_impl::upsert_key_rollups(conn, &keys)
+        super::books_impl::upsert_key_rollups(conn, &keys)?;
+        self.sums.clear();
+        self.key_sums.clear();
+        Ok(())
     }
 
     /// Stores a batch prepared by [`prepare`]: when none of its events is stored already, its

@@ -147,6 +147,17 @@ impl Drop for Unfinished<'_> {
 /// A consumed batch's vectors, back to the thread that filled them.
 type Spent = (Vec<UsageEvent>, Vec<u128>);
 
+/// A consumed batch's vectors and its preparation, sent back to its worker: the worker frees
+/// what it allocated (the preparation at once, the vectors as it reuses them).
+type Returned = (Vec<UsageEvent>, Vec<u128>, tollgate_ledger::Prepared);
+
+/// The vectors of returned batches; their preparations are freed here, on the worker.
+fn reuse(trash: &Receiver<Returned>) -> impl Iterator<Item = Spent> + '_ {
+    trash
+        .try_iter()
+        .map(|(events, ids, _prepared)| (events, ids))
+}
+
 type Outcome = (u64, std::result::Result<Batch, Fail>);
 
 /// How the reader cuts chunks.
@@ -233,7 +244,7 @@ pub(crate) fn run(
     let mut trash = Vec::with_capacity(workers);
     let mut trash_rxs = Vec::with_capacity(workers);
     for _ in 0..workers {
-        let (t, r) = mpsc::channel::<Spent>();
+        let (t, r) = mpsc::channel::<Returned>();
         trash.push(t);
         trash_rxs.push(r);
     }
@@ -306,7 +317,7 @@ fn in_order(
     source: &str,
     results: Receiver<Outcome>,
     tokens: Receiver<()>,
-    trash: &[Sender<Spent>],
+    trash: &[Sender<Returned>],
     consume: &mut dyn FnMut(&mut Batch) -> Result<()>,
 ) -> Result<()> {
     let mut pending: BTreeMap<u64, std::result::Result<Batch, Fail>> = BTreeMap::new();
@@ -327,6 +338,7 @@ fn in_order(
                         let _ = t.send((
                             std::mem::take(&mut batch.events),
                             std::mem::take(&mut batch.ids),
+                            std::mem::take(&mut batch.prepared),
                         ));
                     }
                 }
@@ -453,7 +465,7 @@ struct Worker<'a> {
     id: usize,
     jobs: &'a Mutex<Receiver<Chunk>>,
     /// Consumed batches of this worker, to free and reuse.
-    trash: Receiver<Spent>,
+    trash: Receiver<Returned>,
     /// Where chunk buffers go back to the reader.
     spare: Sender<Vec<u8>>,
     results: Sender<Outcome>,
@@ -498,7 +510,7 @@ impl Worker<'_> {
             };
             // Consumed batches come back here: their events are freed by the thread that
             // allocated them.
-            pool.extend(trash.try_iter());
+            pool.extend(reuse(&trash));
             let (mut events, ids) = pool.pop().unwrap_or_default();
             events.reserve((chunk.len / 512 + 16).saturating_sub(events.len()));
             let mut batch = Batch::new((events, ids), id, want_ids);
@@ -586,7 +598,7 @@ fn produce_csv(
     pricer: &Pricer,
     bytes_read: &AtomicU64,
     want_ids: bool,
-    (tokens, results, trash): (&SyncSender<()>, &Sender<Outcome>, &Receiver<Spent>),
+    (tokens, results, trash): (&SyncSender<()>, &Sender<Outcome>, &Receiver<Returned>),
 ) {
     let mut idx: u64 = 0;
     let mut send = |outcome: std::result::Result<Batch, Fail>| -> bool {
@@ -596,7 +608,7 @@ fn produce_csv(
     };
     let mut pool: Vec<Spent> = Vec::new();
     let mut fresh = || {
-        pool.extend(trash.try_iter());
+        pool.extend(reuse(trash));
         let (mut events, ids) = pool.pop().unwrap_or_default();
         events.reserve(CSV_BATCH.saturating_sub(events.len()));
         Batch::new((events, ids), 0, want_ids)
