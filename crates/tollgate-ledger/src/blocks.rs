@@ -189,6 +189,9 @@ pub fn dec_int(v: u64) -> Option<i64> {
 type FxMap<K, V> =
     std::collections::HashMap<K, V, std::hash::BuildHasherDefault<tollgate_core::rates::FxHasher>>;
 
+/// Slots per column in the encoder's text cache.
+const CACHE: usize = 16;
+
 /// Builds one block: call [`BlockEncoder::text`], [`BlockEncoder::int`] ... once per stored
 /// column, in [`COLUMNS`] order, for each event, then [`BlockEncoder::finish`].
 ///
@@ -206,8 +209,9 @@ pub struct BlockEncoder<'a> {
     cols: Vec<Vec<u8>>,
     /// The stored column the next value belongs to.
     col: usize,
-    /// Per column, the code of the last text stored by [`BlockEncoder::text`] (0: none).
-    last: [u32; STORED],
+    /// Per column, codes of texts stored by [`BlockEncoder::text`] in slots picked from the
+    /// text (0: empty slot).
+    cache: [[u32; CACHE]; STORED],
     n: u32,
 }
 
@@ -221,7 +225,7 @@ impl<'a> Default for BlockEncoder<'a> {
             offsets: Vec::new(),
             cols: (0..STORED).map(|_| Vec::with_capacity(1 << 10)).collect(),
             col: 0,
-            last: [0; STORED],
+            cache: [[0; CACHE]; STORED],
             n: 0,
         }
     }
@@ -255,12 +259,21 @@ impl<'a> BlockEncoder<'a> {
         let v = match s {
             None => 0,
             Some(s) => {
-                // The column's previous value first: consecutive events often share it,
-                // and comparing is cheaper than hashing.
+                // A small per-column cache first (most columns take few values): a slot
+                // picked from the string's length and edge bytes, checked by comparing, is
+                // cheaper than hashing the whole string.
                 let col = self.col.min(STORED - 1);
-                let last = self.last[col];
-                if last != 0 && self.code_bytes(last) == s.as_bytes() {
-                    last
+                let b = s.as_bytes();
+                let slot = match b {
+                    [] => 0,
+                    [first, .., last] => {
+                        (b.len() ^ usize::from(*first) ^ (usize::from(*last) << 2)) & (CACHE - 1)
+                    }
+                    [one] => usize::from(*one) & (CACHE - 1),
+                };
+                let cached = self.cache[col][slot];
+                if cached != 0 && self.code_bytes(cached) == b {
+                    cached
                 } else {
                     let (lens, bytes, offsets) =
                         (&mut self.lens, &mut self.bytes, &mut self.offsets);
@@ -268,7 +281,7 @@ impl<'a> BlockEncoder<'a> {
                         .dict
                         .entry(s)
                         .or_insert_with(|| Self::add_string(lens, bytes, offsets, s));
-                    self.last[col] = k;
+                    self.cache[col][slot] = k;
                     k
                 }
             }
