@@ -22,7 +22,7 @@ const AMBIGUOUS: u32 = u32::MAX;
 /// have appended in between).
 #[derive(Default)]
 pub(super) struct IdIndex {
-    map: FxMap<u64, u32>,
+    pub(super) map: IdMap,
     /// Every block up to this id is in `map`.
     through: i64,
 }
@@ -34,8 +34,51 @@ fn map_value(block: i64) -> u32 {
         .unwrap_or(AMBIGUOUS)
 }
 
-fn note(map: &mut FxMap<u64, u32>, h: u64, v: u32) {
-    map.entry(h)
+/// Id hash -> block, in 256 tables picked by the hash's top byte: each grows on its own, so
+/// growing never holds the old and the new copy of the whole map at once (at ten million ids
+/// that transient alone was ~330 MB).
+pub(super) struct IdMap {
+    shards: Vec<FxMap<u64, u32>>,
+}
+
+impl Default for IdMap {
+    fn default() -> Self {
+        IdMap {
+            shards: (0..256).map(|_| FxMap::default()).collect(),
+        }
+    }
+}
+
+impl IdMap {
+    fn shard(&self, h: u64) -> &FxMap<u64, u32> {
+        &self.shards[(h >> 56) as usize]
+    }
+
+    pub(super) fn get(&self, h: &u64) -> Option<u32> {
+        self.shard(*h).get(h).copied()
+    }
+
+    pub(super) fn contains_key(&self, h: &u64) -> bool {
+        self.shard(*h).contains_key(h)
+    }
+
+    #[cfg(test)]
+    pub(super) fn insert(&mut self, h: u64, v: u32) {
+        self.shards[(h >> 56) as usize].insert(h, v);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.shards.iter().all(|m| m.is_empty())
+    }
+
+    fn drain(self) -> impl Iterator<Item = (u64, u32)> {
+        self.shards.into_iter().flatten()
+    }
+}
+
+fn note(map: &mut IdMap, h: u64, v: u32) {
+    map.shards[(h >> 56) as usize]
+        .entry(h)
         .and_modify(|x| {
             if *x != v {
                 *x = AMBIGUOUS;
@@ -57,7 +100,6 @@ impl IdIndex {
             let ValueRef::Blob(blob) = r.get_ref(1)? else {
                 return Err(LedgerError::Corrupt(format!("event block {b} has no ids")));
             };
-            self.map.reserve(blob.len() / 8);
             let v = map_value(b);
             for h in blocks::ids_of(blob) {
                 note(&mut self.map, h, v);
@@ -71,7 +113,7 @@ impl IdIndex {
 /// Per-transaction state of the event writer, made on its first append.
 pub(super) struct EventWriter {
     /// Hashes of the ids stored by this transaction (merged into the index on commit).
-    pending: FxMap<u64, u32>,
+    pending: IdMap,
     next_seq: i64,
     next_block: i64,
     /// The ids of the block last read to confirm a candidate duplicate.
@@ -100,7 +142,7 @@ impl EventWriter {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok(EventWriter {
-            pending: FxMap::default(),
+            pending: IdMap::default(),
             next_seq: max_seq + 1,
             next_block: max_block + 1,
             verified: None,
@@ -116,9 +158,13 @@ impl EventWriter {
     /// After the commit: this transaction's ids join the index.
     pub(super) fn committed(self, ids: &mut IdIndex) {
         if self.next_block - 1 > ids.through {
-            ids.map.reserve(self.pending.len());
-            for (h, v) in self.pending {
-                note(&mut ids.map, h, v);
+            if ids.map.is_empty() {
+                // The first transaction of a fresh ledger: its ids are all there is.
+                ids.map = self.pending;
+            } else {
+                for (h, v) in self.pending.drain() {
+                    note(&mut ids.map, h, v);
+                }
             }
             ids.through = self.next_block - 1;
         }
@@ -166,7 +212,7 @@ impl EventWriter {
 
     /// Whether `id` (hash `h`) is already in the ledger or earlier in this transaction.
     fn stored(&mut self, conn: &Connection, ids: &IdIndex, h: u64, id: &str) -> Result<bool> {
-        for v in [self.pending.get(&h).copied(), ids.map.get(&h).copied()]
+        for v in [self.pending.get(&h), ids.map.get(&h)]
             .into_iter()
             .flatten()
         {
