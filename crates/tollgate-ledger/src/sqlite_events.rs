@@ -34,50 +34,122 @@ fn map_value(block: i64) -> u32 {
         .unwrap_or(AMBIGUOUS)
 }
 
-/// Id hash -> block, in 256 tables picked by the hash's top byte: each grows on its own, so
-/// growing never holds the old and the new copy of the whole map at once (at ten million ids
-/// that transient alone was ~330 MB).
+/// The id hashes of the stored events, in 256 shards picked by the hash's top byte. Each
+/// shard keeps a sorted array of hashes (8 bytes per event, block unknown: a match is
+/// confirmed by searching the blocks) and a small map of recent hashes with their block; the
+/// map is merged into the array when it passes [`RECENT`] entries. So memory stays near 8
+/// bytes per stored event (a hash map of hash -> block took ~20, plus a copy while growing),
+/// and no step ever copies the whole set.
 pub(super) struct IdMap {
-    shards: Vec<FxMap<u64, u32>>,
+    shards: Vec<Shard>,
 }
+
+#[derive(Default)]
+struct Shard {
+    sorted: Vec<u64>,
+    recent: FxMap<u64, u32>,
+}
+
+/// Recent hashes per shard before they are merged into its sorted array.
+const RECENT: usize = 4096;
 
 impl Default for IdMap {
     fn default() -> Self {
         IdMap {
-            shards: (0..256).map(|_| FxMap::default()).collect(),
+            shards: (0..256).map(|_| Shard::default()).collect(),
         }
     }
 }
 
+impl Shard {
+    /// Merges the recent hashes (and `more`) into the sorted array.
+    fn compact(&mut self, more: &[u64]) {
+        let mut add: Vec<u64> = self
+            .recent
+            .keys()
+            .copied()
+            .chain(more.iter().copied())
+            .collect();
+        self.recent.clear();
+        if add.is_empty() {
+            return;
+        }
+        add.sort_unstable();
+        let old = std::mem::take(&mut self.sorted);
+        let mut out = Vec::with_capacity(old.len() + add.len());
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < add.len() {
+            let next = match (old.get(i), add.get(j)) {
+                (Some(&x), Some(&y)) if x <= y => {
+                    i += 1;
+                    x
+                }
+                (_, Some(&y)) => {
+                    j += 1;
+                    y
+                }
+                (Some(&x), None) => {
+                    i += 1;
+                    x
+                }
+                (None, None) => break,
+            };
+            if out.last() != Some(&next) {
+                out.push(next);
+            }
+        }
+        self.sorted = out;
+    }
+}
+
 impl IdMap {
-    fn shard(&self, h: u64) -> &FxMap<u64, u32> {
+    fn shard(&self, h: u64) -> &Shard {
         &self.shards[(h >> 56) as usize]
     }
 
+    /// The block holding hash `h`: `Some(block)` when known, `Some(AMBIGUOUS)` when the hash is
+    /// stored but its block is to be searched, `None` when no stored event has this hash.
     pub(super) fn get(&self, h: &u64) -> Option<u32> {
-        self.shard(*h).get(h).copied()
+        let s = self.shard(*h);
+        if let Some(v) = s.recent.get(h) {
+            return Some(*v);
+        }
+        s.sorted.binary_search(h).ok().map(|_| AMBIGUOUS)
     }
 
     pub(super) fn contains_key(&self, h: &u64) -> bool {
-        self.shard(*h).contains_key(h)
+        self.get(h).is_some()
     }
 
     #[cfg(test)]
     pub(super) fn insert(&mut self, h: u64, v: u32) {
-        self.shards[(h >> 56) as usize].insert(h, v);
+        self.shards[(h >> 56) as usize].recent.insert(h, v);
     }
 
     fn is_empty(&self) -> bool {
-        self.shards.iter().all(|m| m.is_empty())
+        self.shards
+            .iter()
+            .all(|s| s.sorted.is_empty() && s.recent.is_empty())
     }
 
-    fn drain(self) -> impl Iterator<Item = (u64, u32)> {
-        self.shards.into_iter().flatten()
+    /// Adds every hash of `other` (blocks forgotten).
+    fn absorb(&mut self, other: IdMap) {
+        for (mine, theirs) in self.shards.iter_mut().zip(other.shards) {
+            let mut more = theirs.sorted;
+            more.extend(theirs.recent.keys());
+            mine.compact(&more);
+        }
     }
 }
 
+/// Records that block `v` holds hash `h`.
 fn note(map: &mut IdMap, h: u64, v: u32) {
-    map.shards[(h >> 56) as usize]
+    let s = &mut map.shards[(h >> 56) as usize];
+    if s.sorted.binary_search(&h).is_ok() {
+        // Known already (block to be searched): nothing to add.
+        return;
+    }
+    s.recent
         .entry(h)
         .and_modify(|x| {
             if *x != v {
@@ -85,6 +157,9 @@ fn note(map: &mut IdMap, h: u64, v: u32) {
             }
         })
         .or_insert(v);
+    if s.recent.len() > RECENT {
+        s.compact(&[]);
+    }
 }
 
 impl IdIndex {
@@ -162,9 +237,7 @@ impl EventWriter {
                 // The first transaction of a fresh ledger: its ids are all there is.
                 ids.map = self.pending;
             } else {
-                for (h, v) in self.pending.drain() {
-                    note(&mut ids.map, h, v);
-                }
+                ids.map.absorb(self.pending);
             }
             ids.through = self.next_block - 1;
         }
@@ -187,37 +260,50 @@ impl EventWriter {
         Ok(self.verified.as_ref().is_some_and(|(_, s)| s.contains(id)))
     }
 
-    /// Whether any stored block holding hash `h` holds `id` (the slow path for ambiguous
-    /// hashes).
-    fn search(&mut self, conn: &Connection, h: u64, id: &str) -> Result<bool> {
-        let mut candidates = Vec::new();
-        {
-            let mut stmt = conn.prepare_cached("SELECT block_id, ids FROM event_blocks")?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                if let ValueRef::Blob(blob) = r.get_ref(1)?
-                    && blocks::ids_contain(blob, h)
-                {
-                    candidates.push(r.get::<_, i64>(0)?);
+    /// Whether any stored block holding hash `h` holds `id`, for a hash whose block is not
+    /// known: the block read last (a re-imported file repeats its events in order), then the
+    /// blocks whose time range holds `at` (a repeated event usually repeats its instant),
+    /// then every block.
+    fn search(&mut self, conn: &Connection, h: u64, id: &str, at: &str) -> Result<bool> {
+        if self.verified.as_ref().is_some_and(|(_, s)| s.contains(id)) {
+            return Ok(true);
+        }
+        for sql in [
+            "SELECT block_id, ids FROM event_blocks WHERE max_occurred_at >= ?1 AND min_occurred_at <= ?1",
+            "SELECT block_id, ids FROM event_blocks WHERE ?1 IS NOT NULL",
+        ] {
+            let mut candidates = Vec::new();
+            {
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows = stmt.query([at])?;
+                while let Some(r) = rows.next()? {
+                    if let ValueRef::Blob(blob) = r.get_ref(1)?
+                        && blocks::ids_contain(blob, h)
+                    {
+                        candidates.push(r.get::<_, i64>(0)?);
+                    }
                 }
             }
-        }
-        for b in candidates {
-            if self.block_holds(conn, b, id)? {
-                return Ok(true);
+            for b in candidates {
+                if self.block_holds(conn, b, id)? {
+                    return Ok(true);
+                }
             }
         }
         Ok(false)
     }
 
     /// Whether `id` (hash `h`) is already in the ledger or earlier in this transaction.
-    fn stored(&mut self, conn: &Connection, ids: &IdIndex, h: u64, id: &str) -> Result<bool> {
+    fn stored(&mut self, conn: &Connection, ids: &IdIndex, h: u64, e: &UsageEvent) -> Result<bool> {
+        let id = e.event_id.as_str();
         for v in [self.pending.get(&h), ids.map.get(&h)]
             .into_iter()
             .flatten()
         {
             let found = if v == AMBIGUOUS {
-                self.search(conn, h, id)?
+                let mut at = String::with_capacity(27);
+                write_instant(&mut at, e.occurred_at);
+                self.search(conn, h, id, &at)?
             } else {
                 self.block_holds(conn, i64::from(v), id)?
             };
@@ -395,7 +481,7 @@ impl EventWriter {
         {
             return Ok(false);
         }
-        if self.stored(conn, ids, h, &e.event_id)? {
+        if self.stored(conn, ids, h, e)? {
             return Ok(false);
         }
         self.batch.entry(h).or_insert(idx as u32);
@@ -877,6 +963,34 @@ mod tests {
         l.ids.map.insert(id_hash(&c.event_id), 1);
         assert_eq!(l.append(&[c]).unwrap().inserted, 1);
         assert_eq!(l.event_count().unwrap(), 3);
+    }
+
+    #[test]
+    fn the_id_map_keeps_every_hash_through_merges() {
+        let mut m = IdMap::default();
+        // 10,000 hashes in one shard (top byte 7): the recent map is merged into the sorted
+        // array twice (after 4,097 and 8,194 entries); the rest stay recent with their block.
+        let h = |i: u64| (7u64 << 56) | (i * 2 + 1);
+        for i in 0..10_000 {
+            note(&mut m, h(i), 5);
+        }
+        assert_eq!(m.shards[7].sorted.len(), 8194);
+        assert_eq!(m.shards[7].recent.len(), 10_000 - 8194);
+        assert!((0..10_000).all(|i| m.contains_key(&h(i))));
+        // Even numbers were never added.
+        assert!((0..10_000).all(|i| !m.contains_key(&((7u64 << 56) | (i * 2)))));
+        // A merged hash's block is searched for; a recent one is known.
+        assert_eq!(m.get(&h(0)), Some(AMBIGUOUS));
+        assert_eq!(m.get(&h(9_999)), Some(5));
+        // The same hash for another block: searched for.
+        note(&mut m, h(9_999), 6);
+        assert_eq!(m.get(&h(9_999)), Some(AMBIGUOUS));
+        let mut other = IdMap::default();
+        note(&mut other, h(20_000), 9);
+        note(&mut other, 3, 9);
+        m.absorb(other);
+        assert!(m.contains_key(&h(20_000)) && m.contains_key(&3) && m.contains_key(&h(1)));
+        assert!(!m.contains_key(&4));
     }
 
     #[test]
