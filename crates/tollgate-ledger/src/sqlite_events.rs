@@ -42,6 +42,24 @@ fn map_value(block: i64) -> u32 {
 /// and no step ever copies the whole set.
 pub(super) struct IdMap {
     shards: Vec<Shard>,
+    /// A Bloom filter over every hash (two bits each, at least 16 bits per hash, rebuilt 4
+    /// times larger when it fills): most hashes of new events are turned away here without
+    /// a search of the sorted arrays (false positives about 1.4 %; they only cost that
+    /// search).
+    bloom: Vec<u64>,
+    /// log2 of the filter's bits.
+    bloom_log: u32,
+    /// Hashes added to the filter.
+    count: usize,
+}
+
+/// The filter's smallest and largest sizes (log2 of bits): 8 KiB to 128 MiB.
+const BLOOM_MIN: u32 = 16;
+const BLOOM_MAX: u32 = 30;
+
+fn bloom_bits(h: u64, log: u32) -> [usize; 2] {
+    let mask = (1u64 << log) - 1;
+    [((h >> 2) & mask) as usize, ((h >> 32) & mask) as usize]
 }
 
 #[derive(Default)]
@@ -57,6 +75,9 @@ impl Default for IdMap {
     fn default() -> Self {
         IdMap {
             shards: (0..256).map(|_| Shard::default()).collect(),
+            bloom: Vec::new(),
+            bloom_log: BLOOM_MIN,
+            count: 0,
         }
     }
 }
@@ -107,9 +128,46 @@ impl IdMap {
         &self.shards[(h >> 56) as usize]
     }
 
+    fn may_hold(&self, h: u64) -> bool {
+        !self.bloom.is_empty()
+            && bloom_bits(h, self.bloom_log)
+                .iter()
+                .all(|&b| self.bloom[b >> 6] & (1 << (b & 63)) != 0)
+    }
+
+    fn set_bits(&mut self, h: u64) {
+        for b in bloom_bits(h, self.bloom_log) {
+            self.bloom[b >> 6] |= 1 << (b & 63);
+        }
+    }
+
+    fn remember(&mut self, h: u64) {
+        if self.bloom.is_empty() {
+            self.bloom = vec![0; 1 << (self.bloom_log - 6)];
+        }
+        self.count += 1;
+        if self.count * 16 > 1 << self.bloom_log && self.bloom_log < BLOOM_MAX {
+            // Rebuilt four times larger from the hashes themselves.
+            self.bloom_log = (self.bloom_log + 2).min(BLOOM_MAX);
+            self.bloom = vec![0; 1 << (self.bloom_log - 6)];
+            let all: Vec<u64> = self
+                .shards
+                .iter()
+                .flat_map(|s| s.sorted.iter().chain(s.recent.keys()).copied())
+                .collect();
+            for x in all {
+                self.set_bits(x);
+            }
+        }
+        self.set_bits(h);
+    }
+
     /// The block holding hash `h`: `Some(block)` when known, `Some(AMBIGUOUS)` when the hash is
     /// stored but its block is to be searched, `None` when no stored event has this hash.
     pub(super) fn get(&self, h: &u64) -> Option<u32> {
+        if !self.may_hold(*h) {
+            return None;
+        }
         let s = self.shard(*h);
         if let Some(v) = s.recent.get(h) {
             return Some(*v);
@@ -123,6 +181,7 @@ impl IdMap {
 
     #[cfg(test)]
     pub(super) fn insert(&mut self, h: u64, v: u32) {
+        self.remember(h);
         self.shards[(h >> 56) as usize].recent.insert(h, v);
     }
 
@@ -134,18 +193,25 @@ impl IdMap {
 
     /// Adds every hash of `other` (blocks forgotten).
     fn absorb(&mut self, other: IdMap) {
+        let mut added = Vec::new();
         for (mine, theirs) in self.shards.iter_mut().zip(other.shards) {
             let mut more = theirs.sorted;
             more.extend(theirs.recent.keys());
             mine.compact(&more);
+            added.extend(more);
+        }
+        for h in added {
+            self.remember(h);
         }
     }
 }
 
 /// Records that block `v` holds hash `h`.
 fn note(map: &mut IdMap, h: u64, v: u32) {
+    let known = map.may_hold(h);
+    map.remember(h);
     let s = &mut map.shards[(h >> 56) as usize];
-    if s.sorted.binary_search(&h).is_ok() {
+    if known && s.sorted.binary_search(&h).is_ok() {
         // Known already (block to be searched): nothing to add.
         return;
     }
