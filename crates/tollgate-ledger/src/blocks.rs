@@ -511,6 +511,45 @@ impl Block {
     }
 }
 
+/// A cost in units of 1e-12 as the ledger shows it: the exact decimal, without trailing
+/// zeros (`4530000000` is `0.00453`, `12000000000000` is `12`).
+pub fn format_e12(v: i64, buf: &mut [u8; 48]) -> &str {
+    let neg = v < 0;
+    let mut m = v.unsigned_abs();
+    let int = m / 1_000_000_000_000;
+    let mut frac = m % 1_000_000_000_000;
+    let mut at = buf.len();
+    // The fraction, without trailing zeros.
+    let mut digits = 12;
+    while digits > 0 && frac.is_multiple_of(10) {
+        frac /= 10;
+        digits -= 1;
+    }
+    if digits > 0 {
+        for _ in 0..digits {
+            at -= 1;
+            buf[at] = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        at -= 1;
+        buf[at] = b'.';
+    }
+    m = int;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if neg {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or("")
+}
+
 /// The sorted id hashes of a block, as stored in `event_blocks.ids`.
 pub fn ids_blob(hashes: &mut [u64]) -> Vec<u8> {
     hashes.sort_unstable();
@@ -622,6 +661,30 @@ mod tests {
         let mut data = e.finish();
         data.truncate(data.len() - 3);
         assert!(Block::decode(data, ALL).is_err());
+    }
+
+    #[test]
+    fn costs_print_as_their_exact_decimal() {
+        let mut buf = [0u8; 48];
+        // By hand: 4,530,000,000 x 1e-12 = 0.00453; 12 x 10^12 x 1e-12 = 12.
+        assert_eq!(format_e12(4_530_000_000, &mut buf), "0.00453");
+        assert_eq!(format_e12(12_000_000_000_000, &mut buf), "12");
+        assert_eq!(format_e12(0, &mut buf), "0");
+        assert_eq!(format_e12(1, &mut buf), "0.000000000001");
+        assert_eq!(format_e12(-2_500_000_000_000, &mut buf), "-2.5");
+        assert_eq!(format_e12(i64::MIN, &mut buf), "-9223372.036854775808");
+        // The same text as the decimal type gives, over a spread of values.
+        for v in [
+            7,
+            10,
+            999_999_999_999,
+            1_000_000_000_001,
+            123_456_789_012_345,
+            -42,
+        ] {
+            let d = tollgate_core::money::from_scaled_e12(i128::from(v)).unwrap();
+            assert_eq!(format_e12(v, &mut buf), d.normalize().to_string(), "{v}");
+        }
     }
 
     #[test]

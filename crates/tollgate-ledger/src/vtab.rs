@@ -181,6 +181,7 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
             by_time: false,
             eof: true,
             mask: ALL,
+            instants: InstantText::default(),
             _tab: std::marker::PhantomData,
         })
     }
@@ -235,7 +236,59 @@ struct EventsCursor<'vtab> {
     eof: bool,
     /// The columns to decode (bit `c` for column `c`), from `best_index`.
     mask: u64,
+    instants: InstantText,
     _tab: std::marker::PhantomData<&'vtab EventsTab>,
+}
+
+/// Formats instants as the ledger stores them, remembering the last day's date text (rows
+/// come mostly in time order, so most share it).
+#[derive(Default)]
+struct InstantText {
+    /// The day (since the epoch) and its `YYYY-MM-DDT`.
+    day: std::cell::Cell<Option<(i64, [u8; 11])>>,
+}
+
+impl InstantText {
+    /// `us` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` in `buf`, or `None` for years outside 0-9999
+    /// (the caller formats those in full).
+    fn format<'b>(&self, us: i64, buf: &'b mut [u8; 27]) -> Option<&'b str> {
+        let day = us.div_euclid(86_400_000_000);
+        let date = match self.day.get() {
+            Some((d, date)) if d == day => date,
+            _ => {
+                let t = jiff::Timestamp::from_microsecond(day * 86_400_000_000).ok()?;
+                let mut s = String::with_capacity(27);
+                tollgate_core::event::write_instant(&mut s, t);
+                let b = s.as_bytes();
+                if b.len() != 27 || b[10] != b'T' {
+                    return None;
+                }
+                let mut date = [0u8; 11];
+                date.copy_from_slice(&b[..11]);
+                self.day.set(Some((day, date)));
+                date
+            }
+        };
+        buf[..11].copy_from_slice(&date);
+        let rest = us.rem_euclid(86_400_000_000);
+        let (secs, frac) = (rest / 1_000_000, rest % 1_000_000);
+        let put = |buf: &mut [u8; 27], at: usize, v: i64, width: usize| {
+            let mut v = v;
+            for i in (0..width).rev() {
+                buf[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(buf, 11, secs / 3600, 2);
+        buf[13] = b':';
+        put(buf, 14, secs / 60 % 60, 2);
+        buf[16] = b':';
+        put(buf, 17, secs % 60, 2);
+        buf[19] = b'.';
+        put(buf, 20, frac, 6);
+        buf[26] = b'Z';
+        std::str::from_utf8(&buf[..]).ok()
+    }
 }
 
 fn module_err(e: impl std::fmt::Display) -> rusqlite::Error {
@@ -473,18 +526,23 @@ unsafe impl VTabCursor for EventsCursor<'_> {
             Kind::Instant => match b.int(row, c) {
                 None => ctx.set_result(rusqlite::types::Null),
                 Some(us) => {
-                    let t = jiff::Timestamp::from_microsecond(us).map_err(module_err)?;
-                    let mut text = String::with_capacity(27);
-                    tollgate_core::event::write_instant(&mut text, t);
-                    ctx.set_result(text)
+                    let mut buf = [0u8; 27];
+                    match self.instants.format(us, &mut buf) {
+                        Some(text) => ctx.set_result(text),
+                        None => {
+                            let t = jiff::Timestamp::from_microsecond(us).map_err(module_err)?;
+                            let mut text = String::with_capacity(27);
+                            tollgate_core::event::write_instant(&mut text, t);
+                            ctx.set_result(text)
+                        }
+                    }
                 }
             },
             Kind::Cost => match b.int(row, blocks::COL_COST_E12) {
                 None => ctx.set_result(rusqlite::types::Null),
                 Some(e12) => {
-                    let d = tollgate_core::money::from_scaled_e12(i128::from(e12))
-                        .map_err(module_err)?;
-                    ctx.set_result(d.normalize().to_string())
+                    let mut buf = [0u8; 48];
+                    ctx.set_result(blocks::format_e12(e12, &mut buf))
                 }
             },
             Kind::IngestedAt => ctx.set_result(s.ingested_at.as_str()),
