@@ -346,14 +346,7 @@ fn append(
             && let Some(r) = pricer.rate_by_version(v)
         {
             known.insert(v.clone());
-            recs.push(PriceVersionRecord {
-                version: r.version.clone(),
-                provider: r.provider.clone(),
-                model: r.model.clone(),
-                effective_from: r.effective_from.map(tollgate_core::event::format_instant),
-                effective_to: r.effective_to.map(tollgate_core::event::format_instant),
-                rate_json: r.to_json().to_string(),
-            });
+            recs.push(PriceVersionRecord::of_rate(r));
         }
     }
     if !recs.is_empty() {

@@ -366,7 +366,17 @@ impl Totals {
 
     /// Adds one event (its cost only if it has one).
     pub fn add_event(&mut self, e: &UsageEvent) -> Result<()> {
-        let u = &e.usage;
+        let cost = e
+            .pricing
+            .cost
+            .map(tollgate_core::money::to_scaled_e12)
+            .transpose()?;
+        self.add_usage(&e.usage, cost);
+        Ok(())
+    }
+
+    /// Adds one event's tokens, and its cost in units of 1e-12 when it has one.
+    pub fn add_usage(&mut self, u: &tollgate_core::Usage, cost_e12: Option<i128>) {
         self.requests += 1;
         self.input_tokens += u.input_tokens;
         self.cache_read_tokens += u.cache_read_tokens;
@@ -374,10 +384,7 @@ impl Totals {
         self.cache_write_1h_tokens += u.cache_write_1h_tokens;
         self.output_tokens += u.output_tokens;
         self.reasoning_tokens += u.reasoning_tokens;
-        if let Some(c) = e.pricing.cost {
-            self.cost_e12 += tollgate_core::money::to_scaled_e12(c)?;
-        }
-        Ok(())
+        self.cost_e12 += cost_e12.unwrap_or(0);
     }
 }
 
@@ -398,6 +405,20 @@ pub struct PriceVersionRecord {
     pub effective_to: Option<String>,
     /// The rate entry as canonical JSON.
     pub rate_json: String,
+}
+
+impl PriceVersionRecord {
+    /// The record of a rate from the rate tables.
+    pub fn of_rate(r: &tollgate_core::Rate) -> PriceVersionRecord {
+        PriceVersionRecord {
+            version: r.version.clone(),
+            provider: r.provider.clone(),
+            model: r.model.clone(),
+            effective_from: r.effective_from.map(tollgate_core::event::format_instant),
+            effective_to: r.effective_to.map(tollgate_core::event::format_instant),
+            rate_json: r.to_json().to_string(),
+        }
+    }
 }
 
 /// A record of one import (`tollgate ingest ...`).

@@ -489,14 +489,7 @@ fn encode_event<'a>(
 }
 
 fn add_usage(t: &mut crate::Totals, u: &tollgate_core::Usage, cost_e12: Option<i64>) {
-    t.requests += 1;
-    t.input_tokens += u.input_tokens;
-    t.cache_read_tokens += u.cache_read_tokens;
-    t.cache_write_tokens += u.cache_write_tokens;
-    t.cache_write_1h_tokens += u.cache_write_1h_tokens;
-    t.output_tokens += u.output_tokens;
-    t.reasoning_tokens += u.reasoning_tokens;
-    t.cost_e12 += i128::from(cost_e12.unwrap_or(0));
+    t.add_usage(u, cost_e12.map(i128::from));
 }
 
 /// One block being filled by an append, with the hourly totals of its events keyed by

@@ -652,14 +652,7 @@ pub fn ingest(
         .versions
         .iter()
         .filter_map(|v| pricer.rate_by_version(v))
-        .map(|r| PriceVersionRecord {
-            version: r.version.clone(),
-            provider: r.provider.clone(),
-            model: r.model.clone(),
-            effective_from: r.effective_from.map(tollgate_core::event::format_instant),
-            effective_to: r.effective_to.map(tollgate_core::event::format_instant),
-            rate_json: r.to_json().to_string(),
-        })
+        .map(PriceVersionRecord::of_rate)
         .collect();
     let sum = run.sum;
     writer.record_price_versions(&recs)?;

@@ -542,48 +542,27 @@ fn trim_line(line: &str) -> &str {
 
 /// Validates and prices the lines of one chunk into `batch`; stops at the first bad one.
 fn parse_chunk(bytes: &[u8], pricer: &Pricer, batch: &mut Batch) -> std::result::Result<(), Fail> {
+    // The chunk is checked as UTF-8 once; only when that fails is each line checked, so the
+    // error names the first line that is not (the lines before it are parsed first).
+    let text = std::str::from_utf8(bytes).ok();
     let mut n: u64 = 0;
     let mut start = 0usize;
-    match std::str::from_utf8(bytes) {
-        Ok(text) => {
-            let mut one = |line: &str, n: u64| -> std::result::Result<(), Fail> {
-                let t = trim_line(line);
-                if !t.is_empty() {
-                    let ev = parse_json_event(t).map_err(|e| Fail::Record(n, e))?;
-                    batch.add(pricer, ev);
-                }
-                Ok(())
-            };
-            for end in memchr::memchr_iter(b'\n', bytes) {
-                n += 1;
-                one(text.get(start..end).unwrap_or_default(), n)?;
-                start = end + 1;
-            }
-            if start < bytes.len() {
-                n += 1;
-                one(text.get(start..).unwrap_or_default(), n)?;
-            }
+    let ends = memchr::memchr_iter(b'\n', bytes).chain((!bytes.is_empty()).then_some(bytes.len()));
+    for end in ends {
+        if start >= bytes.len() {
+            break;
         }
-        Err(_) => {
-            // Somewhere a line is not UTF-8: line by line, the lines before it first.
-            let mut one = |line: &[u8], n: u64| -> std::result::Result<(), Fail> {
-                let line = std::str::from_utf8(line).map_err(|_| Fail::NotUtf8(n))?;
-                let t = trim_line(line);
-                if !t.is_empty() {
-                    let ev = parse_json_event(t).map_err(|e| Fail::Record(n, e))?;
-                    batch.add(pricer, ev);
-                }
-                Ok(())
-            };
-            for end in memchr::memchr_iter(b'\n', bytes) {
-                n += 1;
-                one(bytes.get(start..end).unwrap_or_default(), n)?;
-                start = end + 1;
-            }
-            if start < bytes.len() {
-                n += 1;
-                one(bytes.get(start..).unwrap_or_default(), n)?;
-            }
+        n += 1;
+        let line = match text {
+            Some(t) => t.get(start..end).unwrap_or_default(),
+            None => std::str::from_utf8(bytes.get(start..end).unwrap_or_default())
+                .map_err(|_| Fail::NotUtf8(n))?,
+        };
+        start = end + 1;
+        let t = trim_line(line);
+        if !t.is_empty() {
+            let ev = parse_json_event(t).map_err(|e| Fail::Record(n, e))?;
+            batch.add(pricer, ev);
         }
     }
     batch.lines = n;
