@@ -14,8 +14,9 @@
 //!
 //! Duplicate detection (`event_id` is unique in the ledger) uses a 64-bit hash of each id: every
 //! block stores its ids' hashes, sorted, in `event_blocks.ids`; the writer keeps them in memory
-//! (hash -> block). A hash seen before is only a candidate: the writer reads that block and
-//! compares the ids themselves, so two different ids that share a hash are both stored.
+//! (sorted per shard, behind a Bloom filter). A hash seen before is only a candidate: the
+//! writer finds a block holding it and compares the ids themselves, so two different ids that
+//! share a hash are both stored.
 //!
 //! Value encoding per column kind (`0` always means NULL):
 //! - text: `k + 1` for the k-th string of the block's dictionary;

@@ -17,8 +17,8 @@ use crate::{LedgerError, Result};
 /// candidates are found by searching the blocks' `ids`.
 const AMBIGUOUS: u32 = u32::MAX;
 
-/// Hash -> block of every event id in the ledger, built on the first append of a ledger
-/// handle and caught up at the start of every later write transaction (other processes may
+/// The hashes of every event id in the ledger ([`IdMap`]), built on the first append of a
+/// ledger handle and caught up at the start of every later write transaction (other processes may
 /// have appended in between).
 #[derive(Default)]
 pub(super) struct IdIndex {
@@ -488,10 +488,6 @@ fn encode_event<'a>(
     k
 }
 
-fn add_usage(t: &mut crate::Totals, u: &tollgate_core::Usage, cost_e12: Option<i64>) {
-    t.add_usage(u, cost_e12.map(i128::from));
-}
-
 /// One block being filled by an append, with the hourly totals of its events keyed by
 /// dictionary codes (cheaper to hash than the strings; turned into strings once per block).
 pub(super) struct BlockBuild<'a> {
@@ -707,15 +703,15 @@ impl<'a> BlockBuild<'a> {
         let key: [u32; 12] = [
             k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11],
         ];
-        add_usage(
-            self.rollups.entry((hour, key)).or_default(),
-            &e.usage,
-            c.total,
-        );
+        let cost = c.total.map(i128::from);
+        self.rollups
+            .entry((hour, key))
+            .or_default()
+            .add_usage(&e.usage, cost);
         // key_rollups: provider, model, api key, team, cost center.
         let kk = (hour, [k[4], k[3], k[12], k[0], k[7]]);
         let (t, unpriced) = self.key_rollups.entry(kk).or_default();
-        add_usage(t, &e.usage, c.total);
+        t.add_usage(&e.usage, cost);
         if c.total.is_none() {
             *unpriced += 1;
         }
