@@ -31,10 +31,77 @@ use crate::{LedgerError, Result};
 /// Most events in one block (the ingest batch size).
 pub const BLOCK_EVENTS: usize = 8192;
 
-/// Block format version (first byte of every block).
-const FORMAT: u8 = 2;
+/// Block format version (first byte of every block). Blocks of format 2 (written on
+/// 2026-12-03 before format 3) are still read.
+const FORMAT: u8 = 3;
+const FORMAT_2: u8 = 2;
 
-/// How a column is stored.
+/// Columns of ids, unique to their event (`event_id`, `request_id`, `parent_request_id`,
+/// `trace_id`, `span_id`): stored in their column (not the dictionary), the hex digits that
+/// end them packed two to a byte (see [`BlockEncoder::text_unique`]).
+pub const fn unique(c: usize) -> bool {
+    matches!(c, 1 | 2 | 4 | 7 | 8)
+}
+
+/// `completed_at`: stored as its distance from the event's `occurred_at`.
+const COL_COMPLETED_AT: usize = 6;
+
+/// Tags of a value in a column of ids.
+const ID_NULL: u8 = 0;
+/// Any text: length, bytes.
+const ID_RAW: u8 = 1;
+/// A prefix (length, bytes), then a run of lowercase hex digits (count, packed).
+const ID_HEX: u8 = 2;
+/// The same prefix as the column's previous `ID_HEX`/`ID_SAME` value, then the hex run.
+const ID_SAME: u8 = 3;
+/// A UUID in its canonical lowercase form: the 16 bytes.
+const ID_UUID: u8 = 4;
+
+/// Shortest hex run worth packing.
+const MIN_HEX: usize = 8;
+
+/// Each byte's value as a lowercase hex digit, or [`NOT_HEX`].
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 16 {
+        t[HEX[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+const NOT_HEX: u8 = 0xFF;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn is_hex(c: u8) -> bool {
+    HEX_VALUE[usize::from(c)] != NOT_HEX
+}
+
+/// Packs the hex digits `h` (all lowercase hex), two per byte, high nibble first.
+fn pack_hex(out: &mut Vec<u8>, h: &[u8]) {
+    let v = |c: u8| HEX_VALUE[usize::from(c)] & 15;
+    let mut pairs = h.chunks_exact(2);
+    for p in &mut pairs {
+        out.push((v(p[0]) << 4) | v(p[1]));
+    }
+    if let [last] = pairs.remainder() {
+        out.push(v(*last) << 4);
+    }
+}
+
+/// The hyphens of a canonical UUID (`8-4-4-4-12` hex digits).
+const UUID_HYPHENS: [usize; 4] = [8, 13, 18, 23];
+
+/// Whether `b` is a UUID as `8-4-4-4-12` lowercase hex digits.
+fn is_uuid(b: &[u8]) -> bool {
+    b.len() == 36
+        && UUID_HYPHENS.iter().all(|&i| b[i] == b'-')
+        && b.iter()
+            .enumerate()
+            .all(|(i, &c)| is_hex(c) || UUID_HYPHENS.contains(&i))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// The event's position in the ledger (the virtual table's rowid).
@@ -213,6 +280,12 @@ pub struct BlockEncoder<'a> {
     /// Per column, codes of texts stored by [`BlockEncoder::text`] in slots picked from the
     /// text (0: empty slot).
     cache: [[u32; CACHE]; STORED],
+    /// Per column of ids, the prefix of its last packed value.
+    prefix: [Vec<u8>; STORED],
+    /// `occurred_at` of the previous event and of this one (instants are stored as
+    /// differences: from the previous event's, and `completed_at` from its event's).
+    prev_at: i64,
+    row_at: i64,
     n: u32,
 }
 
@@ -227,6 +300,9 @@ impl<'a> Default for BlockEncoder<'a> {
             cols: (0..STORED).map(|_| Vec::with_capacity(1 << 10)).collect(),
             col: 0,
             cache: [[0; CACHE]; STORED],
+            prefix: std::array::from_fn(|_| Vec::new()),
+            prev_at: 0,
+            row_at: 0,
             n: 0,
         }
     }
@@ -296,13 +372,50 @@ impl<'a> BlockEncoder<'a> {
         &self.bytes[a as usize..b as usize]
     }
 
-    /// A text value unique to its event (ids): stored without looking for an earlier copy.
+    /// A value of a column of ids ([`unique`]), stored in the column itself, tagged: a
+    /// canonical lowercase UUID as its 16 bytes; text ending in at least [`MIN_HEX`] lowercase
+    /// hex digits as its prefix (or "same prefix as the previous value") and the digits packed
+    /// two to a byte (`req_8f2c0ec7d85eda57`: 4 + 8 bytes); anything else as it is.
     pub fn text_unique(&mut self, s: Option<&str>) {
-        let v = match s {
-            None => 0,
-            Some(s) => Self::add_string(&mut self.lens, &mut self.bytes, &mut self.offsets, s),
-        };
-        self.put(u64::from(v));
+        let c = self.col.min(STORED - 1);
+        let out = &mut self.cols[c];
+        match s {
+            None => out.push(ID_NULL),
+            Some(s) => {
+                let b = s.as_bytes();
+                if is_uuid(b) {
+                    out.push(ID_UUID);
+                    pack_hex(out, &b[0..8]);
+                    pack_hex(out, &b[9..13]);
+                    pack_hex(out, &b[14..18]);
+                    pack_hex(out, &b[19..23]);
+                    pack_hex(out, &b[24..36]);
+                    self.col += 1;
+                    return;
+                }
+                let digits = b.iter().rev().take_while(|&&x| is_hex(x)).count();
+                if digits >= MIN_HEX {
+                    let (pre, hex) = b.split_at(b.len() - digits);
+                    let last = &mut self.prefix[c];
+                    if last.as_slice() == pre {
+                        out.push(ID_SAME);
+                    } else {
+                        out.push(ID_HEX);
+                        put_varint(out, pre.len() as u64);
+                        out.extend_from_slice(pre);
+                        last.clear();
+                        last.extend_from_slice(pre);
+                    }
+                    put_varint(out, digits as u64);
+                    pack_hex(out, hex);
+                } else {
+                    out.push(ID_RAW);
+                    put_varint(out, b.len() as u64);
+                    out.extend_from_slice(b);
+                }
+            }
+        }
+        self.col += 1;
     }
 
     /// A text value built for this event (JSON of tags, units): copied if new to the block.
@@ -334,6 +447,23 @@ impl<'a> BlockEncoder<'a> {
         self.put(enc_int(v));
     }
 
+    /// An instant (microseconds since the Unix epoch): `occurred_at` stored as its distance
+    /// from the previous event's (events come mostly in time order: 2-4 bytes instead of 8),
+    /// `completed_at` as its distance from its event's `occurred_at`.
+    pub fn instant(&mut self, v: Option<i64>) {
+        let stored = match v {
+            None => None,
+            Some(us) if self.col == COL_OCCURRED_AT => {
+                let d = us.wrapping_sub(self.prev_at);
+                self.prev_at = us;
+                self.row_at = us;
+                Some(d)
+            }
+            Some(us) => Some(us.wrapping_sub(self.row_at)),
+        };
+        self.put(enc_int(stored));
+    }
+
     /// The event's `seq`, as its offset from the block's first.
     pub fn seq_offset(&mut self, off: u64) {
         self.put(off);
@@ -343,6 +473,7 @@ impl<'a> BlockEncoder<'a> {
     pub fn end_row(&mut self) {
         debug_assert_eq!(self.col, STORED, "one value per stored column");
         self.col = 0;
+        self.row_at = 0;
         self.n += 1;
     }
 
@@ -401,6 +532,109 @@ fn bad(what: &str) -> LedgerError {
     LedgerError::Corrupt(format!("event block: {what}"))
 }
 
+/// Format 3 stores instants as differences (see [`BlockEncoder::instant`]): makes the
+/// decoded values of column `c` (of `n` events) absolute again.
+fn absolute_instants(vals: &mut [u64], c: usize, n: usize) {
+    let base = stored_index(c) * n;
+    if c == COL_OCCURRED_AT {
+        let mut prev: i64 = 0;
+        for v in &mut vals[base..base + n] {
+            if let Some(d) = dec_int(*v) {
+                prev = prev.wrapping_add(d);
+                *v = enc_int(Some(prev));
+            }
+        }
+    } else {
+        let at = stored_index(COL_OCCURRED_AT) * n;
+        for r in 0..n {
+            let row_at = dec_int(vals[at + r]).unwrap_or(0);
+            let v = &mut vals[base + r];
+            if let Some(d) = dec_int(*v) {
+                *v = enc_int(Some(row_at.wrapping_add(d)));
+            }
+        }
+    }
+}
+
+/// Reads one value of a column of ids at `*p` (see [`BlockEncoder::text_unique`]), appending
+/// its text to `text`: its span there, or `None` for NULL. `prefix` is the span in `text` of
+/// the column's last prefix.
+fn decode_id(
+    col: &[u8],
+    p: &mut usize,
+    prefix: &mut (usize, usize),
+    text: &mut String,
+) -> Result<Option<(u32, u32)>> {
+    let Some(&tag) = col.get(*p) else {
+        return Err(bad("a column of ids ends early"));
+    };
+    *p += 1;
+    let take = |p: &mut usize, len: usize| -> Result<std::ops::Range<usize>> {
+        let end = p.checked_add(len).filter(|e| *e <= col.len());
+        let Some(end) = end else {
+            return Err(bad("an id out of bounds"));
+        };
+        let r = *p..end;
+        *p = end;
+        Ok(r)
+    };
+    let unpack = |text: &mut String, packed: &[u8], digits: usize| {
+        text.extend((0..digits).map(|i| {
+            let b = packed[i / 2];
+            let nib = if i % 2 == 0 { b >> 4 } else { b & 15 };
+            char::from(HEX[usize::from(nib)])
+        }));
+    };
+    let start = text.len();
+    match tag {
+        ID_NULL => return Ok(None),
+        ID_RAW => {
+            let len = get_varint(col, p)? as usize;
+            let r = take(p, len)?;
+            let Ok(t) = std::str::from_utf8(&col[r]) else {
+                return Err(bad("an id is not UTF-8"));
+            };
+            text.push_str(t);
+        }
+        ID_UUID => {
+            let r = take(p, 16)?;
+            let b = &col[r];
+            for (i, part) in [0..4, 4..6, 6..8, 8..10, 10..16].into_iter().enumerate() {
+                if i > 0 {
+                    text.push('-');
+                }
+                unpack(text, &b[part.clone()], part.len() * 2);
+            }
+        }
+        ID_HEX | ID_SAME => {
+            if tag == ID_HEX {
+                let len = get_varint(col, p)? as usize;
+                let r = take(p, len)?;
+                let Ok(t) = std::str::from_utf8(&col[r]) else {
+                    return Err(bad("an id prefix is not UTF-8"));
+                };
+                text.push_str(t);
+                *prefix = (start, text.len());
+            } else {
+                let (a, b) = *prefix;
+                if b > text.len() || !text.is_char_boundary(a) || !text.is_char_boundary(b) {
+                    return Err(bad("an id refers to a missing prefix"));
+                }
+                text.extend_from_within(a..b);
+            }
+            let digits = get_varint(col, p)? as usize;
+            let r = take(p, digits.div_ceil(2))?;
+            unpack(text, &col[r], digits);
+        }
+        _ => return Err(bad(&format!("unknown id tag {tag}"))),
+    }
+    let span = (u32::try_from(start), u32::try_from(text.len()));
+    match span {
+        (Ok(a), Ok(b)) => Ok(Some((a, b))),
+        _ => Err(bad("block text too long")),
+    }
+}
+
 impl Block {
     /// Decodes `data`: the columns in `mask` (see [`Block::load`]).
     pub fn decode(data: Vec<u8>, mask: u64) -> Result<Block> {
@@ -416,13 +650,17 @@ impl Block {
         if mask & (1 << 39) != 0 {
             mask |= 1 << COL_COST_E12;
         }
+        if mask & (1 << COL_COMPLETED_AT) != 0 {
+            mask |= 1 << COL_OCCURRED_AT;
+        }
         self.data = data;
         self.mask = mask;
         self.n = 0;
         let d = &self.data;
-        if d.first() != Some(&FORMAT) {
-            return Err(bad(&format!("unknown format {:?}", d.first())));
-        }
+        let format = match d.first() {
+            Some(&f) if f == FORMAT || f == FORMAT_2 => f,
+            other => return Err(bad(&format!("unknown format {other:?}"))),
+        };
         let mut at = 1;
         let n = get_varint(d, &mut at)? as usize;
         let ns = get_varint(d, &mut at)? as usize;
@@ -468,13 +706,33 @@ impl Block {
             if mask & (1 << c) != 0 {
                 let col = &d[at..end];
                 let base = stored_index(c) * n;
-                let mut p = 0;
-                for v in &mut self.vals[base..base + n] {
-                    *v = get_varint(col, &mut p)?;
-                }
-                if kind == Kind::Text && self.vals[base..base + n].iter().any(|v| *v as usize > ns)
-                {
-                    return Err(bad("a value names a missing string"));
+                if format == FORMAT && unique(c) {
+                    // Ids: decoded into the text, after the dictionary's strings.
+                    let mut p = 0;
+                    let mut prefix: (usize, usize) = (0, 0);
+                    for r in 0..n {
+                        self.vals[base + r] =
+                            match decode_id(col, &mut p, &mut prefix, &mut self.text)? {
+                                Some(span) => {
+                                    self.strings.push(span);
+                                    self.strings.len() as u64
+                                }
+                                None => 0,
+                            };
+                    }
+                } else {
+                    let mut p = 0;
+                    for v in &mut self.vals[base..base + n] {
+                        *v = get_varint(col, &mut p)?;
+                    }
+                    if kind == Kind::Text
+                        && self.vals[base..base + n].iter().any(|v| *v as usize > ns)
+                    {
+                        return Err(bad("a value names a missing string"));
+                    }
+                    if format == FORMAT && kind == Kind::Instant {
+                        absolute_instants(&mut self.vals, c, n);
+                    }
                 }
             }
             at = end;
@@ -648,6 +906,140 @@ mod tests {
         // Three shared strings in the dictionary ("a", "b" and the tags, each once), plus
         // the three unique ones.
         assert_eq!(b.strings.len(), 6);
+    }
+
+    /// Encodes one event per entry: `ids[i]` in every column of ids, `at[i]` as
+    /// (occurred_at, completed_at), other columns NULL.
+    #[allow(clippy::type_complexity)]
+    fn block_of(ids: &[Option<&str>], at: &[(Option<i64>, Option<i64>)]) -> Vec<u8> {
+        let mut e = BlockEncoder::default();
+        for (i, id) in ids.iter().enumerate() {
+            for (c, &(_, kind)) in COLUMNS.iter().enumerate() {
+                match kind {
+                    Kind::Seq => e.seq_offset(i as u64),
+                    _ if unique(c) => e.text_unique(*id),
+                    Kind::Instant if c == COL_OCCURRED_AT => e.instant(at[i].0),
+                    Kind::Instant => e.instant(at[i].1),
+                    Kind::Text => {
+                        e.text(None);
+                    }
+                    Kind::Int => e.int(None),
+                    Kind::Cost | Kind::IngestedAt => {}
+                }
+            }
+            e.end_row();
+        }
+        e.finish()
+    }
+
+    #[test]
+    fn ids_round_trip_in_every_form() {
+        let ids = [
+            Some("01a0f4c2-cb78-7cbd-ba8a-3e608dd131ba"), // canonical UUID: 16 bytes
+            Some("01A0F4C2-CB78-7CBD-BA8A-3E608DD131BA"), // upper case: kept as it is
+            Some("req_8f2c0ec7d85eda57"),                 // prefix + hex
+            Some("req_1d258f71bdefb38f"),                 // same prefix
+            Some("e932d2528f0501ca92c4d91cdc811927"),     // hex only (empty prefix)
+            Some("req_abc123def"),                        // odd number of digits
+            None,
+            Some("req_1"), // too few digits: raw
+            Some(""),
+            Some("ид-0123456789abcdef"),           // a UTF-8 prefix
+            Some("req_8f2c0ec7d85eda57"),          // the prefix again, after others
+            Some("chatcmpl-0123456789ABCDEF0123"), // 4 lower-case hex digits at the end: raw
+        ];
+        let at = vec![(Some(1), None); ids.len()];
+        let b = Block::decode(block_of(&ids, &at), ALL).unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            for c in [1, 2, 4, 7, 8] {
+                assert_eq!(b.text(i, c), *id, "row {i} column {c}");
+            }
+        }
+        // Only some columns decoded: the ids still come out right.
+        let b = Block::decode(block_of(&ids, &at), 1 << COL_EVENT_ID).unwrap();
+        assert_eq!(b.text(2, COL_EVENT_ID), Some("req_8f2c0ec7d85eda57"));
+        assert_eq!(b.text(11, COL_EVENT_ID), ids[11]);
+    }
+
+    #[test]
+    fn packed_ids_take_about_half_their_text() {
+        // 1,000 UUIDs in the five columns of ids: 16 bytes and a tag each (36 characters of
+        // text each, 180,000 bytes in all, in format 2). By hand:
+        // - ids: 5 x 1,000 x 17 = 85,000;
+        // - 40 NULL columns (text and int): 40 x 1,000 x 1 byte = 40,000;
+        // - seq offsets 0-127 in 1 byte, 128-999 in 2: 128 + 1,744 = 1,872;
+        // - occurred_at: the first as its distance from 0, zigzag(1,000,000) + 1 = 2,000,001
+        //   (3 bytes), then 999 x distance 0 (1 byte) = 1,002; completed_at 1,000,000 after
+        //   it: 1,000 x 3 = 3,000;
+        // - header: format 1, n 2, no strings 3 x 1; column lengths: 17,000 x 5 (3 bytes
+        //   each), 1,000 x 40 (2), 1,872 / 1,002 / 3,000 (2 each) = 15 + 80 + 6: 107.
+        // Total 85,000 + 40,000 + 1,872 + 1,002 + 3,000 + 107 = 130,981.
+        let owned: Vec<String> = (0..1000)
+            .map(|i| format!("01a0f4c2-cb78-7cbd-ba8a-{i:012x}"))
+            .collect();
+        let ids: Vec<Option<&str>> = owned.iter().map(|s| Some(s.as_str())).collect();
+        let at = vec![(Some(1_000_000), Some(2_000_000)); ids.len()];
+        let data = block_of(&ids, &at);
+        assert_eq!(data.len(), 130_981);
+        let b = Block::decode(data, ALL).unwrap();
+        assert_eq!(b.text(999, 8), Some("01a0f4c2-cb78-7cbd-ba8a-0000000003e7"));
+    }
+
+    #[test]
+    fn instants_round_trip_as_differences() {
+        // Out of order, negative, a completion before its event, NULLs.
+        let at = [
+            (Some(1_790_000_000_000_000), Some(1_790_000_000_048_555)),
+            (Some(1_789_999_999_000_000), None),
+            (None, Some(5)),
+            (Some(-86_400_000_000), Some(-86_400_000_001)),
+            (Some(1_790_000_000_000_001), Some(1_790_000_000_000_001)),
+        ];
+        let ids = vec![Some("x"); at.len()];
+        for mask in [ALL, 1 << COL_COMPLETED_AT, 1 << COL_OCCURRED_AT] {
+            let b = Block::decode(block_of(&ids, &at), mask).unwrap();
+            for (i, (occ, done)) in at.iter().enumerate() {
+                assert_eq!(b.int(i, COL_OCCURRED_AT), *occ, "row {i}");
+                if mask & (1 << COL_COMPLETED_AT) != 0 {
+                    assert_eq!(b.int(i, COL_COMPLETED_AT), *done, "row {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn format_2_blocks_are_still_read() {
+        // A format-2 block by hand: one event, the dictionary ["ev-1", "team-a"], event_id
+        // code 1, team_id (column 10) code 2, occurred_at absolute: zigzag(1000) + 1 = 2001;
+        // completed_at absolute 1500: 3001; input_tokens (31) 7: 15; every other value 0.
+        // Header: format, n = 1, 2 strings, 2 bytes of lengths (4, 6), 10 bytes of text.
+        let mut d = vec![FORMAT_2, 1, 2, 2, 4, 6, 10];
+        d.extend_from_slice(b"ev-1team-a");
+        for c in 0..COLUMNS.len() {
+            if !stored(c) {
+                continue;
+            }
+            let v: u64 = match c {
+                1 => 1,
+                10 => 2,
+                5 => 2001,
+                6 => 3001,
+                31 => 15,
+                _ => 0,
+            };
+            let mut col = Vec::new();
+            put_varint(&mut col, v);
+            put_varint(&mut d, col.len() as u64);
+            d.extend_from_slice(&col);
+        }
+        let b = Block::decode(d, ALL).unwrap();
+        assert_eq!(b.n, 1);
+        assert_eq!(b.text(0, COL_EVENT_ID), Some("ev-1"));
+        assert_eq!(b.text(0, 10), Some("team-a"));
+        assert_eq!(b.int(0, COL_OCCURRED_AT), Some(1000));
+        assert_eq!(b.int(0, COL_COMPLETED_AT), Some(1500));
+        assert_eq!(b.int(0, 31), Some(7));
+        assert_eq!(b.text(0, 2), None);
     }
 
     #[test]
