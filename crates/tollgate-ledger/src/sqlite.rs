@@ -634,8 +634,12 @@ fn hour_of(t: Timestamp) -> i64 {
     t.as_second().div_euclid(3600) * 3600
 }
 
-/// Adds hourly totals to the `rollups` table (keyed by hour and its 12 attribution columns).
-fn upsert_rollups(tx: &Connection, m: &FxMap<(i64, [&str; 12]), Totals>) -> Result<()> {
+/// Adds hourly totals to the `rollups` table (keyed by hour and its 12 attribution columns),
+/// in the order given (sorted by key, the inserts go to neighbouring B-tree pages).
+fn upsert_rollups<'k>(
+    tx: &Connection,
+    m: impl IntoIterator<Item = (&'k (i64, [&'k str; 12]), &'k Totals)>,
+) -> Result<()> {
     let mut up = tx.prepare_cached(UPSERT_ROLLUP)?;
     for ((hour, k), t) in m {
         let cost = i64::try_from(t.cost_e12)

@@ -124,11 +124,12 @@ pub(super) fn bill_lines_in_force(
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Per (hour, [provider, model, API key, team, cost center]): totals and unpriced events, for
-/// the `key_rollups` table (migration 8), accumulated by `append`.
-pub(super) type KeyRollups<'e> = super::FxMap<(i64, [&'e str; 5]), (Totals, u64)>;
-
-pub(super) fn upsert_key_rollups(tx: &Connection, m: &KeyRollups<'_>) -> Result<()> {
+/// Adds key totals to `key_rollups`, in the order given (sorted by key, the inserts go to
+/// neighbouring B-tree pages).
+pub(super) fn upsert_key_rollups<'k>(
+    tx: &Connection,
+    m: impl IntoIterator<Item = (&'k (i64, [&'k str; 5]), &'k (Totals, u64))>,
+) -> Result<()> {
     let mut up = tx.prepare_cached(
         "INSERT INTO key_rollups (hour, provider, model, api_key_id, team_id, cost_center,
          requests, input_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,

@@ -264,16 +264,25 @@ pub(super) struct EventWriter {
     batch: FxMap<u64, u32>,
     hashes: Vec<u64>,
     /// Rollups of this transaction's blocks not yet written to `rollups` / `key_rollups`,
-    /// keyed by interned strings: summed here and written at most every [`SUMS_LIMIT`] keys
-    /// and at the commit (far fewer upserts than one set per block).
+    /// keyed by interned strings: summed here (far fewer upserts than one set per block) and
+    /// written at the commit, when they pass [`SUMS_LIMIT`] keys, and, every [`EARLY_BLOCKS`]
+    /// blocks, those of the hours before every event of these blocks (input in time order
+    /// leaves its hours behind: they are written while the parsers still work, not all at the
+    /// commit).
     sums: FxMap<(i64, [u32; 12]), crate::Totals>,
     key_sums: FxMap<(i64, [u32; 5]), (crate::Totals, u64)>,
     interned: FxMap<String, u32>,
     names: Vec<String>,
+    /// Blocks written since the sums were last written, and their earliest instant.
+    blocks_since_sums: u32,
+    floor_us: i64,
 }
 
 /// Most rollup keys summed in memory before they are written.
 const SUMS_LIMIT: usize = 100_000;
+
+/// Blocks between two writes of the sums of the hours left behind.
+const EARLY_BLOCKS: u32 = 8;
 
 impl EventWriter {
     pub(super) fn start(conn: &Connection, ids: &mut IdIndex) -> Result<EventWriter> {
@@ -294,6 +303,8 @@ impl EventWriter {
             key_sums: FxMap::default(),
             interned: FxMap::default(),
             names: Vec::new(),
+            blocks_since_sums: 0,
+            floor_us: i64::MAX,
         })
     }
 
@@ -613,8 +624,13 @@ impl EventWriter {
             e.0.add(t);
             e.1 += unpriced;
         }
+        self.blocks_since_sums += 1;
+        self.floor_us = self.floor_us.min(b.min_us);
         if self.sums.len() + self.key_sums.len() > SUMS_LIMIT {
             self.write_sums(conn)?;
+        } else if self.blocks_since_sums >= EARLY_BLOCKS {
+            let hour = self.floor_us.div_euclid(3_600_000_000) * 3600;
+            self.write_sums_before(conn, Some(hour))?;
         }
         Ok(())
     }
@@ -631,22 +647,37 @@ impl EventWriter {
 
     /// Writes the summed rollups (the writer calls it before committing).
     pub(super) fn write_sums(&mut self, conn: &Connection) -> Result<()> {
-        let names = &self.names;
-        let s = |k: &u32| names[*k as usize].as_str();
-        let rollups: FxMap<(i64, [&str; 12]), crate::Totals> = self
-            .sums
-            .iter()
-            .map(|((h, k), t)| ((*h, k.each_ref().map(s)), *t))
-            .collect();
-        super::upsert_rollups(conn, &rollups)?;
-        let keys: super::books_impl::KeyRollups<'_> = self
-            .key_sums
-            .iter()
-            .map(|((h, k), t)| ((*h, k.each_ref().map(s)), *t))
-            .collect();
-        super::books_impl::upsert_key_rollups(conn, &keys)?;
-        self.sums.clear();
-        self.key_sums.clear();
+        self.write_sums_before(conn, None)
+    }
+
+    /// Writes the summed rollups of the hours before `before` (all of them for `None`), in
+    /// key order, and forgets them.
+    fn write_sums_before(&mut self, conn: &Connection, before: Option<i64>) -> Result<()> {
+        let keep = |h: i64| before.is_some_and(|b| h >= b);
+        {
+            let names = &self.names;
+            let s = |k: &u32| names[*k as usize].as_str();
+            let mut rollups: Vec<((i64, [&str; 12]), crate::Totals)> = self
+                .sums
+                .iter()
+                .filter(|((h, _), _)| !keep(*h))
+                .map(|((h, k), t)| ((*h, k.each_ref().map(s)), *t))
+                .collect();
+            rollups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            super::upsert_rollups(conn, rollups.iter().map(|(k, t)| (k, t)))?;
+            let mut keys: Vec<((i64, [&str; 5]), (crate::Totals, u64))> = self
+                .key_sums
+                .iter()
+                .filter(|((h, _), _)| !keep(*h))
+                .map(|((h, k), t)| ((*h, k.each_ref().map(s)), *t))
+                .collect();
+            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            super::books_impl::upsert_key_rollups(conn, keys.iter().map(|(k, t)| (k, t)))?;
+        }
+        self.sums.retain(|(h, _), _| keep(*h));
+        self.key_sums.retain(|(h, _), _| keep(*h));
+        self.blocks_since_sums = 0;
+        self.floor_us = i64::MAX;
         Ok(())
     }
 
@@ -1248,6 +1279,84 @@ mod tests {
                 .rows
         };
         assert_eq!(keys(&plain), keys(&prep));
+    }
+
+    #[test]
+    fn sums_of_hours_left_behind_are_written_early_and_late_events_add_to_them() {
+        let d = tempfile::tempdir().unwrap();
+        drop(SqliteLedger::open(d.path()).unwrap());
+        let conn = Connection::open(d.path().join(crate::sqlite::LEDGER_FILE)).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let mut ids = IdIndex::default();
+        let mut w = EventWriter::start(&conn, &mut ids).unwrap();
+        let at = |h: u32| format!("2026-07-01T{h:02}:30:00Z");
+        // 3 events of 10 input tokens and 0.5 USD per block, block i in hour i (time order).
+        let mut n = 0;
+        let mut append = |w: &mut EventWriter, hours: &[u32]| {
+            let events: Vec<UsageEvent> = hours
+                .iter()
+                .map(|&h| {
+                    n += 1;
+                    event(n, &at(h), Some("t"), 10, Some("0.5"))
+                })
+                .collect();
+            let p = prepare_blocks(&events).unwrap();
+            w.append_prepared(&conn, &ids, &p, "2026-07-09T00:00:00.000000Z")
+                .unwrap()
+                .unwrap();
+        };
+        for h in 0..16 {
+            append(&mut w, &[h, h, h]);
+        }
+        // After block 8 the earliest recent event was in hour 0: nothing written. After
+        // block 16 it was in hour 8: hours 0-7 are written (8 x 3 requests) and forgotten.
+        let hour0 = 1_782_864_000; // 2026-07-01T00:00:00Z in Unix seconds
+        let written = |c: &Connection| -> (i64, i64) {
+            c.query_row(
+                "SELECT COUNT(DISTINCT hour), COALESCE(SUM(requests), 0) FROM rollups",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(written(&conn), (8, 24));
+        assert!(w.sums.keys().all(|(h, _)| *h >= hour0 + 8 * 3600));
+        assert!(w.key_sums.keys().all(|(h, _)| *h >= hour0 + 8 * 3600));
+        // Late events for hours 0 and 3, then the commit writes the rest.
+        append(&mut w, &[0, 0, 3]);
+        w.write_sums(&conn).unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+        let per_hour: Vec<(i64, i64, i64, i64)> = conn
+            .prepare(
+                "SELECT hour, SUM(requests), SUM(input_tokens), SUM(cost_e12) FROM rollups
+                 GROUP BY hour ORDER BY hour",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        // By hand: every hour 3 requests, 30 tokens, 1.5 USD (1.5e12); hour 0 two more
+        // (5, 50, 2.5e12), hour 3 one more (4, 40, 2e12).
+        let want: Vec<(i64, i64, i64, i64)> = (0..16)
+            .map(|h| {
+                let r = match h {
+                    0 => 5,
+                    3 => 4,
+                    _ => 3,
+                };
+                (hour0 + h * 3600, r, r * 10, r * 500_000_000_000)
+            })
+            .collect();
+        assert_eq!(per_hour, want);
+        let keys: (i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(*), SUM(requests) FROM key_rollups WHERE hour = ?1",
+                [hour0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(keys, (1, 5));
     }
 
     #[test]
