@@ -657,7 +657,7 @@ impl EventWriter {
         {
             let names = &self.names;
             let s = |k: &u32| names[*k as usize].as_str();
-            let mut rollups: Vec<((i64, [&str; 12]), crate::Totals)> = self
+            let mut rollups: Vec<NamedRollup<'_, 12, crate::Totals>> = self
                 .sums
                 .iter()
                 .filter(|((h, _), _)| !keep(*h))
@@ -665,7 +665,7 @@ impl EventWriter {
                 .collect();
             rollups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             super::upsert_rollups(conn, rollups.iter().map(|(k, t)| (k, t)))?;
-            let mut keys: Vec<((i64, [&str; 5]), (crate::Totals, u64))> = self
+            let mut keys: Vec<NamedRollup<'_, 5, (crate::Totals, u64)>> = self
                 .key_sums
                 .iter()
                 .filter(|((h, _), _)| !keep(*h))
@@ -722,6 +722,9 @@ pub(crate) struct Sealed {
 
 /// Hourly totals keyed by hour and `N` attribution strings.
 type OwnedRollup<const N: usize, T> = ((i64, [String; N]), T);
+
+/// The same, the strings borrowed.
+type NamedRollup<'a, const N: usize, T> = ((i64, [&'a str; N]), T);
 
 impl<'a> BlockBuild<'a> {
     /// Encodes `e` as the block's next event, `off` after its first seq, and adds it to the
