@@ -397,7 +397,10 @@ impl<'a> BlockEncoder<'a> {
                 if digits >= MIN_HEX {
                     let (pre, hex) = b.split_at(b.len() - digits);
                     let last = &mut self.prefix[c];
-                    if last.as_slice() == pre {
+                    // Compared in line: prefixes are a few bytes, a call to `memcmp` costs more.
+                    let same = last.len() == pre.len()
+                        && last.iter().zip(pre).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0;
+                    if same {
                         out.push(ID_SAME);
                     } else {
                         out.push(ID_HEX);
