@@ -116,7 +116,8 @@ impl RowFilter {
 
 /// A scan over event blocks: [`BlockScan::reset`], [`BlockScan::add_block`] for each block to
 /// read, [`BlockScan::begin`]; then [`BlockScan::current`] is the current row (or `None` at
-/// the end) and [`BlockScan::advance`] moves on.
+/// the end) and [`BlockScan::advance`] moves on. [`BlockScan::time_range`] does the first three
+/// for the events of a time range in time order.
 ///
 /// In time order the blocks are loaded as the merge reaches their earliest instant: every
 /// block that may hold the next row is loaded, so blocks whose time ranges overlap are read
@@ -195,6 +196,43 @@ impl BlockScan {
             Order::Seq => self.next_seq_block(conn),
             Order::Time => self.fill(conn),
         }
+    }
+
+    /// The events with `start <= occurred_at < end` (instants as stored, `start` and `end`
+    /// in the ledger's format) and, when `text_eq` is given, that text column equal to that
+    /// value, in `(occurred_at, seq)` order, decoding the columns in `mask`. Reads only the
+    /// blocks whose time range meets `[start, end)`.
+    pub fn time_range(
+        &mut self,
+        conn: &Connection,
+        (start, end): (&str, &str),
+        mask: u64,
+        text_eq: Option<(usize, String)>,
+    ) -> Result<()> {
+        let range = (micros(start)?, micros(end)?);
+        self.reset(
+            Order::Time,
+            mask,
+            RowFilter {
+                range: Some(range),
+                text_eq,
+            },
+        );
+        {
+            let mut stmt = conn.prepare_cached(
+                "SELECT block_id, min_occurred_at FROM event_blocks
+                 WHERE max_occurred_at >= ?1 AND min_occurred_at < ?2
+                 ORDER BY min_occurred_at, block_id",
+            )?;
+            let mut rows = stmt.query([start, end])?;
+            while let Some(r) = rows.next()? {
+                self.add_block(
+                    r.get(0)?,
+                    r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?,
+                )?;
+            }
+        }
+        self.begin(conn)
     }
 
     /// The current row: its block (slot) and its index in the block; `None` at the end.

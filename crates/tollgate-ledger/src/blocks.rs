@@ -108,6 +108,27 @@ pub const COL_EVENT_ID: usize = 1;
 pub const COL_OCCURRED_AT: usize = 5;
 pub const COL_COST_E12: usize = 40;
 
+/// The index of the column named `name` in [`COLUMNS`] (`COLUMNS.len()` when there is none:
+/// use it in a constant, checked against the length at compile time).
+pub const fn column(name: &str) -> usize {
+    let name = name.as_bytes();
+    let mut c = 0;
+    while c < COLUMNS.len() {
+        let col = COLUMNS[c].0.as_bytes();
+        if col.len() == name.len() {
+            let mut i = 0;
+            while i < col.len() && col[i] == name[i] {
+                i += 1;
+            }
+            if i == col.len() {
+                return c;
+            }
+        }
+        c += 1;
+    }
+    COLUMNS.len()
+}
+
 /// Columns with a stored value per event (all but `cost` and `ingested_at`).
 pub const STORED: usize = 48;
 
