@@ -53,10 +53,8 @@ impl Slot {
         self.ingested_at.clear();
         self.ingested_at
             .push_str(r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?);
-        // The block's bytes go into the slot's previous buffer (no allocation per block).
-        let mut data = self.block.take_data();
-        data.clear();
-        data.extend_from_slice(r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?);
+        // Decoded straight from SQLite's copy of the bytes, into the slot's buffers.
+        let data = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
         self.block.load(data, mask)?;
         self.pos = 0;
         Ok(())

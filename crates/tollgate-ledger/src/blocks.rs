@@ -394,11 +394,10 @@ impl<'a> BlockEncoder<'a> {
     }
 }
 
-/// A decoded block: the dictionary as offsets into the block's bytes, and the values of the
-/// columns asked for (see [`Block::load`]).
+/// A decoded block: the dictionary's strings, and the values of the columns asked for (see
+/// [`Block::load`]). It keeps no reference to the encoded bytes.
 #[derive(Default)]
 pub struct Block {
-    data: Vec<u8>,
     /// The dictionary's strings, one after another (checked to be UTF-8 once).
     text: String,
     strings: Vec<(u32, u32)>,
@@ -424,23 +423,23 @@ fn bad(what: &str) -> LedgerError {
 
 impl Block {
     /// Decodes `data`: the columns in `mask` (see [`Block::load`]).
-    pub fn decode(data: Vec<u8>, mask: u64) -> Result<Block> {
+    pub fn decode(data: &[u8], mask: u64) -> Result<Block> {
         let mut b = Block::default();
         b.load(data, mask)?;
         Ok(b)
     }
 
-    /// Replaces this block with `data`, decoding the columns in `mask` (bit `c` for column
-    /// `c` of [`COLUMNS`]; `cost` needs `cost_e12`, which this adds). Reuses the buffers.
-    pub fn load(&mut self, data: Vec<u8>, mask: u64) -> Result<()> {
+    /// Replaces this block with the one encoded in `data`, decoding the columns in `mask`
+    /// (bit `c` for column `c` of [`COLUMNS`]; `cost` needs `cost_e12`, which this adds).
+    /// Copies the strings and decodes the values (`data` is not kept); reuses the buffers.
+    pub fn load(&mut self, data: &[u8], mask: u64) -> Result<()> {
         let mut mask = mask;
         if mask & (1 << 39) != 0 {
             mask |= 1 << COL_COST_E12;
         }
-        self.data = data;
         self.mask = mask;
         self.n = 0;
-        let d = &self.data;
+        let d = data;
         if d.first() != Some(&FORMAT) {
             return Err(bad(&format!("unknown format {:?}", d.first())));
         }
@@ -502,13 +501,6 @@ impl Block {
         }
         self.n = n;
         Ok(())
-    }
-
-    /// Takes the block's bytes (to reuse the buffer for the next block); the block is empty
-    /// until the next [`Block::load`].
-    pub fn take_data(&mut self) -> Vec<u8> {
-        self.n = 0;
-        std::mem::take(&mut self.data)
     }
 
     /// The stored value of column `c` (a stored, decoded column) of event `row`.
@@ -655,7 +647,7 @@ mod tests {
             e.end_row();
         }
         let data = e.finish();
-        let b = Block::decode(data, ALL).unwrap();
+        let b = Block::decode(&data, ALL).unwrap();
         assert_eq!(b.n, 3);
         assert_eq!(b.text(0, 10), Some("a"));
         assert_eq!(b.text(1, 10), Some("b"));
@@ -682,7 +674,7 @@ mod tests {
         e.end_row();
         let mut data = e.finish();
         data.truncate(data.len() - 3);
-        assert!(Block::decode(data, ALL).is_err());
+        assert!(Block::decode(&data, ALL).is_err());
     }
 
     #[test]
