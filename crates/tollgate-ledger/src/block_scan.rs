@@ -376,6 +376,20 @@ pub(crate) struct InstantText {
 }
 
 impl InstantText {
+    /// Instant column `c` of event `row` of `b` as text in `buf` (`None` for NULL).
+    pub fn column<'b>(
+        &self,
+        b: &Block,
+        row: usize,
+        c: usize,
+        buf: &'b mut InstantBuf,
+    ) -> Result<Option<&'b str>> {
+        match b.int(row, c) {
+            None => Ok(None),
+            Some(us) => self.text(us, buf).map(Some),
+        }
+    }
+
     /// `us` (microseconds since the epoch) as `YYYY-MM-DDTHH:MM:SS.ffffffZ`, the text
     /// `tollgate_core::event::write_instant` gives, in `buf`.
     pub fn text<'b>(&self, us: i64, buf: &'b mut InstantBuf) -> Result<&'b str> {

@@ -523,6 +523,12 @@ impl Block {
     pub fn int(&self, row: usize, c: usize) -> Option<i64> {
         dec_int(self.raw(row, c))
     }
+
+    /// The `cost` of event `row` (`cost_e12` decoded): its exact decimal ([`format_e12`]) in
+    /// `buf`, `None` when unpriced.
+    pub fn cost<'b>(&self, row: usize, buf: &'b mut [u8; 48]) -> Option<&'b str> {
+        self.int(row, COL_COST_E12).map(|e12| format_e12(e12, buf))
+    }
 }
 
 /// A cost in units of 1e-12 as the ledger shows it: the exact decimal, without trailing

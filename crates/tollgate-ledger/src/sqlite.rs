@@ -1841,16 +1841,10 @@ impl AuditCursor {
             let v = b.int(row, c).unwrap_or(0);
             u64::try_from(v).map_err(|_| corrupt("count", &v.to_string()))
         };
-        let occurred_at = match b.int(row, C_OCCURRED_AT) {
-            Some(us) => self.instants.text(us, &mut self.at)?.as_bytes(),
-            None => b"",
-        };
-        let cost = match b.int(row, C_COST_E12) {
-            Some(e12) => blocks::format_e12(e12, &mut self.cost).as_bytes(),
-            None => b"",
-        };
+        let occurred_at = self.instants.column(b, row, C_OCCURRED_AT, &mut self.at)?;
+        let cost = b.cost(row, &mut self.cost);
         Ok(Some(AuditRow {
-            occurred_at,
+            occurred_at: occurred_at.map_or(&b""[..], str::as_bytes),
             event_id: text(C_EVENT_ID),
             request_id: text(C_REQUEST_ID),
             tenant_id: text(C_TENANT_ID),
@@ -1871,7 +1865,7 @@ impl AuditCursor {
             output_tokens: count(C_OUTPUT_TOKENS)?,
             reasoning_tokens: count(C_REASONING_TOKENS)?,
             currency: text(C_CURRENCY),
-            cost,
+            cost: cost.map_or(&b""[..], str::as_bytes),
             price_version: text(C_PRICE_VERSION),
             pricing_status: text(C_PRICING_STATUS),
             attribution_status: text(C_ATTRIBUTION_STATUS),

@@ -309,20 +309,12 @@ unsafe impl VTabCursor for EventsCursor<'_> {
             Kind::Seq => ctx.set_result(s.seq(row)),
             Kind::Text => ctx.set_result(b.text(row, c)),
             Kind::Int => ctx.set_result(b.int(row, c)),
-            Kind::Instant => match b.int(row, c) {
-                None => ctx.set_result(rusqlite::types::Null),
-                Some(us) => {
-                    let mut buf = InstantBuf::default();
-                    ctx.set_result(self.instants.text(us, &mut buf).map_err(sql_err)?)
-                }
-            },
-            Kind::Cost => match b.int(row, blocks::COL_COST_E12) {
-                None => ctx.set_result(rusqlite::types::Null),
-                Some(e12) => {
-                    let mut buf = [0u8; 48];
-                    ctx.set_result(blocks::format_e12(e12, &mut buf))
-                }
-            },
+            Kind::Instant => {
+                let mut buf = InstantBuf::default();
+                let text = self.instants.column(b, row, c, &mut buf).map_err(sql_err)?;
+                ctx.set_result(text)
+            }
+            Kind::Cost => ctx.set_result(b.cost(row, &mut [0u8; 48])),
             Kind::IngestedAt => ctx.set_result(s.ingested_at.as_str()),
         }
     }
