@@ -175,6 +175,27 @@ pub const COL_EVENT_ID: usize = 1;
 pub const COL_OCCURRED_AT: usize = 5;
 pub const COL_COST_E12: usize = 40;
 
+/// The index of the column named `name` in [`COLUMNS`] (`COLUMNS.len()` when there is none:
+/// use it in a constant, checked against the length at compile time).
+pub const fn column(name: &str) -> usize {
+    let name = name.as_bytes();
+    let mut c = 0;
+    while c < COLUMNS.len() {
+        let col = COLUMNS[c].0.as_bytes();
+        if col.len() == name.len() {
+            let mut i = 0;
+            while i < col.len() && col[i] == name[i] {
+                i += 1;
+            }
+            if i == col.len() {
+                return c;
+            }
+        }
+        c += 1;
+    }
+    COLUMNS.len()
+}
+
 /// Columns with a stored value per event (all but `cost` and `ingested_at`).
 pub const STORED: usize = 48;
 
@@ -507,11 +528,10 @@ impl<'a> BlockEncoder<'a> {
     }
 }
 
-/// A decoded block: the dictionary as offsets into the block's bytes, and the values of the
-/// columns asked for (see [`Block::load`]).
+/// A decoded block: the dictionary's strings, and the values of the columns asked for (see
+/// [`Block::load`]). It keeps no reference to the encoded bytes.
 #[derive(Default)]
 pub struct Block {
-    data: Vec<u8>,
     /// The dictionary's strings, one after another (checked to be UTF-8 once).
     text: String,
     strings: Vec<(u32, u32)>,
@@ -640,15 +660,16 @@ fn decode_id(
 
 impl Block {
     /// Decodes `data`: the columns in `mask` (see [`Block::load`]).
-    pub fn decode(data: Vec<u8>, mask: u64) -> Result<Block> {
+    pub fn decode(data: &[u8], mask: u64) -> Result<Block> {
         let mut b = Block::default();
         b.load(data, mask)?;
         Ok(b)
     }
 
-    /// Replaces this block with `data`, decoding the columns in `mask` (bit `c` for column
-    /// `c` of [`COLUMNS`]; `cost` needs `cost_e12`, which this adds). Reuses the buffers.
-    pub fn load(&mut self, data: Vec<u8>, mask: u64) -> Result<()> {
+    /// Replaces this block with the one encoded in `data`, decoding the columns in `mask`
+    /// (bit `c` for column `c` of [`COLUMNS`]; `cost` needs `cost_e12`, which this adds).
+    /// Copies the strings and decodes the values (`data` is not kept); reuses the buffers.
+    pub fn load(&mut self, data: &[u8], mask: u64) -> Result<()> {
         let mut mask = mask;
         if mask & (1 << 39) != 0 {
             mask |= 1 << COL_COST_E12;
@@ -656,10 +677,9 @@ impl Block {
         if mask & (1 << COL_COMPLETED_AT) != 0 {
             mask |= 1 << COL_OCCURRED_AT;
         }
-        self.data = data;
         self.mask = mask;
         self.n = 0;
-        let d = &self.data;
+        let d = data;
         let format = match d.first() {
             Some(&f) if f == FORMAT || f == FORMAT_2 => f,
             other => return Err(bad(&format!("unknown format {other:?}"))),
@@ -744,13 +764,6 @@ impl Block {
         Ok(())
     }
 
-    /// Takes the block's bytes (to reuse the buffer for the next block); the block is empty
-    /// until the next [`Block::load`].
-    pub fn take_data(&mut self) -> Vec<u8> {
-        self.n = 0;
-        std::mem::take(&mut self.data)
-    }
-
     /// The stored value of column `c` (a stored, decoded column) of event `row`.
     pub fn raw(&self, row: usize, c: usize) -> u64 {
         debug_assert!(self.mask & (1 << c) != 0, "column {c} not decoded");
@@ -770,6 +783,12 @@ impl Block {
     /// An integer or instant column (`None` for NULL).
     pub fn int(&self, row: usize, c: usize) -> Option<i64> {
         dec_int(self.raw(row, c))
+    }
+
+    /// The `cost` of event `row` (`cost_e12` decoded): its exact decimal ([`format_e12`]) in
+    /// `buf`, `None` when unpriced.
+    pub fn cost<'b>(&self, row: usize, buf: &'b mut [u8; 48]) -> Option<&'b str> {
+        self.int(row, COL_COST_E12).map(|e12| format_e12(e12, buf))
     }
 }
 
@@ -895,7 +914,7 @@ mod tests {
             e.end_row();
         }
         let data = e.finish();
-        let b = Block::decode(data, ALL).unwrap();
+        let b = Block::decode(&data, ALL).unwrap();
         assert_eq!(b.n, 3);
         assert_eq!(b.text(0, 10), Some("a"));
         assert_eq!(b.text(1, 10), Some("b"));
@@ -952,14 +971,14 @@ mod tests {
             Some("chatcmpl-0123456789ABCDEF0123"), // 4 lower-case hex digits at the end: raw
         ];
         let at = vec![(Some(1), None); ids.len()];
-        let b = Block::decode(block_of(&ids, &at), ALL).unwrap();
+        let b = Block::decode(&block_of(&ids, &at), ALL).unwrap();
         for (i, id) in ids.iter().enumerate() {
             for c in [1, 2, 4, 7, 8] {
                 assert_eq!(b.text(i, c), *id, "row {i} column {c}");
             }
         }
         // Only some columns decoded: the ids still come out right.
-        let b = Block::decode(block_of(&ids, &at), 1 << COL_EVENT_ID).unwrap();
+        let b = Block::decode(&block_of(&ids, &at), 1 << COL_EVENT_ID).unwrap();
         assert_eq!(b.text(2, COL_EVENT_ID), Some("req_8f2c0ec7d85eda57"));
         assert_eq!(b.text(11, COL_EVENT_ID), ids[11]);
     }
@@ -984,7 +1003,7 @@ mod tests {
         let at = vec![(Some(1_000_000), Some(2_000_000)); ids.len()];
         let data = block_of(&ids, &at);
         assert_eq!(data.len(), 130_981);
-        let b = Block::decode(data, ALL).unwrap();
+        let b = Block::decode(&data, ALL).unwrap();
         assert_eq!(b.text(999, 8), Some("01a0f4c2-cb78-7cbd-ba8a-0000000003e7"));
     }
 
@@ -1000,7 +1019,7 @@ mod tests {
         ];
         let ids = vec![Some("x"); at.len()];
         for mask in [ALL, 1 << COL_COMPLETED_AT, 1 << COL_OCCURRED_AT] {
-            let b = Block::decode(block_of(&ids, &at), mask).unwrap();
+            let b = Block::decode(&block_of(&ids, &at), mask).unwrap();
             for (i, (occ, done)) in at.iter().enumerate() {
                 assert_eq!(b.int(i, COL_OCCURRED_AT), *occ, "row {i}");
                 if mask & (1 << COL_COMPLETED_AT) != 0 {
@@ -1035,7 +1054,7 @@ mod tests {
             put_varint(&mut d, col.len() as u64);
             d.extend_from_slice(&col);
         }
-        let b = Block::decode(d, ALL).unwrap();
+        let b = Block::decode(&d, ALL).unwrap();
         assert_eq!(b.n, 1);
         assert_eq!(b.text(0, COL_EVENT_ID), Some("ev-1"));
         assert_eq!(b.text(0, 10), Some("team-a"));
@@ -1056,7 +1075,7 @@ mod tests {
         e.end_row();
         let mut data = e.finish();
         data.truncate(data.len() - 3);
-        assert!(Block::decode(data, ALL).is_err());
+        assert!(Block::decode(&data, ALL).is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - money is kept exactly (scaled integers of 1e-12 plus the exact decimal text);
 //! - a writer that is dropped without `commit` leaves nothing behind.
 
+mod block_scan;
 pub mod blocks;
 pub mod books;
 pub mod conformance;

@@ -329,7 +329,7 @@ impl EventWriter {
                 [b],
                 |r| r.get(0),
             )?;
-            let blk = Block::decode(data, 1 << blocks::COL_EVENT_ID)?;
+            let blk = Block::decode(&data, 1 << blocks::COL_EVENT_ID)?;
             let set = (0..blk.n)
                 .filter_map(|i| blk.text(i, blocks::COL_EVENT_ID).map(str::to_string))
                 .collect();

@@ -6,7 +6,10 @@
 //! the rowid) and `event_id = ?` choose which blocks to read (blocks record their first and last
 //! instant and seq, and their ids' hashes); SQLite still checks every constraint on every row,
 //! so the pruning only has to be conservative. Rows come in `seq` order, which the table tells
-//! SQLite so that `ORDER BY seq` needs no sort.
+//! SQLite so that `ORDER BY seq` needs no sort, or in `(occurred_at, seq)` order when the query
+//! asks for it. Reading the chosen blocks in either order is [`BlockScan`]'s (`block_scan.rs`,
+//! shared with the audit export); this module turns SQLite's plan into the list of blocks and
+//! hands values to SQLite.
 //!
 //! It has no xUpdate: INSERT, UPDATE and DELETE on `events` fail. The blocks themselves are
 //! guarded by triggers (events are immutable).
@@ -18,8 +21,6 @@
 #![allow(unsafe_code)]
 
 use std::borrow::Cow;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::ffi::{CStr, c_int};
 use std::fmt::Write as _;
 
@@ -29,7 +30,9 @@ use rusqlite::vtab::{
 };
 use rusqlite::{Connection, ffi};
 
-use crate::blocks::{self, ALL, Block, COL_EVENT_ID, COL_OCCURRED_AT, COL_SEQ, COLUMNS, Kind};
+use crate::LedgerError;
+use crate::block_scan::{BlockScan, InstantBuf, InstantText, Order, RowFilter};
+use crate::blocks::{self, ALL, COL_EVENT_ID, COL_OCCURRED_AT, COL_SEQ, COLUMNS, Kind};
 
 /// Registers the `events` table on `conn`.
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
@@ -172,48 +175,11 @@ unsafe impl<'vtab> VTab<'vtab> for EventsTab {
         Ok(EventsCursor {
             base: ffi::sqlite3_vtab_cursor::default(),
             conn,
-            pending: Vec::new(),
-            next_block: 0,
-            slots: Vec::new(),
-            free: Vec::new(),
-            heap: BinaryHeap::new(),
-            cur: (0, 0),
-            by_time: false,
-            eof: true,
-            mask: ALL,
+            scan: BlockScan::default(),
             instants: InstantText::default(),
             _tab: std::marker::PhantomData,
         })
     }
-}
-
-/// One loaded block and the order its rows are read in.
-#[derive(Default)]
-struct Slot {
-    block: Block,
-    min_seq: i64,
-    ingested_at: String,
-    /// Row indices in (occurred_at, seq) order (time-ordered reads only).
-    order: Vec<u32>,
-    /// The next position in the block (seq order) or in `order` (time order).
-    pos: usize,
-}
-
-impl Slot {
-    fn seq(&self, row: usize) -> i64 {
-        self.min_seq + self.block.raw(row, COL_SEQ) as i64
-    }
-
-    fn key(&self, row: usize) -> (i64, i64) {
-        let at = self.block.int(row, COL_OCCURRED_AT).unwrap_or(i64::MIN);
-        (at, self.seq(row))
-    }
-}
-
-/// A block still to read, with its earliest instant (microseconds) for time-ordered reads.
-struct Pending {
-    id: i64,
-    min_us: i64,
 }
 
 #[repr(C)]
@@ -221,166 +187,21 @@ struct EventsCursor<'vtab> {
     /// Base class; must be first.
     base: ffi::sqlite3_vtab_cursor,
     conn: Connection,
-    /// The blocks to read: by block id, or by earliest instant for time-ordered reads.
-    pending: Vec<Pending>,
-    next_block: usize,
-    /// Loaded blocks: one at a time in seq order; in time order, every block that may hold
-    /// the next row (blocks whose time ranges overlap are read side by side).
-    slots: Vec<Slot>,
-    free: Vec<usize>,
-    /// Time order: each active slot's next row as (occurred_at, seq, slot), least first.
-    heap: BinaryHeap<Reverse<(i64, i64, usize)>>,
-    /// The current row: slot and row index in its block.
-    cur: (usize, usize),
-    by_time: bool,
-    eof: bool,
-    /// The columns to decode (bit `c` for column `c`), from `best_index`.
-    mask: u64,
+    /// The blocks chosen by `filter`, read in seq or time order.
+    scan: BlockScan,
     instants: InstantText,
     _tab: std::marker::PhantomData<&'vtab EventsTab>,
-}
-
-/// Formats instants as the ledger stores them, remembering the last day's date text (rows
-/// come mostly in time order, so most share it).
-#[derive(Default)]
-struct InstantText {
-    /// The day (since the epoch) and its `YYYY-MM-DDT`.
-    day: std::cell::Cell<Option<(i64, [u8; 11])>>,
-}
-
-impl InstantText {
-    /// `us` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` in `buf`, or `None` for years outside 0-9999
-    /// (the caller formats those in full).
-    fn format<'b>(&self, us: i64, buf: &'b mut [u8; 27]) -> Option<&'b str> {
-        let day = us.div_euclid(86_400_000_000);
-        let date = match self.day.get() {
-            Some((d, date)) if d == day => date,
-            _ => {
-                let t = jiff::Timestamp::from_microsecond(day * 86_400_000_000).ok()?;
-                let mut s = String::with_capacity(27);
-                tollgate_core::event::write_instant(&mut s, t);
-                let b = s.as_bytes();
-                if b.len() != 27 || b[10] != b'T' {
-                    return None;
-                }
-                let mut date = [0u8; 11];
-                date.copy_from_slice(&b[..11]);
-                self.day.set(Some((day, date)));
-                date
-            }
-        };
-        buf[..11].copy_from_slice(&date);
-        let rest = us.rem_euclid(86_400_000_000);
-        let (secs, frac) = (rest / 1_000_000, rest % 1_000_000);
-        let put = |buf: &mut [u8; 27], at: usize, v: i64, width: usize| {
-            let mut v = v;
-            for i in (0..width).rev() {
-                buf[at + i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        };
-        put(buf, 11, secs / 3600, 2);
-        buf[13] = b':';
-        put(buf, 14, secs / 60 % 60, 2);
-        buf[16] = b':';
-        put(buf, 17, secs % 60, 2);
-        buf[19] = b'.';
-        put(buf, 20, frac, 6);
-        buf[26] = b'Z';
-        std::str::from_utf8(&buf[..]).ok()
-    }
 }
 
 fn module_err(e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::ModuleError(e.to_string())
 }
 
-impl EventsCursor<'_> {
-    /// Loads block `id` into slot `slot`.
-    fn load(&mut self, slot: usize, id: i64) -> rusqlite::Result<()> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT min_seq, ingested_at, data FROM event_blocks WHERE block_id = ?1",
-        )?;
-        let mut rows = stmt.query([id])?;
-        let Some(r) = rows.next()? else {
-            return Err(module_err(format!("event block {id} vanished")));
-        };
-        let s = &mut self.slots[slot];
-        s.min_seq = r.get(0)?;
-        s.ingested_at.clear();
-        s.ingested_at.push_str(r.get_ref(1)?.as_str()?);
-        // The block's bytes go into the slot's previous buffer (no allocation per block).
-        let mut data = s.block.take_data();
-        data.clear();
-        data.extend_from_slice(r.get_ref(2)?.as_blob()?);
-        s.block.load(data, self.mask).map_err(module_err)?;
-        s.pos = 0;
-        Ok(())
-    }
-
-    /// Seq order: moves to the first row of the next non-empty block, or sets `eof`.
-    fn load_next(&mut self) -> rusqlite::Result<()> {
-        if self.slots.is_empty() {
-            self.slots.push(Slot::default());
-        }
-        loop {
-            let Some(id) = self.pending.get(self.next_block).map(|p| p.id) else {
-                self.eof = true;
-                return Ok(());
-            };
-            self.next_block += 1;
-            self.load(0, id)?;
-            if self.slots[0].block.n > 0 {
-                self.cur = (0, 0);
-                self.eof = false;
-                return Ok(());
-            }
-        }
-    }
-
-    /// Time order: loads every pending block that may hold the next row, then moves to the
-    /// least row of the active blocks, or sets `eof`.
-    fn advance_by_time(&mut self) -> rusqlite::Result<()> {
-        while let Some(p) = self.pending.get(self.next_block) {
-            if let Some(Reverse((at, _, _))) = self.heap.peek()
-                && p.min_us > *at
-            {
-                break;
-            }
-            let id = p.id;
-            self.next_block += 1;
-            let slot = match self.free.pop() {
-                Some(s) => s,
-                None => {
-                    self.slots.push(Slot::default());
-                    self.slots.len() - 1
-                }
-            };
-            self.load(slot, id)?;
-            let s = &mut self.slots[slot];
-            let mut order = std::mem::take(&mut s.order);
-            order.clear();
-            order.extend(0..s.block.n as u32);
-            // Rows usually arrive in time order already: the stable sort sees one run.
-            order.sort_by_key(|&r| s.key(r as usize));
-            s.order = order;
-            match s.order.first() {
-                Some(&r) => {
-                    let (at, seq) = s.key(r as usize);
-                    self.heap.push(Reverse((at, seq, slot)));
-                }
-                None => self.free.push(slot),
-            }
-        }
-        match self.heap.peek() {
-            Some(Reverse((_, _, slot))) => {
-                let s = &self.slots[*slot];
-                self.cur = (*slot, s.order[s.pos] as usize);
-                self.eof = false;
-            }
-            None => self.eof = true,
-        }
-        Ok(())
+/// A ledger error as SQLite's: its own errors (busy, interrupted ...) as they were.
+fn sql_err(e: LedgerError) -> rusqlite::Error {
+    match e {
+        LedgerError::Sqlite(e) => e,
+        e => module_err(e),
     }
 }
 
@@ -391,13 +212,10 @@ unsafe impl VTabCursor for EventsCursor<'_> {
         idx_str: Option<&str>,
         args: &Filters<'_>,
     ) -> rusqlite::Result<()> {
-        self.mask = idx_str
+        let mask = idx_str
             .and_then(|s| u64::from_str_radix(s, 16).ok())
             .unwrap_or(ALL);
-        self.by_time = idx_num & BY_TIME != 0;
-        if self.by_time {
-            self.mask |= 1 << COL_OCCURRED_AT;
-        }
+        let by_time = idx_num & BY_TIME != 0;
         let mut sql =
             String::from("SELECT block_id, ids, min_occurred_at FROM event_blocks WHERE 1");
         let mut params: Vec<Value> = Vec::new();
@@ -447,12 +265,14 @@ unsafe impl VTabCursor for EventsCursor<'_> {
                 _ => {}
             }
         }
-        sql.push_str(if self.by_time {
+        sql.push_str(if by_time {
             " ORDER BY min_occurred_at, block_id"
         } else {
             " ORDER BY block_id"
         });
-        self.pending.clear();
+        let order = if by_time { Order::Time } else { Order::Seq };
+        // SQLite checks every constraint on every row itself: the scan yields whole blocks.
+        self.scan.reset(order, mask, RowFilter::default());
         {
             let mut stmt = self.conn.prepare_cached(&sql)?;
             let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
@@ -463,95 +283,47 @@ unsafe impl VTabCursor for EventsCursor<'_> {
                 {
                     continue;
                 }
-                let min: &str = r.get_ref(2)?.as_str()?;
-                let min_us = min
-                    .parse::<jiff::Timestamp>()
-                    .map_err(module_err)?
-                    .as_microsecond();
-                self.pending.push(Pending { id, min_us });
+                self.scan
+                    .add_block(id, r.get_ref(2)?.as_str()?)
+                    .map_err(sql_err)?;
             }
         }
-        self.next_block = 0;
-        self.heap.clear();
-        self.free = (0..self.slots.len()).collect();
-        if self.by_time {
-            self.advance_by_time()
-        } else {
-            self.load_next()
-        }
+        self.scan.begin(&self.conn).map_err(sql_err)
     }
 
     fn next(&mut self) -> rusqlite::Result<()> {
-        if self.by_time {
-            let Some(Reverse((_, _, slot))) = self.heap.pop() else {
-                self.eof = true;
-                return Ok(());
-            };
-            let s = &mut self.slots[slot];
-            s.pos += 1;
-            match s.order.get(s.pos) {
-                Some(&r) => {
-                    let (at, seq) = s.key(r as usize);
-                    self.heap.push(Reverse((at, seq, slot)));
-                }
-                None => self.free.push(slot),
-            }
-            return self.advance_by_time();
-        }
-        let s = &mut self.slots[0];
-        s.pos += 1;
-        if s.pos >= s.block.n {
-            return self.load_next();
-        }
-        self.cur = (0, s.pos);
-        Ok(())
+        self.scan.advance(&self.conn).map_err(sql_err)
     }
 
     fn eof(&self) -> bool {
-        self.eof
+        self.scan.current().is_none()
     }
 
     fn column(&self, ctx: &mut Context, i: c_int) -> rusqlite::Result<()> {
         let c = usize::try_from(i).unwrap_or(usize::MAX);
-        let Some(&(_, kind)) = COLUMNS.get(c) else {
+        let (Some(&(_, kind)), Some((s, row))) = (COLUMNS.get(c), self.scan.current()) else {
             return ctx.set_result(rusqlite::types::Null);
         };
-        let (slot, row) = self.cur;
-        let s = &self.slots[slot];
         let b = &s.block;
         match kind {
             Kind::Seq => ctx.set_result(s.seq(row)),
             Kind::Text => ctx.set_result(b.text(row, c)),
             Kind::Int => ctx.set_result(b.int(row, c)),
-            Kind::Instant => match b.int(row, c) {
-                None => ctx.set_result(rusqlite::types::Null),
-                Some(us) => {
-                    let mut buf = [0u8; 27];
-                    match self.instants.format(us, &mut buf) {
-                        Some(text) => ctx.set_result(text),
-                        None => {
-                            let t = jiff::Timestamp::from_microsecond(us).map_err(module_err)?;
-                            let mut text = String::with_capacity(27);
-                            tollgate_core::event::write_instant(&mut text, t);
-                            ctx.set_result(text)
-                        }
-                    }
-                }
-            },
-            Kind::Cost => match b.int(row, blocks::COL_COST_E12) {
-                None => ctx.set_result(rusqlite::types::Null),
-                Some(e12) => {
-                    let mut buf = [0u8; 48];
-                    ctx.set_result(blocks::format_e12(e12, &mut buf))
-                }
-            },
+            Kind::Instant => {
+                let mut buf = InstantBuf::default();
+                let text = self.instants.column(b, row, c, &mut buf).map_err(sql_err)?;
+                ctx.set_result(text)
+            }
+            Kind::Cost => ctx.set_result(b.cost(row, &mut [0u8; 48])),
             Kind::IngestedAt => ctx.set_result(s.ingested_at.as_str()),
         }
     }
 
     fn rowid(&self) -> rusqlite::Result<i64> {
-        let (slot, row) = self.cur;
-        Ok(self.slots[slot].seq(row))
+        match self.scan.current() {
+            Some((s, row)) => Ok(s.seq(row)),
+            None => Err(module_err("no current row")),
+        }
     }
 }
 
