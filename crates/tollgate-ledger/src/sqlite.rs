@@ -494,11 +494,6 @@ impl SqliteLedger {
             message: e.to_string(),
         })?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        // 16 KiB pages for a new ledger (an existing one keeps its size): event blocks are
-        // large blobs, stored as chains of overflow pages, and every page costs the WAL and
-        // the kernel the same bookkeeping whatever its size (ingest spent 0.3-0.5 s less
-        // system time per million events than with 4 KiB pages; BENCHMARKS.md).
-        conn.pragma_update(None, "page_size", 16384)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
