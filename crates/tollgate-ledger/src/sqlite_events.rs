@@ -654,26 +654,11 @@ impl EventWriter {
     /// key order, and forgets them.
     fn write_sums_before(&mut self, conn: &Connection, before: Option<i64>) -> Result<()> {
         let keep = |h: i64| before.is_some_and(|b| h >= b);
-        {
-            let names = &self.names;
-            let s = |k: &u32| names[*k as usize].as_str();
-            let mut rollups: Vec<NamedRollup<'_, 12, crate::Totals>> = self
-                .sums
-                .iter()
-                .filter(|((h, _), _)| !keep(*h))
-                .map(|((h, k), t)| ((*h, k.each_ref().map(s)), *t))
-                .collect();
-            rollups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            super::upsert_rollups(conn, rollups.iter().map(|(k, t)| (k, t)))?;
-            let mut keys: Vec<NamedRollup<'_, 5, (crate::Totals, u64)>> = self
-                .key_sums
-                .iter()
-                .filter(|((h, _), _)| !keep(*h))
-                .map(|((h, k), t)| ((*h, k.each_ref().map(s)), *t))
-                .collect();
-            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            super::books_impl::upsert_key_rollups(conn, keys.iter().map(|(k, t)| (k, t)))?;
-        }
+        let rollups = due(&self.sums, &self.names, keep);
+        super::upsert_rollups(conn, rollups.iter().map(|(k, t)| (k, t)))?;
+        let keys = due(&self.key_sums, &self.names, keep);
+        super::books_impl::upsert_key_rollups(conn, keys.iter().map(|(k, t)| (k, t)))?;
+        drop((rollups, keys));
         self.sums.retain(|(h, _), _| keep(*h));
         self.key_sums.retain(|(h, _), _| keep(*h));
         self.blocks_since_sums = 0;
@@ -725,6 +710,22 @@ type OwnedRollup<const N: usize, T> = ((i64, [String; N]), T);
 
 /// The same, the strings borrowed.
 type NamedRollup<'a, const N: usize, T> = ((i64, [&'a str; N]), T);
+
+/// The sums of `m` whose hour `keep` refuses, their keys as the interned `names`, in key order.
+fn due<'n, const N: usize, T: Copy>(
+    m: &FxMap<(i64, [u32; N]), T>,
+    names: &'n [String],
+    keep: impl Fn(i64) -> bool,
+) -> Vec<NamedRollup<'n, N, T>> {
+    let s = |k: &u32| names[*k as usize].as_str();
+    let mut v: Vec<NamedRollup<'n, N, T>> = m
+        .iter()
+        .filter(|((h, _), _)| !keep(*h))
+        .map(|((h, k), t)| ((*h, k.each_ref().map(s)), *t))
+        .collect();
+    v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    v
+}
 
 impl<'a> BlockBuild<'a> {
     /// Encodes `e` as the block's next event, `off` after its first seq, and adds it to the
