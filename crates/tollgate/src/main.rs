@@ -49,12 +49,6 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::output::outln;
 
-/// mimalloc instead of the system allocator: ingest builds and drops millions of small
-/// strings across threads (parsers allocate, the writer frees), where glibc's malloc spent
-/// ~13 % of the CPU (BENCHMARKS.md, "Allocator").
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Tollgate: who spent what on LLM calls, exactly.
 #[derive(Debug, Parser)]
 #[command(
