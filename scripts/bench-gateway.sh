@@ -21,6 +21,7 @@ DUR="${1:-10}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tollgate-target}"
 cargo build --release -q -p tollgate -p tollgate-gateway --bins --example loadgen
 # TOLLGATE_BIN=path measures another build of the gateway (an A/B against an older commit).
+# KEEP=1 keeps the work dir (ledgers, spools, logs; removed on exit otherwise).
 BIN="${TOLLGATE_BIN:-$CARGO_TARGET_DIR/release/tollgate}"
 LOADGEN="$CARGO_TARGET_DIR/release/examples/loadgen"
 RATES="${RATES:-2000 5000}"
@@ -29,7 +30,14 @@ NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 [ -x "$NGINX" ] || { echo "nginx not found (apt-get install nginx-light)" >&2; exit 1; }
 WORK="$(mktemp -d /tmp/tollgate-gwbench.XXXXXX)"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2> /dev/null || true; done; }
+# Stops the servers; removes the work dir (ledgers, spools, logs) unless KEEP is set.
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2> /dev/null || true; done
+  if [ -z "${KEEP:-}" ]; then
+    for p in "${PIDS[@]}"; do wait "$p" 2> /dev/null || true; done
+    rm -rf "$WORK"
+  fi
+}
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_file() { for _ in $(seq 300); do [ -s "$1" ] && return 0; sleep 0.05; done; echo "timeout waiting for $1" >&2; exit 1; }
