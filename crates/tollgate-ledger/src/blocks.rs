@@ -40,11 +40,38 @@ const FORMAT_2: u8 = 2;
 /// `trace_id`, `span_id`): stored in their column (not the dictionary), the hex digits that
 /// end them packed two to a byte (see [`BlockEncoder::text_unique`]).
 pub const fn unique(c: usize) -> bool {
-    matches!(c, 1 | 2 | 4 | 7 | 8)
+    let mut i = 0;
+    while i < ID_COLUMNS.len() {
+        if ID_COLUMNS[i] == c {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
+const ID_COLUMNS: [usize; 5] = [
+    column("event_id"),
+    column("request_id"),
+    column("parent_request_id"),
+    column("trace_id"),
+    column("span_id"),
+];
+
 /// `completed_at`: stored as its distance from the event's `occurred_at`.
-const COL_COMPLETED_AT: usize = 6;
+const COL_COMPLETED_AT: usize = column("completed_at");
+
+// The columns named above exist (`column` gives `COLUMNS.len()` for a missing name) and are
+// stored per event before `cost` (their stored index is their column index).
+const _: () = {
+    let mut i = 0;
+    while i < ID_COLUMNS.len() {
+        assert!(ID_COLUMNS[i] < 39 && matches!(COLUMNS[ID_COLUMNS[i]].1, Kind::Text));
+        i += 1;
+    }
+    assert!(matches!(COLUMNS[COL_COMPLETED_AT].1, Kind::Instant));
+    assert!(COL_COMPLETED_AT < 39);
+};
 
 /// Tags of a value in a column of ids.
 const ID_NULL: u8 = 0;

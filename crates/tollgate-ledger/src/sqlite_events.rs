@@ -658,7 +658,6 @@ impl EventWriter {
         super::upsert_rollups(conn, rollups.iter().map(|(k, t)| (k, t)))?;
         let keys = due(&self.key_sums, &self.names, keep);
         super::books_impl::upsert_key_rollups(conn, keys.iter().map(|(k, t)| (k, t)))?;
-        drop((rollups, keys));
         self.sums.retain(|(h, _), _| keep(*h));
         self.key_sums.retain(|(h, _), _| keep(*h));
         self.blocks_since_sums = 0;
