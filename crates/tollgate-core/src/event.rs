@@ -117,22 +117,22 @@ impl CostBreakdown {
     }
 }
 
-/// Who, what and where.
+/// Who, what and where. `S` is the type of its texts (see [`UsageEvent`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Attribution {
-    pub team_id: Option<String>,
-    pub cost_center: Option<String>,
-    pub service: Option<String>,
-    pub feature: Option<String>,
+pub struct Attribution<S = String> {
+    pub team_id: Option<S>,
+    pub cost_center: Option<S>,
+    pub service: Option<S>,
+    pub feature: Option<S>,
     pub environment: Option<Environment>,
-    pub tenant_id: Option<String>,
-    pub user_id: Option<String>,
-    pub api_key_id: Option<String>,
-    pub region: Option<String>,
+    pub tenant_id: Option<S>,
+    pub user_id: Option<S>,
+    pub api_key_id: Option<S>,
+    pub region: Option<S>,
     pub tags: BTreeMap<String, String>,
 }
 
-impl Attribution {
+impl<S> Attribution<S> {
     /// Names of the required attribution fields that are missing.
     pub fn missing_required(&self) -> Vec<&'static str> {
         let mut m = Vec::new();
@@ -152,18 +152,19 @@ impl Attribution {
     }
 }
 
-/// Price and cost as recorded on the event.
+/// Price and cost as recorded on the event. `S` is the type of its texts (see
+/// [`UsageEvent`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pricing {
+pub struct Pricing<S = String> {
     pub currency: Currency,
     /// `None` exactly when the event is unpriced.
     pub cost: Option<Decimal>,
     pub cost_breakdown: CostBreakdown,
-    pub price_version: Option<String>,
+    pub price_version: Option<S>,
     pub pricing_status: PricingStatus,
 }
 
-impl Pricing {
+impl<S> Pricing<S> {
     pub fn unpriced() -> Self {
         Pricing {
             currency: Currency::USD,
@@ -176,37 +177,96 @@ impl Pricing {
 }
 
 /// One LLM call.
+///
+/// `S` is the type of its texts: owned `String`s everywhere an event is kept, or
+/// `Cow<'a, str>` borrowed from the line it was read from ([`EventRef`]), which the import
+/// validates, prices and encodes without allocating a string per field.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageEvent {
-    pub event_id: String,
-    pub request_id: Option<String>,
+pub struct UsageEvent<S = String> {
+    pub event_id: S,
+    pub request_id: Option<S>,
     pub attempt: u32,
-    pub parent_request_id: Option<String>,
+    pub parent_request_id: Option<S>,
     pub occurred_at: Timestamp,
     pub completed_at: Option<Timestamp>,
-    pub trace_id: Option<String>,
-    pub span_id: Option<String>,
-    pub session_id: Option<String>,
-    pub attribution: Attribution,
+    pub trace_id: Option<S>,
+    pub span_id: Option<S>,
+    pub session_id: Option<S>,
+    pub attribution: Attribution<S>,
     pub attribution_status: AttributionStatus,
-    pub provider: String,
-    pub model_requested: Option<String>,
-    pub model: String,
+    pub provider: S,
+    pub model_requested: Option<S>,
+    pub model: S,
     pub operation: Operation,
-    pub service_tier: Option<String>,
+    pub service_tier: Option<S>,
     pub status: Status,
     pub http_status: Option<u16>,
     pub streamed: bool,
     pub latency_ms: Option<u64>,
     pub ttft_ms: Option<u64>,
     pub usage: Usage,
-    pub pricing: Pricing,
+    pub pricing: Pricing<S>,
 }
 
-impl UsageEvent {
+/// An event whose texts borrow from the record it was read from (escaped JSON strings are
+/// owned).
+pub type EventRef<'a> = UsageEvent<Cow<'a, str>>;
+
+impl<S: std::ops::Deref<Target = str>> UsageEvent<S> {
     /// Whether this event is billed at batch prices.
     pub fn is_batch(&self) -> bool {
         self.operation == Operation::Batch || self.service_tier.as_deref() == Some("batch")
+    }
+}
+
+impl<S> UsageEvent<S> {
+    /// The same event with every text turned into a `T` by `f` (e.g. `String::from` to own
+    /// the texts of an [`EventRef`]).
+    pub fn map_texts<T>(self, mut f: impl FnMut(S) -> T) -> UsageEvent<T> {
+        let a = self.attribution;
+        let p = self.pricing;
+        UsageEvent {
+            event_id: f(self.event_id),
+            request_id: self.request_id.map(&mut f),
+            attempt: self.attempt,
+            parent_request_id: self.parent_request_id.map(&mut f),
+            occurred_at: self.occurred_at,
+            completed_at: self.completed_at,
+            trace_id: self.trace_id.map(&mut f),
+            span_id: self.span_id.map(&mut f),
+            session_id: self.session_id.map(&mut f),
+            attribution: Attribution {
+                team_id: a.team_id.map(&mut f),
+                cost_center: a.cost_center.map(&mut f),
+                service: a.service.map(&mut f),
+                feature: a.feature.map(&mut f),
+                environment: a.environment,
+                tenant_id: a.tenant_id.map(&mut f),
+                user_id: a.user_id.map(&mut f),
+                api_key_id: a.api_key_id.map(&mut f),
+                region: a.region.map(&mut f),
+                tags: a.tags,
+            },
+            attribution_status: self.attribution_status,
+            provider: f(self.provider),
+            model_requested: self.model_requested.map(&mut f),
+            model: f(self.model),
+            operation: self.operation,
+            service_tier: self.service_tier.map(&mut f),
+            status: self.status,
+            http_status: self.http_status,
+            streamed: self.streamed,
+            latency_ms: self.latency_ms,
+            ttft_ms: self.ttft_ms,
+            usage: self.usage,
+            pricing: Pricing {
+                currency: p.currency,
+                cost: p.cost,
+                cost_breakdown: p.cost_breakdown,
+                price_version: p.price_version.map(&mut f),
+                pricing_status: p.pricing_status,
+            },
+        }
     }
 }
 
@@ -375,6 +435,21 @@ pub struct RawEvent<'a> {
 
 /// Checks a UUID in its 8-4-4-4-12 hex text form and returns it lower-cased.
 pub fn normalize_uuid(field: &str, s: &str) -> Result<String, FieldError> {
+    uuid_text(field, Cow::Borrowed(s)).map(Cow::into_owned)
+}
+
+/// The text lower-cased (ASCII), copied only when it has an upper-case letter.
+fn lower(v: Cow<'_, str>) -> Cow<'_, str> {
+    if v.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(v.to_ascii_lowercase())
+    } else {
+        v
+    }
+}
+
+/// [`normalize_uuid`] keeping a text that is already lower case as it is.
+fn uuid_text<'a>(field: &str, v: Cow<'a, str>) -> Result<Cow<'a, str>, FieldError> {
+    let s = &*v;
     let b = s.as_bytes();
     // Five groups of hex digits with a dash between each two.
     let hex = |r: std::ops::Range<usize>| b.get(r).is_some_and(all_hex);
@@ -386,7 +461,7 @@ pub fn normalize_uuid(field: &str, s: &str) -> Result<String, FieldError> {
         && hex(19..23)
         && hex(24..36);
     if ok {
-        Ok(s.to_ascii_lowercase())
+        Ok(lower(v))
     } else {
         Err(FieldError::new(
             field,
@@ -568,28 +643,34 @@ fn opt_str<'s>(field: &str, v: &'s Option<Cow<'_, str>>) -> Result<Option<&'s st
     }
 }
 
-fn opt_string(field: &str, v: Option<Cow<'_, str>>) -> Result<Option<String>, FieldError> {
+/// A text that is not blank, checked for length, as the event's text type.
+fn opt_string<'a, S: From<Cow<'a, str>>>(
+    field: &str,
+    v: Option<Cow<'a, str>>,
+) -> Result<Option<S>, FieldError> {
     if opt_str(field, &v)?.is_none() {
         return Ok(None);
     }
-    Ok(v.map(Cow::into_owned))
+    Ok(v.map(S::from))
 }
 
 /// An OpenTelemetry id: `len` hex digits (lower-cased).
-fn hex_id(field: &str, v: Option<Cow<'_, str>>, len: usize) -> Result<Option<String>, FieldError> {
+fn hex_id<'a, S: From<Cow<'a, str>>>(
+    field: &str,
+    v: Option<Cow<'a, str>>,
+    len: usize,
+) -> Result<Option<S>, FieldError> {
     match opt_str(field, &v)? {
-        None => Ok(None),
-        Some(s) if s.len() == len && all_hex(s.as_bytes()) => {
-            // One copy, lower-cased in place.
-            let mut out = s.to_string();
-            out.make_ascii_lowercase();
-            Ok(Some(out))
+        None => return Ok(None),
+        Some(s) if s.len() == len && all_hex(s.as_bytes()) => {}
+        Some(s) => {
+            return Err(FieldError::new(
+                field,
+                format!("{s:?} is not an OpenTelemetry id ({len} hex digits)"),
+            ));
         }
-        Some(s) => Err(FieldError::new(
-            field,
-            format!("{s:?} is not an OpenTelemetry id ({len} hex digits)"),
-        )),
     }
+    Ok(v.map(|v| S::from(lower(v))))
 }
 
 fn parse_vocab<T: std::str::FromStr<Err = crate::error::CoreError>>(
@@ -615,12 +696,18 @@ fn units_key_ok(k: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-impl RawEvent<'_> {
+impl<'a> RawEvent<'a> {
     /// Validates and normalises the record. Missing attribution is not an error: the event
     /// becomes `quarantined`.
     pub fn validate(self) -> Result<UsageEvent, FieldError> {
-        let event_id = match self.event_id.as_deref() {
-            Some(s) if !s.is_empty() => normalize_uuid("event_id", s)?,
+        self.validate_as()
+    }
+
+    /// [`RawEvent::validate`] into an event whose texts are `S`: `String`, or `Cow<'a, str>`
+    /// to borrow them from the record ([`EventRef`]).
+    pub fn validate_as<S: From<Cow<'a, str>>>(self) -> Result<UsageEvent<S>, FieldError> {
+        let event_id = match self.event_id {
+            Some(s) if !s.is_empty() => S::from(uuid_text("event_id", s)?),
             _ => return Err(FieldError::new("event_id", "missing (required)")),
         };
         let occurred_at = match self.occurred_at.as_deref() {
@@ -813,13 +900,13 @@ fn money_text(field: &str, v: &RawDecimal<'_>) -> Result<Decimal, FieldError> {
     Ok(d.normalize())
 }
 
-fn validate_pricing(
+fn validate_pricing<'a, S: From<Cow<'a, str>>>(
     currency: Currency,
     cost: Option<RawDecimal<'_>>,
     breakdown: Option<BTreeMap<Cow<'_, str>, RawDecimal<'_>>>,
-    price_version: Option<Cow<'_, str>>,
+    price_version: Option<Cow<'a, str>>,
     status: Option<&str>,
-) -> Result<Pricing, FieldError> {
+) -> Result<Pricing<S>, FieldError> {
     let status: Option<PricingStatus> = parse_vocab("pricing_status", status)?;
     let cost = match &cost {
         None => None,
@@ -900,11 +987,23 @@ fn validate_pricing(
 
 /// Parses one JSON object into a validated event. Type errors name the field.
 pub fn parse_json_event(line: &str) -> Result<UsageEvent, FieldError> {
+    parse_json_event_as(line)
+}
+
+/// [`parse_json_event`] into an event whose texts borrow from `line` where they can.
+pub fn parse_json_event_ref(line: &str) -> Result<EventRef<'_>, FieldError> {
+    parse_json_event_as(line)
+}
+
+/// [`parse_json_event`] into an event whose texts are `S` (see [`RawEvent::validate_as`]).
+pub fn parse_json_event_as<'a, S: From<Cow<'a, str>>>(
+    line: &'a str,
+) -> Result<UsageEvent<S>, FieldError> {
     if let Some(raw) = crate::fastjson::read_event(line) {
-        return raw.validate();
+        return raw.validate_as();
     }
     match serde_json::from_str::<RawEvent<'_>>(line) {
-        Ok(raw) => raw.validate(),
+        Ok(raw) => raw.validate_as(),
         Err(e) => Err(explain_json_error(line, &e)),
     }
 }
@@ -1037,6 +1136,30 @@ mod tests {
         assert_eq!(e.pricing.pricing_status, PricingStatus::Unpriced);
         assert_eq!(e.pricing.cost, None);
         assert_eq!(e.operation, Operation::Chat);
+    }
+
+    #[test]
+    fn a_borrowed_event_is_the_owned_one_and_copies_only_what_changes() {
+        // Upper-case ids are lower-cased (a copy); the other texts borrow from the line.
+        let line = GOOD.replace("01890a5d-ac96", "01890A5D-AC96").replace(
+            "\"input_tokens\"",
+            "\"span_id\":\"00F067AA0BA902B7\",\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"input_tokens\"",
+        );
+        let r = parse_json_event_ref(&line).unwrap();
+        let copied = |c: &Cow<'_, str>| matches!(c, Cow::Owned(_));
+        assert!(copied(&r.event_id));
+        assert_eq!(&*r.event_id, "01890a5d-ac96-774b-bcce-b302099a8057");
+        assert!(copied(r.span_id.as_ref().unwrap()));
+        assert_eq!(r.span_id.as_deref(), Some("00f067aa0ba902b7"));
+        assert!(!copied(r.trace_id.as_ref().unwrap()));
+        assert!(!copied(&r.model));
+        assert!(!copied(r.attribution.team_id.as_ref().unwrap()));
+        assert_eq!(r.map_texts(String::from), parse_json_event(&line).unwrap());
+        // An escaped text is unescaped (the line is read by serde_json).
+        let escaped = line.replace("\"t-search\"", "\"t-\\u0073earch\"");
+        let r = parse_json_event_ref(&escaped).unwrap();
+        assert_eq!(r.attribution.team_id.as_deref(), Some("t-search"));
+        assert_eq!(r.map_texts(String::from), parse_json_event(&line).unwrap());
     }
 
     #[test]
@@ -1196,14 +1319,14 @@ mod tests {
             assert_eq!(e.field, "event_id");
             assert!(e.message.contains("is not a UUID"), "{bad}: {}", e.message);
         }
-        let hex = |s: &str| hex_id("span_id", Some(Cow::Borrowed(s)), 16);
+        let hex = |s: &str| hex_id::<String>("span_id", Some(Cow::Borrowed(s)), 16);
         assert_eq!(
             hex("00F067AA0BA902B7").unwrap().as_deref(),
             Some("00f067aa0ba902b7")
         );
         assert_eq!(hex("").unwrap(), None);
         assert_eq!(hex(" \t").unwrap(), None);
-        assert_eq!(hex_id("span_id", None, 16).unwrap(), None);
+        assert_eq!(hex_id::<String>("span_id", None, 16).unwrap(), None);
         let e = hex("00f067aa0ba902bg").unwrap_err();
         assert_eq!(
             e.message,
@@ -1215,7 +1338,7 @@ mod tests {
             "value is 513 bytes long; at most 512 are allowed"
         );
         // Blank values are absent; others are kept exactly as given.
-        let text = |s: &'static str| opt_string("team_id", Some(Cow::Borrowed(s)));
+        let text = |s: &'static str| opt_string::<String>("team_id", Some(Cow::Borrowed(s)));
         assert_eq!(text(" ").unwrap(), None);
         assert_eq!(text("\u{a0}").unwrap(), None);
         assert_eq!(text(" t ").unwrap().as_deref(), Some(" t "));

@@ -941,7 +941,13 @@ impl Pricer {
 
     /// Prices an event in place, unless it already carries a cost. An event that cannot be
     /// priced becomes `unpriced` with no cost; the reason is returned.
-    pub fn price_event(&self, ev: &mut crate::event::UsageEvent) -> Result<(), PricingError> {
+    pub fn price_event<'p, S>(
+        &'p self,
+        ev: &mut crate::event::UsageEvent<S>,
+    ) -> Result<(), PricingError>
+    where
+        S: std::ops::Deref<Target = str> + From<&'p str>,
+    {
         if ev.pricing.cost.is_some() {
             return Ok(());
         }
@@ -955,7 +961,7 @@ impl Pricer {
                     currency: rate.currency,
                     cost: Some(cost),
                     cost_breakdown: breakdown,
-                    price_version: Some(rate.version.clone()),
+                    price_version: Some(S::from(rate.version.as_str())),
                     pricing_status: if ev.pricing.pricing_status
                         == crate::vocab::PricingStatus::Estimated
                     {

@@ -54,47 +54,47 @@ pub type Result<T> = std::result::Result<T, LedgerError>;
 
 /// A batch of events made ready for a ledger on the caller's thread, so that the ledger's
 /// single writer has less to do. For the SQLite ledger ([`Prepared::for_sqlite`]) the events
-/// are encoded as one block, their ids hashed and their rollups summed; the writer then only
-/// checks that no id is stored already (otherwise it takes the per-event path) and stores the
-/// block. The ingest pipeline prepares each batch on its parser threads. Pass it to
-/// [`LedgerWriter::append_prepared`] with the same events.
+/// are encoded as blocks, their ids hashed and their rollups summed; the writer then only
+/// checks that no id is stored already and stores the blocks. The ingest pipeline prepares
+/// each batch on its parser threads from events that borrow their texts from the input
+/// ([`tollgate_core::event::EventRef`]), which it then drops: a prepared batch holds no event.
+/// [`LedgerWriter::append_prepared`] stores it, or says that the events themselves must be
+/// appended.
 #[derive(Default)]
 pub struct Prepared {
     /// One block per [`blocks::BLOCK_EVENTS`] events; empty when not prepared.
     blocks: Vec<sqlite::PreparedBlock>,
-    /// The events it was made from: how many, and the hashes of the first and last ids.
-    fingerprint: (usize, u64, u64),
 }
 
 impl Prepared {
-    /// No preparation: appended as by [`LedgerWriter::append`].
+    /// No preparation: [`LedgerWriter::append_prepared`] refuses it.
     pub fn none() -> Prepared {
         Prepared::default()
     }
 
     /// Prepared for the SQLite ledger: a block per [`blocks::BLOCK_EVENTS`] events. A batch
-    /// with an id twice or a cost the ledger refuses is left unprepared (and checked per
-    /// event).
-    pub fn for_sqlite(events: &[UsageEvent]) -> Prepared {
+    /// with an id twice or a cost the ledger refuses is left unprepared (its events are then
+    /// appended one by one).
+    pub fn for_sqlite<S: std::ops::Deref<Target = str>>(events: &[UsageEvent<S>]) -> Prepared {
         Prepared {
             blocks: sqlite::prepare_blocks(events).unwrap_or_default(),
-            fingerprint: fingerprint(events),
         }
     }
 
-    /// The prepared blocks, if they were made from `events` (else empty).
-    pub(crate) fn blocks_for(&self, events: &[UsageEvent]) -> &[sqlite::PreparedBlock] {
-        if self.fingerprint == fingerprint(events) {
-            &self.blocks
-        } else {
-            &[]
-        }
+    /// [`Prepared::for_sqlite`] for events borrowing their texts, as a function pointer for
+    /// [`Ledger::preparer`].
+    fn for_sqlite_ref(events: &[tollgate_core::event::EventRef<'_>]) -> Prepared {
+        Prepared::for_sqlite(events)
     }
-}
 
-fn fingerprint(events: &[UsageEvent]) -> (usize, u64, u64) {
-    let h = |e: Option<&UsageEvent>| e.map_or(0, |e| blocks::id_hash(&e.event_id));
-    (events.len(), h(events.first()), h(events.last()))
+    /// Whether it holds prepared blocks.
+    pub fn is_prepared(&self) -> bool {
+        !self.blocks.is_empty()
+    }
+
+    pub(crate) fn blocks(&self) -> &[sqlite::PreparedBlock] {
+        &self.blocks
+    }
 }
 
 /// What an append did.
@@ -553,11 +553,13 @@ impl ClassTotals {
 pub trait LedgerWriter {
     /// Appends events idempotently (by `event_id`) and updates rollups in this transaction.
     fn append(&mut self, events: &[UsageEvent]) -> Result<AppendOutcome>;
-    /// [`LedgerWriter::append`] for events with their [`Prepared`] form: the same outcome; a
-    /// backend that can use the preparation stores them with less work on this thread.
-    fn append_prepared(&mut self, events: &[UsageEvent], p: &Prepared) -> Result<AppendOutcome> {
+    /// Stores a [`Prepared`] batch with the outcome [`LedgerWriter::append`] would give for
+    /// the events it was made from, when it can: when none of them is stored already. `None`
+    /// when it cannot (or the batch is not prepared, or the backend does not use
+    /// preparations): nothing was stored, and the caller appends the events instead.
+    fn append_prepared(&mut self, p: &Prepared) -> Result<Option<AppendOutcome>> {
         let _ = p;
-        self.append(events)
+        Ok(None)
     }
     /// Records rate versions (idempotent by version id).
     fn record_price_versions(&mut self, versions: &[PriceVersionRecord]) -> Result<()>;
@@ -632,13 +634,16 @@ pub trait LedgerWriter {
     fn commit(self: Box<Self>) -> Result<()>;
 }
 
+/// Prepares a batch for a ledger ([`Ledger::preparer`]).
+pub type Preparer = fn(&[tollgate_core::event::EventRef<'_>]) -> Prepared;
+
 /// The ledger interface every backend implements.
 pub trait Ledger {
     /// Starts a write transaction.
     fn writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>>;
     /// How to prepare batches for this ledger on other threads ([`Prepared`]), if it gains
     /// from it.
-    fn preparer(&self) -> Option<fn(&[UsageEvent]) -> Prepared> {
+    fn preparer(&self) -> Option<Preparer> {
         None
     }
     /// Totals over `[start, end)` grouped by the query's dimensions; exact for any bounds.

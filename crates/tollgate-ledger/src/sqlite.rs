@@ -776,23 +776,17 @@ impl LedgerWriter for SqliteWriter<'_> {
         Ok(out)
     }
 
-    fn append_prepared(
-        &mut self,
-        events: &[UsageEvent],
-        p: &crate::Prepared,
-    ) -> Result<AppendOutcome> {
-        let blocks = p.blocks_for(events);
-        if !blocks.is_empty() {
-            if self.events.is_none() {
-                self.events = Some(events_impl::EventWriter::start(&self.tx, self.ids)?);
-            }
-            if let Some(w) = self.events.as_mut()
-                && let Some(out) = w.append_prepared(&self.tx, self.ids, blocks, &self.now)?
-            {
-                return Ok(out);
-            }
+    fn append_prepared(&mut self, p: &crate::Prepared) -> Result<Option<AppendOutcome>> {
+        if !p.is_prepared() {
+            return Ok(None);
         }
-        self.append(events)
+        if self.events.is_none() {
+            self.events = Some(events_impl::EventWriter::start(&self.tx, self.ids)?);
+        }
+        match self.events.as_mut() {
+            Some(w) => w.append_prepared(&self.tx, self.ids, p.blocks(), &self.now),
+            None => Ok(None),
+        }
     }
 
     fn record_price_versions(&mut self, versions: &[PriceVersionRecord]) -> Result<()> {
@@ -1199,8 +1193,8 @@ fn read_summed(
 }
 
 impl Ledger for SqliteLedger {
-    fn preparer(&self) -> Option<fn(&[UsageEvent]) -> crate::Prepared> {
-        Some(crate::Prepared::for_sqlite)
+    fn preparer(&self) -> Option<crate::Preparer> {
+        Some(crate::Prepared::for_sqlite_ref)
     }
 
     fn writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>> {

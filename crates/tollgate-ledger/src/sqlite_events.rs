@@ -3,6 +3,7 @@
 //! into blocks.
 
 use std::collections::HashSet;
+use std::ops::Deref;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, params};
@@ -415,9 +416,9 @@ fn micros(t: jiff::Timestamp) -> i64 {
 /// `add`), then api_key_id.
 type Codes = [u32; 13];
 
-fn encode_event<'a>(
+fn encode_event<'a, S: Deref<Target = str>>(
     enc: &mut BlockEncoder<'a>,
-    e: &'a UsageEvent,
+    e: &'a UsageEvent<S>,
     seq_off: u64,
     c: &Costs,
     s: &mut Scratch,
@@ -729,7 +730,7 @@ fn due<'n, const N: usize, T: Copy>(
 impl<'a> BlockBuild<'a> {
     /// Encodes `e` as the block's next event, `off` after its first seq, and adds it to the
     /// block's rollups.
-    fn push(&mut self, e: &'a UsageEvent, off: u64, c: &Costs) {
+    fn push<S: Deref<Target = str>>(&mut self, e: &'a UsageEvent<S>, off: u64, c: &Costs) {
         let us = micros(e.occurred_at);
         self.min_us = self.min_us.min(us);
         self.max_us = self.max_us.max(us);
@@ -792,7 +793,9 @@ pub(crate) struct Prepared {
 /// Encodes `events` as blocks of up to [`BLOCK_EVENTS`] (seq offsets from 0 in each), hashes
 /// their ids and sums their rollups; `None` when the batch needs the per-event path (an id
 /// twice in the batch, a cost the ledger refuses, no events).
-pub(crate) fn prepare_blocks(events: &[UsageEvent]) -> Option<Vec<Prepared>> {
+pub(crate) fn prepare_blocks<S: Deref<Target = str>>(
+    events: &[UsageEvent<S>],
+) -> Option<Vec<Prepared>> {
     let mut out = Vec::with_capacity(events.len().div_ceil(BLOCK_EVENTS));
     for chunk in events.chunks(BLOCK_EVENTS) {
         // The ids' hashes, sorted once encoded (the writer checks and notes them in that
@@ -839,10 +842,10 @@ pub(crate) fn prepare_blocks(events: &[UsageEvent]) -> Option<Vec<Prepared>> {
 }
 
 /// The costs of `e` as stored, or why the ledger refuses them.
-pub(super) fn costs_of(e: &UsageEvent) -> Result<Costs> {
+pub(super) fn costs_of<S: Deref<Target = str>>(e: &UsageEvent<S>) -> Result<Costs> {
     let p = &e.pricing;
     let too_big = |c: &rust_decimal::Decimal| {
-        LedgerError::Refused(format!("cost {c} of event {} is too large", e.event_id))
+        LedgerError::Refused(format!("cost {c} of event {} is too large", &*e.event_id))
     };
     let e12 = |c: rust_decimal::Decimal| -> Result<i64> {
         i64::try_from(tollgate_core::money::to_scaled_e12(c)?).map_err(|_| too_big(&c))
@@ -1243,8 +1246,9 @@ mod tests {
         let mut plain = SqliteLedger::open(d1.path()).unwrap().with_clock(clock);
         let mut prep = SqliteLedger::open(d2.path()).unwrap().with_clock(clock);
         let mut outs = Vec::new();
-        // New events; then 3 stored already (the prepared block falls back to the per-event
-        // path); then an id twice in one batch (not prepared at all).
+        let mut stored_prepared = Vec::new();
+        // New events; then 3 stored already (the prepared block is refused and the events
+        // are appended instead); then an id twice in one batch (not prepared at all).
         for ns in [&[1, 2, 3, 4, 5][..], &[3, 6, 7], &[8, 8, 9]] {
             let mut w = plain.writer().unwrap();
             let a = w.append(&batch(ns)).unwrap();
@@ -1252,14 +1256,18 @@ mod tests {
             let mut w = prep.writer().unwrap();
             let events = batch(ns);
             let p = Prepared::for_sqlite(&events);
-            assert_eq!(p.blocks_for(&events).len(), usize::from(ns != [8, 8, 9]));
-            // Not for other events.
-            assert!(p.blocks_for(&batch(&[10])).is_empty());
-            let b = w.append_prepared(&events, &p).unwrap();
+            assert_eq!(p.is_prepared(), ns != [8, 8, 9]);
+            let taken = w.append_prepared(&p).unwrap();
+            stored_prepared.push(taken.is_some());
+            let b = match taken {
+                Some(o) => o,
+                None => w.append(&events).unwrap(),
+            };
             w.commit().unwrap();
             assert_eq!(a, b);
             outs.push(b);
         }
+        assert_eq!(stored_prepared, [true, false, false]);
         assert_eq!(
             outs.iter()
                 .map(|o| (o.inserted, o.duplicates))

@@ -646,7 +646,11 @@ pub fn ingest(
     let mut writer = ledger.writer()?;
     let progress = Progress::new(show_progress, total_bytes);
     let run = parse_all(pricer, source, input, fmt, &progress, opts, &mut |b| {
-        Ok(writer.append_prepared(&b.events, &b.prepared)?)
+        // The prepared blocks, unless an event is stored already: then the events one by one.
+        match writer.append_prepared(&b.prepared)? {
+            Some(o) => Ok(o),
+            None => Ok(writer.append(b.events(pricer)?)?),
+        }
     })?;
     let recs: Vec<PriceVersionRecord> = run
         .versions
@@ -688,7 +692,7 @@ pub fn check(
         prepare: None,
     };
     let run = parse_all(pricer, source, input, fmt, &progress, opts, &mut |b| {
-        first.add(&b.events, &b.ids);
+        first.add(&b.flags, &b.ids);
         // Counted at the end.
         Ok(tollgate_ledger::AppendOutcome::default())
     })?;
@@ -719,13 +723,12 @@ impl FirstSeen {
         }
     }
 
-    fn add(&mut self, events: &[UsageEvent], ids: &[u128]) {
-        for (e, &k) in events.iter().zip(ids) {
+    /// Adds events by their ids and flags (bit 0 quarantined, bit 1 unpriced).
+    fn add(&mut self, event_flags: &[u8], ids: &[u128]) {
+        for (&f, &k) in event_flags.iter().zip(ids) {
             // Bits of the hash that neither the partition's set (low bits: the bucket; top
             // seven: the tag) uses.
             let p = usize::try_from((id_hash(k) >> 40) % ID_PARTS as u64).unwrap_or(0);
-            let f = u8::from(e.attribution_status == tollgate_core::AttributionStatus::Quarantined)
-                | (u8::from(e.pricing.cost.is_none()) << 1);
             if let (Some(keys), Some(flags)) = (self.keys.get_mut(p), self.flags.get_mut(p)) {
                 keys.push(k);
                 flags.push(f);
@@ -848,7 +851,9 @@ fn parse_all(
     fmt: InputFormat,
     progress: &Progress,
     opts: crate::ingest_pipeline::Options,
-    store: &mut dyn FnMut(&crate::ingest_pipeline::Batch) -> Result<tollgate_ledger::AppendOutcome>,
+    store: &mut dyn FnMut(
+        &mut crate::ingest_pipeline::Batch,
+    ) -> Result<tollgate_ledger::AppendOutcome>,
 ) -> Result<Parsed> {
     let mut sum = IngestSummary::default();
     let mut versions: BTreeSet<String> = BTreeSet::new();
@@ -861,13 +866,13 @@ fn parse_all(
         &progress.bytes_read,
         opts,
         &mut |b| {
-            sum.read += b.events.len() as u64;
+            sum.read += b.n as u64;
             for (k, v) in std::mem::take(&mut b.reasons) {
                 *sum.unpriced_reasons.entry(k).or_default() += v;
             }
             versions.append(&mut b.versions);
             // A chunk of blank lines has no events; the store is not called for it.
-            if !b.events.is_empty() {
+            if b.n > 0 {
                 sum_outcome(&mut sum, store(b)?);
             }
             progress.tick(sum.read);

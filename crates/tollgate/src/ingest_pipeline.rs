@@ -14,6 +14,16 @@
 //! So the error reported is the earliest bad line of the file, and nothing after it reaches
 //! `consume`. CSV, whose quoted fields may hold newlines, is read by one thread in order.
 //!
+//! For a ledger that prepares batches ([`tollgate_ledger::Preparer`], the SQLite ledger), a
+//! worker reads each line into an event whose texts borrow from the chunk
+//! ([`tollgate_core::event::EventRef`]: no string is allocated per field), prices it, and
+//! prepares the chunk's events for the ledger (encoded blocks, rollups, id hashes); the events
+//! are then dropped and the batch keeps the chunk's text. Only when the ledger refuses a
+//! preparation (one of its events is stored already) are the events needed as owned values:
+//! they are parsed again from the text on the calling thread, and the workers keep owned
+//! events (besides the preparation) for the batches after it, until a batch goes in as
+//! prepared. `--check` counts borrowed events the same way.
+//!
 //! Memory goes back to the thread that allocated it: a consumed batch's events return to the
 //! worker that parsed them (which frees them and reuses the vector), and chunk buffers return
 //! to the reader.
@@ -25,7 +35,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use anyhow::{Context, Result, bail};
-use tollgate_core::event::{FieldError, parse_json_event};
+use std::borrow::Cow;
+
+use tollgate_core::event::{EventRef, FieldError, parse_json_event_as};
 use tollgate_core::{Pricer, UsageEvent};
 
 use crate::cmd_ingest::InputFormat;
@@ -40,14 +52,27 @@ const CHUNK_LINES_ENV: &str = "TOLLGATE_INGEST_CHUNK_LINES";
 const CSV_BATCH: usize = 8192;
 
 /// Validated and priced events of one chunk, with what the summary needs to know about them.
+///
+/// A JSONL chunk read for a ledger with a [`tollgate_ledger::Preparer`] is parsed into events
+/// that borrow their texts from the chunk, which are prepared for the ledger and dropped
+/// there: the batch holds the preparation and the chunk's text, and gives owned events
+/// ([`Batch::events`]) only if the ledger refuses the preparation (an event already stored).
 pub(crate) struct Batch {
-    pub events: Vec<UsageEvent>,
+    /// Events validated: lines with a record.
+    pub n: usize,
+    /// The owned events: parsed so (CSV; a ledger without a preparer) or on demand.
+    events: Vec<UsageEvent>,
+    /// The chunk's text when its events were not kept owned (`buf[..len]`), to parse them
+    /// again on demand; its buffer goes back to the reader once the batch is consumed.
+    text: Option<(Vec<u8>, usize)>,
     /// Price versions stamped on these events.
     pub versions: BTreeSet<String>,
     /// Why events are unpriced, with counts.
     pub reasons: BTreeMap<String, u64>,
     /// The events' ids as numbers ([`id_key`]), when asked for.
     pub ids: Vec<u128>,
+    /// Per event, when ids are asked for: bit 0 quarantined, bit 1 unpriced.
+    pub flags: Vec<u8>,
     /// The events made ready for the ledger by the worker (see [`Options::prepare`]).
     pub prepared: tollgate_ledger::Prepared,
     want_ids: bool,
@@ -58,37 +83,56 @@ pub(crate) struct Batch {
     /// Events of this batch; `events` may hold older ones after them, from a batch consumed
     /// before, until [`Batch::seal`].
     filled: usize,
+    /// Whether [`Batch::events`] was called.
+    needed: bool,
 }
 
 impl Batch {
     fn new((events, mut ids): Spent, worker: usize, want_ids: bool) -> Batch {
         ids.clear();
         Batch {
+            n: 0,
             events,
+            text: None,
             versions: BTreeSet::new(),
             reasons: BTreeMap::new(),
             ids,
+            flags: Vec::new(),
             prepared: tollgate_ledger::Prepared::none(),
             want_ids,
             lines: 0,
             worker,
             filled: 0,
+            needed: false,
         }
     }
 
-    /// Prices a validated event and adds it.
-    fn add(&mut self, pricer: &Pricer, mut ev: UsageEvent) {
-        if let Err(reason) = pricer.price_event(&mut ev) {
+    /// Prices a validated event and notes what the summary needs of it.
+    fn price<'p, S>(&mut self, pricer: &'p Pricer, ev: &mut tollgate_core::UsageEvent<S>)
+    where
+        S: std::ops::Deref<Target = str> + From<&'p str>,
+    {
+        if let Err(reason) = pricer.price_event(ev) {
             *self.reasons.entry(reason.to_string()).or_default() += 1;
         }
-        if let Some(v) = &ev.pricing.price_version
+        if let Some(v) = ev.pricing.price_version.as_deref()
             && !self.versions.contains(v)
         {
-            self.versions.insert(v.clone());
+            self.versions.insert(v.to_string());
         }
         if self.want_ids {
             self.ids.push(id_key(&ev.event_id));
+            let quarantined =
+                ev.attribution_status == tollgate_core::AttributionStatus::Quarantined;
+            self.flags
+                .push(u8::from(quarantined) | (u8::from(ev.pricing.cost.is_none()) << 1));
         }
+        self.n += 1;
+    }
+
+    /// Prices a validated event and keeps it.
+    fn add(&mut self, pricer: &Pricer, mut ev: UsageEvent) {
+        self.price(pricer, &mut ev);
         // An event consumed earlier is freed as each new one takes its place: the allocator
         // then hands its blocks straight to the next event (freeing a whole batch at once
         // and allocating the next would go through its slower shared lists).
@@ -102,6 +146,25 @@ impl Batch {
     /// Drops the older events left after this batch's own.
     fn seal(&mut self) {
         self.events.truncate(self.filled);
+    }
+
+    /// The batch's events, owned: those kept, or (when only their preparation was kept)
+    /// the chunk's lines parsed and priced again, as the worker did.
+    pub fn events(&mut self, pricer: &Pricer) -> Result<&[UsageEvent]> {
+        self.needed = true;
+        if let Some((buf, len)) = &self.text
+            && self.events.is_empty()
+        {
+            let mut events = Vec::with_capacity(self.n);
+            let mut again = Batch::new((Vec::new(), Vec::new()), self.worker, false);
+            parse_chunk(&buf[..*len], |mut ev: UsageEvent| {
+                again.price(pricer, &mut ev);
+                events.push(ev);
+            })
+            .map_err(|_| anyhow::anyhow!("a chunk read before could not be read again"))?;
+            self.events = events;
+        }
+        Ok(&self.events)
     }
 }
 
@@ -210,7 +273,7 @@ pub(crate) struct Options {
     pub want_ids: bool,
     /// Fill [`Batch::prepared`] with this (the ledger's [`tollgate_ledger::Ledger::preparer`]),
     /// so the ledger's writer thread has less to do.
-    pub prepare: Option<fn(&[UsageEvent]) -> tollgate_ledger::Prepared>,
+    pub prepare: Option<tollgate_ledger::Preparer>,
 }
 
 /// Parses `input` and calls `consume` with every batch, in file order (with the events' ids
@@ -235,6 +298,7 @@ pub(crate) fn run(
     };
     let cut = Cut::from_env();
     let stop = AtomicBool::new(false);
+    let needed = AtomicBool::new(false);
     let (results, results_rx) = mpsc::channel::<Outcome>();
     // A token per chunk read and not yet consumed: the reader waits when all are out.
     let (tokens, tokens_rx) = mpsc::sync_channel::<()>(2 * workers + 2);
@@ -273,6 +337,7 @@ pub(crate) fn run(
                         pricer,
                         want_ids,
                         prepare,
+                        needed: &needed,
                         stop: &stop,
                     };
                     handles.push(scope.spawn(move || w.run()));
@@ -292,9 +357,15 @@ pub(crate) fn run(
                 }));
             }
         }
-        drop(spare);
         drop(results);
-        let outcome = in_order(source, results_rx, tokens_rx, &trash, consume);
+        let outcome = in_order(
+            source,
+            results_rx,
+            tokens_rx,
+            (&trash, &spare, &needed),
+            consume,
+        );
+        drop(spare);
         if outcome.is_err() {
             // The threads stop at their next chunk; the reader finds the tokens gone.
             stop.store(true, Ordering::Relaxed);
@@ -317,7 +388,7 @@ fn in_order(
     source: &str,
     results: Receiver<Outcome>,
     tokens: Receiver<()>,
-    trash: &[Sender<Returned>],
+    (trash, spare, needed): (&[Sender<Returned>], &Sender<Vec<u8>>, &AtomicBool),
     consume: &mut dyn FnMut(&mut Batch) -> Result<()>,
 ) -> Result<()> {
     let mut pending: BTreeMap<u64, std::result::Result<Batch, Fail>> = BTreeMap::new();
@@ -334,6 +405,10 @@ fn in_order(
                 Ok(mut batch) => {
                     lines += batch.lines;
                     consume(&mut batch)?;
+                    needed.store(batch.needed, Ordering::Relaxed);
+                    if let Some((buf, _)) = batch.text.take() {
+                        let _ = spare.send(buf);
+                    }
                     if let Some(t) = trash.get(batch.worker) {
                         let _ = t.send((
                             std::mem::take(&mut batch.events),
@@ -471,7 +546,9 @@ struct Worker<'a> {
     results: Sender<Outcome>,
     pricer: &'a Pricer,
     want_ids: bool,
-    prepare: Option<fn(&[UsageEvent]) -> tollgate_ledger::Prepared>,
+    prepare: Option<tollgate_ledger::Preparer>,
+    /// Whether the last batch consumed needed its events ([`Batch::events`]).
+    needed: &'a AtomicBool,
     stop: &'a AtomicBool,
 }
 
@@ -486,12 +563,15 @@ impl Worker<'_> {
             pricer,
             want_ids,
             prepare,
+            needed,
             stop,
         } = self;
         let results = &results;
         // Event vectors to fill, kept rather than freed: freeing a large block makes the
         // allocator consolidate all the small ones just freed.
         let mut pool: Vec<Spent> = Vec::new();
+        // The vector of borrowed events, reused from chunk to chunk.
+        let mut borrowed: Vec<EventRef<'static>> = Vec::new();
         loop {
             let chunk = {
                 let Ok(rx) = jobs.lock() else { return };
@@ -512,16 +592,57 @@ impl Worker<'_> {
             // allocated them.
             pool.extend(reuse(&trash));
             let (mut events, ids) = pool.pop().unwrap_or_default();
-            events.reserve((chunk.len / 512 + 16).saturating_sub(events.len()));
-            let mut batch = Batch::new((events, ids), id, want_ids);
-            let outcome = parse_chunk(&chunk.buf[..chunk.len], pricer, &mut batch).map(|()| {
-                batch.seal();
-                if let Some(prepare) = prepare {
-                    batch.prepared = prepare(&batch.events);
+            let text = &chunk.buf[..chunk.len];
+            let mut batch;
+            // The ledger refused the last batch's preparation (an event stored already, as
+            // when a file is imported twice): its events were needed. The next batches keep
+            // theirs too, so that they are not parsed again on the writer's thread.
+            let keep_owned = prepare.is_some() && needed.load(Ordering::Relaxed);
+            let outcome = if prepare.is_some() || want_ids {
+                // Events borrowing from the chunk, dropped once prepared or counted.
+                batch = Batch::new((events, ids), id, want_ids);
+                let mut refs = recycle(std::mem::take(&mut borrowed));
+                refs.reserve(chunk.len / 512 + 16);
+                let parsed = parse_chunk(text, |mut ev: EventRef<'_>| {
+                    batch.price(pricer, &mut ev);
+                    refs.push(ev);
+                });
+                if parsed.is_ok()
+                    && let Some(prepare) = prepare
+                {
+                    batch.prepared = prepare(&refs);
                 }
-                batch
-            });
-            let _ = spare.send(chunk.buf);
+                if keep_owned {
+                    batch.events.clear();
+                    batch
+                        .events
+                        .extend(refs.drain(..).map(|e| e.map_texts(String::from)));
+                    batch.filled = batch.events.len();
+                }
+                borrowed = recycle(refs);
+                parsed
+            } else {
+                events.reserve((chunk.len / 512 + 16).saturating_sub(events.len()));
+                batch = Batch::new((events, ids), id, want_ids);
+                parse_chunk(text, |ev: UsageEvent| batch.add(pricer, ev))
+            };
+            let outcome = match outcome {
+                Ok(lines) => {
+                    batch.lines = lines;
+                    batch.seal();
+                    if prepare.is_some() && !keep_owned {
+                        // Kept for [`Batch::events`]; back to the reader when consumed.
+                        batch.text = Some((chunk.buf, chunk.len));
+                    } else {
+                        let _ = spare.send(chunk.buf);
+                    }
+                    Ok(batch)
+                }
+                Err(f) => {
+                    let _ = spare.send(chunk.buf);
+                    Err(f)
+                }
+            };
             unfinished.done = true;
             if results.send((chunk.idx, outcome)).is_err() {
                 return;
@@ -540,8 +661,15 @@ fn trim_line(line: &str) -> &str {
     }
 }
 
-/// Validates and prices the lines of one chunk into `batch`; stops at the first bad one.
-fn parse_chunk(bytes: &[u8], pricer: &Pricer, batch: &mut Batch) -> std::result::Result<(), Fail> {
+/// Validates the lines of one chunk and hands each event to `each`; stops at the first bad
+/// one. Returns the number of physical lines.
+fn parse_chunk<'t, S>(
+    bytes: &'t [u8],
+    mut each: impl FnMut(tollgate_core::UsageEvent<S>),
+) -> std::result::Result<u64, Fail>
+where
+    S: From<Cow<'t, str>>,
+{
     // The chunk is checked as UTF-8 once; only when that fails is each line checked, so the
     // error names the first line that is not (the lines before it are parsed first).
     let text = std::str::from_utf8(bytes).ok();
@@ -561,12 +689,18 @@ fn parse_chunk(bytes: &[u8], pricer: &Pricer, batch: &mut Batch) -> std::result:
         start = end + 1;
         let t = trim_line(line);
         if !t.is_empty() {
-            let ev = parse_json_event(t).map_err(|e| Fail::Record(n, e))?;
-            batch.add(pricer, ev);
+            each(parse_json_event_as(t).map_err(|e| Fail::Record(n, e))?);
         }
     }
-    batch.lines = n;
-    Ok(())
+    Ok(n)
+}
+
+/// An empty vector of events borrowing from one chunk, reusing the allocation of one that
+/// borrowed from another (the elements are all dropped first; collecting a vector's own
+/// iterator into a vector of a type of the same size reuses its allocation).
+fn recycle<'b>(mut v: Vec<EventRef<'_>>) -> Vec<EventRef<'b>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("cleared")).collect()
 }
 
 /// The CSV path: one thread reads, validates and prices records in order (a quoted field

@@ -394,6 +394,69 @@ fn a_file_of_many_chunks_is_stored_in_file_order() {
     }
 }
 
+#[test]
+fn events_stored_already_in_some_chunks_are_skipped_and_the_rest_kept_in_file_order() {
+    // Events 11-15 are imported first; then events 1-40 in chunks of 4 lines. Chunks 9-12
+    // and 13-16 hold stored events: the ledger refuses their prepared blocks and their events
+    // are appended one by one (parsed again from the chunk, or kept by the parsers once a
+    // refusal was seen); the other chunks go in as prepared blocks. Expected, by hand: 35
+    // stored and 5 duplicates; seq order 11-15, then 1-10 and 16-40.
+    let all: Vec<String> = (1..=40u32)
+        .map(|n| jsonl(&[event(n, json!({"input_tokens": 100 + n}))]))
+        .collect();
+    let import = |sb: &Sandbox, env: &[(&str, &str)], file: &str| {
+        let rates = sb.seed_rates();
+        let args = [
+            "--prices",
+            path_str(&rates),
+            "ingest",
+            "events",
+            file,
+            "--format",
+            "json",
+        ];
+        sb.run_env(env, &args).json()
+    };
+    let rows = |sb: &Sandbox| {
+        sb.sql(
+            "SELECT event_id, input_tokens, cost, cost_e12, pricing_status FROM events ORDER BY seq",
+        )
+    };
+    let mut results = Vec::new();
+    for lines in ["4", "1000"] {
+        let sb = Sandbox::new();
+        sb.write("first.jsonl", all[10..15].concat());
+        sb.write("all.jsonl", all.concat());
+        let first = import(&sb, &[], "first.jsonl");
+        assert_eq!(first["ingested"], 5, "{first}");
+        let s = import(&sb, &[(CHUNK_LINES, lines)], "all.jsonl");
+        assert_eq!(
+            (&s["ingested"], &s["duplicates"]),
+            (&json!(35), &json!(5)),
+            "{s}"
+        );
+        let got = rows(&sb);
+        let order: Vec<u32> = (11..=15).chain(1..=10).chain(16..=40).collect();
+        let ids: Vec<&str> = got
+            .iter()
+            .map(|r| r["event_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, order.iter().map(|&n| event_id(n)).collect::<Vec<_>>());
+        // Tokens: 100 + n for event n, whichever path stored it.
+        for (r, n) in got.iter().zip(&order) {
+            assert_eq!(r["input_tokens"], 100 + n, "{r}");
+        }
+        let totals = sb.sql("SELECT SUM(requests) AS r, SUM(input_tokens) AS i FROM rollups");
+        // 40 events; tokens 40 x 100 + (1 + ... + 40) = 4000 + 820.
+        assert_eq!(totals[0]["r"], 40);
+        assert_eq!(totals[0]["i"], 4820);
+        results.push(got);
+    }
+    // In chunks of 4 lines (prepared blocks, refusals) or of the whole file (one chunk,
+    // refused, every event appended one by one): the same rows.
+    assert_eq!(results[0], results[1]);
+}
+
 /// Ten events, worked by hand, and a repeat of the first: 11 read, 10 stored, 1 duplicate;
 /// quarantined: 3 (2: no team_id, 5: no service, 9: no environment); unpriced: 2 (4 and 7:
 /// models without a rate; 9 is quarantined and priced).
