@@ -641,6 +641,14 @@ pub type Preparer = fn(&[tollgate_core::event::EventRef<'_>]) -> Prepared;
 pub trait Ledger {
     /// Starts a write transaction.
     fn writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>>;
+    /// Starts a write transaction for a large import, which a backend may make faster by
+    /// taking the ledger for itself while it lasts: the SQLite ledger, when no other
+    /// connection has it open, writes it in rollback-journal mode instead of WAL mode (new
+    /// pages are written once instead of twice), and other connections that open it
+    /// meanwhile wait for the commit. The default is [`Ledger::writer`].
+    fn bulk_writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>> {
+        self.writer()
+    }
     /// How to prepare batches for this ledger on other threads ([`Prepared`]), if it gains
     /// from it.
     fn preparer(&self) -> Option<Preparer> {

@@ -479,6 +479,9 @@ fn json_map_into<'a>(out: &mut String, it: impl Iterator<Item = (&'a str, JsonVa
     out.push('}');
 }
 
+/// How long a connection waits for another one's lock before it gives up.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<tollgate_core::rates::FxHasher>>;
 
 impl SqliteLedger {
@@ -493,7 +496,7 @@ impl SqliteLedger {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -523,7 +526,7 @@ impl SqliteLedger {
             &path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "query_only", "ON")?;
         crate::vtab::register(&conn)?;
         let found: i64 = conn
@@ -739,6 +742,41 @@ pub struct SqliteWriter<'c> {
     ids: &'c mut events_impl::IdIndex,
     /// Made on the first append of the transaction.
     events: Option<events_impl::EventWriter>,
+    /// Set for a bulk write in rollback-journal mode; dropped after `tx` (fields drop in
+    /// order), which puts the ledger back in WAL mode.
+    _bulk: Option<RollbackMode<'c>>,
+}
+
+/// A ledger switched from WAL to rollback-journal mode for a bulk write
+/// ([`Ledger::bulk_writer`]). In WAL mode every page a transaction writes goes to the WAL
+/// first and is copied into the ledger file by the checkpoint after the commit: twice the
+/// writes, the second time on one thread after the import. In rollback-journal mode the pages
+/// a transaction adds go straight to the file, and only pages that existed before are
+/// journaled. The switch needs the ledger to be open nowhere else (SQLite refuses it
+/// otherwise). Dropped after the transaction ends (committed or rolled back), it switches
+/// back to WAL mode; if that fails, the next open of the ledger does it.
+struct RollbackMode<'c>(&'c Connection);
+
+impl<'c> RollbackMode<'c> {
+    /// Switches `conn`'s ledger to rollback-journal mode, or `None` (left in WAL mode) when
+    /// another connection has it open. Does not wait for other connections.
+    fn enter(conn: &'c Connection) -> Result<Option<RollbackMode<'c>>> {
+        conn.busy_timeout(std::time::Duration::ZERO)?;
+        let mode = conn.query_row("PRAGMA journal_mode = DELETE", [], |r| {
+            r.get::<_, String>(0)
+        });
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(match mode {
+            Ok(m) if m.eq_ignore_ascii_case("delete") => Some(RollbackMode(conn)),
+            _ => None,
+        })
+    }
+}
+
+impl Drop for RollbackMode<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.pragma_update(None, "journal_mode", "WAL");
+    }
 }
 
 impl LedgerWriter for SqliteWriter<'_> {
@@ -1192,21 +1230,41 @@ fn read_summed(
     Ok(())
 }
 
+impl SqliteLedger {
+    /// Starts a write transaction; for a `bulk` one, in rollback-journal mode when it can
+    /// ([`RollbackMode`]).
+    fn start_writer(&mut self, bulk: bool) -> Result<Box<dyn LedgerWriter + '_>> {
+        let now = format_instant((self.now)());
+        let SqliteLedger { conn, ids, .. } = self;
+        let conn: &Connection = conn;
+        let bulk = if bulk {
+            RollbackMode::enter(conn)?
+        } else {
+            None
+        };
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        Ok(Box::new(SqliteWriter {
+            tx,
+            now,
+            ids,
+            events: None,
+            _bulk: bulk,
+        }))
+    }
+}
+
 impl Ledger for SqliteLedger {
     fn preparer(&self) -> Option<crate::Preparer> {
         Some(crate::Prepared::for_sqlite_ref)
     }
 
     fn writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>> {
-        let now = format_instant((self.now)());
-        let SqliteLedger { conn, ids, .. } = self;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        Ok(Box::new(SqliteWriter {
-            tx,
-            now,
-            ids,
-            events: None,
-        }))
+        self.start_writer(false)
+    }
+
+    fn bulk_writer(&mut self) -> Result<Box<dyn LedgerWriter + '_>> {
+        self.start_writer(true)
     }
 
     fn summarize(&self, q: &SummaryQuery) -> Result<Vec<SummaryRow>> {
@@ -2013,7 +2071,7 @@ fn snapshot_readers(path: &Path, n: usize) -> Result<Option<Vec<Connection>>> {
                 path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
-            c.busy_timeout(std::time::Duration::from_secs(30))?;
+            c.busy_timeout(BUSY_TIMEOUT)?;
             c.pragma_update(None, "query_only", "ON")?;
             crate::vtab::register(&c)?;
             c.execute_batch("BEGIN")?;
@@ -2659,5 +2717,77 @@ mod audit_scan_tests {
             ),
             ["req-11", "req-2", "req-7", "req-13"]
         );
+    }
+}
+
+#[cfg(test)]
+mod bulk_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::conformance::event;
+
+    /// The journal mode stored in the ledger file, as a new connection sees it.
+    fn stored_mode(dir: &Path) -> String {
+        let c = Connection::open(dir.join(LEDGER_FILE)).unwrap();
+        c.query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn three() -> Vec<UsageEvent> {
+        (1..=3)
+            .map(|n| event(n, "2026-07-01T10:00:00Z", Some("t"), 10, Some("0.5")))
+            .collect()
+    }
+
+    #[test]
+    fn a_bulk_write_alone_uses_a_rollback_journal_and_leaves_the_ledger_in_wal_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let journal = d.path().join(format!("{LEDGER_FILE}-journal"));
+        let wal = d.path().join(format!("{LEDGER_FILE}-wal"));
+        let mut l = SqliteLedger::open(d.path()).unwrap();
+        // Committed: the events are there, the journal is gone, the mode is WAL again.
+        let mut w = l.bulk_writer().unwrap();
+        assert_eq!(w.append(&three()).unwrap().inserted, 3);
+        assert!(
+            journal.exists() && !wal.exists(),
+            "not in rollback-journal mode"
+        );
+        w.commit().unwrap();
+        assert!(!journal.exists());
+        assert_eq!(l.event_count().unwrap(), 3);
+        // Rolled back: nothing stored, WAL mode again.
+        let mut w = l.bulk_writer().unwrap();
+        let more: Vec<UsageEvent> = (4..=5)
+            .map(|n| event(n, "2026-07-01T10:00:00Z", Some("t"), 10, Some("0.5")))
+            .collect();
+        w.append(&more).unwrap();
+        drop(w);
+        assert!(!journal.exists());
+        assert_eq!(l.event_count().unwrap(), 3);
+        // A plain writer after it writes through the WAL.
+        let mut w = l.writer().unwrap();
+        w.append(&more).unwrap();
+        assert!(wal.exists() && !journal.exists());
+        w.commit().unwrap();
+        drop(l);
+        assert_eq!(stored_mode(d.path()), "wal");
+    }
+
+    #[test]
+    fn a_bulk_write_while_another_connection_reads_stays_in_wal_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let mut l = SqliteLedger::open(d.path()).unwrap();
+        let reader = SqliteLedger::open_read_only(d.path()).unwrap();
+        assert_eq!(reader.event_count().unwrap(), 0);
+        let mut w = l.bulk_writer().unwrap();
+        w.append(&three()).unwrap();
+        assert!(d.path().join(format!("{LEDGER_FILE}-wal")).exists());
+        // The reader is not kept waiting: it sees the ledger as it was.
+        assert_eq!(reader.event_count().unwrap(), 0);
+        w.commit().unwrap();
+        assert_eq!(reader.event_count().unwrap(), 3);
+        drop((l, reader));
+        assert_eq!(stored_mode(d.path()), "wal");
     }
 }

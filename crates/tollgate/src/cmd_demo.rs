@@ -121,8 +121,10 @@ pub fn run(ctx: &Ctx, a: &DemoArgs) -> Result<()> {
             &events_path.display().to_string(),
             input,
             InputFormat::Jsonl,
-            None,
-            false,
+            crate::cmd_ingest::IngestOptions {
+                total_bytes: std::fs::metadata(&events_path).ok().map(|m| m.len()),
+                ..Default::default()
+            },
         )?;
         drop(ledger);
         print_summary(&s, Format::Table)?;

@@ -483,6 +483,12 @@ pub struct EventsArgs {
     /// summary an import into an empty ledger would print.
     #[arg(long)]
     check: bool,
+    /// Keep the ledger readable by other commands during the import. By default a file of
+    /// 64 MiB or more, when no other process has the ledger open, is written in
+    /// rollback-journal mode (faster: written once instead of twice) and commands that open
+    /// the ledger meanwhile wait for the import to end.
+    #[arg(long)]
+    shared: bool,
 }
 
 /// What an import did. Quarantined and unpriced count the events stored by this import (a
@@ -629,6 +635,35 @@ pub(crate) fn csv_event(
     r.validate()
 }
 
+/// Sources of at least this many bytes are imported with [`Ledger::bulk_writer`].
+const BULK_BYTES: u64 = 64 << 20;
+
+/// Test hook, undocumented: the size from which an import is a bulk one.
+const BULK_BYTES_ENV: &str = "TOLLGATE_INGEST_BULK_BYTES";
+
+/// How an import runs besides its input.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IngestOptions {
+    /// The source's size, when known (for the progress bar; a large file is a bulk import).
+    pub total_bytes: Option<u64>,
+    pub show_progress: bool,
+    /// Keep the ledger readable by other connections (no bulk import however large the
+    /// source).
+    pub shared: bool,
+}
+
+impl IngestOptions {
+    /// Whether the import takes the ledger for itself ([`Ledger::bulk_writer`]): a file of
+    /// at least [`BULK_BYTES`], unless `shared`.
+    fn bulk(&self) -> bool {
+        let from = std::env::var(BULK_BYTES_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(BULK_BYTES);
+        !self.shared && self.total_bytes.is_some_and(|b| b >= from)
+    }
+}
+
 /// Imports one source into the ledger, all or nothing.
 pub fn ingest(
     ledger: &mut dyn Ledger,
@@ -636,14 +671,22 @@ pub fn ingest(
     source: &str,
     input: Box<dyn BufRead + Send + '_>,
     fmt: InputFormat,
-    total_bytes: Option<u64>,
-    show_progress: bool,
+    o: IngestOptions,
 ) -> Result<IngestSummary> {
+    let IngestOptions {
+        total_bytes,
+        show_progress,
+        ..
+    } = o;
     let opts = crate::ingest_pipeline::Options {
         want_ids: false,
         prepare: ledger.preparer(),
     };
-    let mut writer = ledger.writer()?;
+    let mut writer = if o.bulk() {
+        ledger.bulk_writer()?
+    } else {
+        ledger.writer()?
+    };
     let progress = Progress::new(show_progress, total_bytes);
     let run = parse_all(pricer, source, input, fmt, &progress, opts, &mut |b| {
         // The prepared blocks, unless an event is stored already: then the events one by one.
@@ -958,7 +1001,12 @@ pub fn run(ctx: &Ctx, cmd: &IngestCommand) -> Result<()> {
         return Ok(());
     }
     let mut ledger = crate::cmd_ledger::open(ctx)?;
-    let s = ingest(&mut *ledger, &pricer, &source, input, fmt, total, progress)?;
+    let o = IngestOptions {
+        total_bytes: total,
+        show_progress: progress,
+        shared: a.shared,
+    };
+    let s = ingest(&mut *ledger, &pricer, &source, input, fmt, o)?;
     print_summary(&s, a.format)
 }
 

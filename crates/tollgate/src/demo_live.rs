@@ -401,8 +401,7 @@ pub fn run(
             "demo batch jobs",
             Box::new(std::io::Cursor::new(batch.into_bytes())),
             crate::cmd_ingest::InputFormat::Jsonl,
-            None,
-            false,
+            crate::cmd_ingest::IngestOptions::default(),
         )?;
     }
 

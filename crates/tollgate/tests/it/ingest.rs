@@ -457,6 +457,67 @@ fn events_stored_already_in_some_chunks_are_skipped_and_the_rest_kept_in_file_or
     assert_eq!(results[0], results[1]);
 }
 
+/// The undocumented switch that sets the size from which an import is a bulk one (by
+/// default 64 MiB): the ledger is written in rollback-journal mode when nothing else has it
+/// open.
+const BULK_BYTES: &str = "TOLLGATE_INGEST_BULK_BYTES";
+
+#[test]
+fn a_bulk_import_stores_what_a_shared_one_stores_and_a_failed_one_nothing() {
+    let text = jsonl(
+        &(1..=30u32)
+            .map(|n| event(n, json!({"input_tokens": 10 * n})))
+            .collect::<Vec<_>>(),
+    );
+    let import = |sb: &Sandbox, extra: &[&str]| {
+        let rates = sb.seed_rates();
+        let mut args = vec![
+            "--prices",
+            path_str(&rates),
+            "ingest",
+            "events",
+            "events.jsonl",
+            "--format",
+            "json",
+        ];
+        args.extend(extra);
+        sb.run_env(&[(BULK_BYTES, "1"), (CHUNK_LINES, "7")], &args)
+    };
+    let all = "SELECT event_id, occurred_at, input_tokens, cost_e12, price_version FROM events ORDER BY seq";
+    let (bulk, shared) = (Sandbox::new(), Sandbox::new());
+    for sb in [&bulk, &shared] {
+        sb.write("events.jsonl", &text);
+    }
+    let b = import(&bulk, &[]).json();
+    let s = import(&shared, &["--shared"]).json();
+    assert_eq!(b["ingested"], 30, "{b}");
+    assert_eq!(b, s);
+    assert_eq!(bulk.sql(all), shared.sql(all));
+    // 30 events of 10 n input tokens: 10 x (1 + ... + 30) = 4650.
+    let sums = "SELECT SUM(requests) AS r, SUM(input_tokens) AS i FROM rollups";
+    assert_eq!(bulk.sql(sums), vec![json!({"r": 30, "i": 4650})]);
+    // The rollback journal is gone once the import is committed.
+    let journal = bulk.data_dir().join("ledger.sqlite-journal");
+    assert!(!journal.exists());
+
+    // A bulk import that fails on its last line stores nothing and leaves no journal; the
+    // ledger takes the next import.
+    let mut bad = jsonl(
+        &(31..=45u32)
+            .map(|n| event(n, json!({})))
+            .collect::<Vec<_>>(),
+    );
+    bad.push_str("{\"event_id\": 7}\n");
+    bulk.write("events.jsonl", &bad);
+    let err = import(&bulk, &[]).fails().to_string();
+    assert!(err.contains("events.jsonl:16: event_id"), "{err}");
+    assert!(!journal.exists());
+    assert_eq!(bulk.event_count(), 30);
+    bulk.write("events.jsonl", jsonl(&[event(46, json!({}))]));
+    assert_eq!(import(&bulk, &[]).json()["ingested"], 1);
+    assert_eq!(bulk.event_count(), 31);
+}
+
 /// Ten events, worked by hand, and a repeat of the first: 11 read, 10 stored, 1 duplicate;
 /// quarantined: 3 (2: no team_id, 5: no service, 9: no environment); unpriced: 2 (4 and 7:
 /// models without a rate; 9 is quarantined and priced).
