@@ -310,6 +310,9 @@ fn field_index(key: &str) -> Option<usize> {
     })
 }
 
+/// Fields tried in canonical order before a key is looked up by name.
+const LOOK_AHEAD: usize = 4;
+
 /// Reads one event line, or `None` when serde_json must decide.
 pub fn read_event(line: &str) -> Option<RawEvent<'_>> {
     let mut c = Cursor {
@@ -320,16 +323,21 @@ pub fn read_event(line: &str) -> Option<RawEvent<'_>> {
     c.eat(b'{')?;
     let mut r = RawEvent::default();
     let mut seen: u64 = 0;
-    // Lines usually list the fields in the canonical order: the field after the last one
-    // read is tried first, with one comparison.
+    // Lines usually list the fields in the canonical order, leaving out some optional ones:
+    // the few fields after the last one read are tried first, with one comparison each.
     let mut guess = 0usize;
     if c.peek()? == b'}' {
         c.i += 1;
     } else {
         loop {
-            let idx = match FIELDS.get(guess) {
-                Some(f) if c.quoted(f) => guess,
-                _ => field_index(c.string()?)?,
+            let ahead = FIELDS
+                .get(guess..)
+                .unwrap_or_default()
+                .iter()
+                .take(LOOK_AHEAD);
+            let idx = match ahead.zip(guess..).find(|(f, _)| c.quoted(f)) {
+                Some((_, i)) => i,
+                None => field_index(c.string()?)?,
             };
             guess = idx + 1;
             if seen & (1 << idx) != 0 {
