@@ -890,9 +890,13 @@ fn insert_block(
     ids: &[u8],
     data: &[u8],
 ) -> Result<()> {
+    // The data (about a megabyte) is written into the new row through incremental blob I/O:
+    // bound as a parameter it would be copied twice into fresh buffers (the bound value, then
+    // the record) before it reached the pages.
     let mut stmt = conn.prepare_cached(
         "INSERT INTO event_blocks (block_id, min_seq, max_seq, n, min_occurred_at,
-         max_occurred_at, ingested_at, ids, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         max_occurred_at, ingested_at, ids, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, zeroblob(?9))",
     )?;
     let n = i64::try_from(n).unwrap_or(i64::MAX);
     stmt.execute(params![
@@ -904,8 +908,11 @@ fn insert_block(
         instant_text(max_us)?,
         ingested_at,
         ids,
-        data
+        i64::try_from(data.len()).unwrap_or(i64::MAX)
     ])?;
+    let mut blob = conn.blob_open(rusqlite::MAIN_DB, "event_blocks", "data", block, false)?;
+    blob.write_at(data, 0)?;
+    blob.close()?;
     Ok(())
 }
 
