@@ -20,6 +20,8 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 size=$(stat -c %s "$WORK/gen/events.jsonl")
 echo "generate: $N events, $((size / 1024 / 1024)) MiB JSONL, $(awk "BEGIN{print $end - $start}") s"
+# The generator's file is written back to disk now, not while the import below is timed.
+sync
 
 rm -rf "$WORK/ledger"
 /usr/bin/time -f "%e %M" -o "$WORK/time.txt" \
