@@ -373,17 +373,9 @@ fn a_file_of_many_chunks_is_stored_in_file_order() {
     for lines in ["1", "4", "7"] {
         let sb = Sandbox::new();
         sb.write("shuffled.jsonl", &text);
-        let rates = sb.seed_rates();
-        let args = [
-            "--prices",
-            path_str(&rates),
-            "ingest",
-            "events",
-            "shuffled.jsonl",
-            "--format",
-            "json",
-        ];
-        let s = sb.run_env(&[(CHUNK_LINES, lines)], &args).json();
+        let s = sb
+            .ingest_run(&[(CHUNK_LINES, lines)], "shuffled.jsonl", &[])
+            .json();
         assert_eq!(s["ingested"], 60, "{s}");
         let rows = sb.sql("SELECT event_id FROM events ORDER BY seq");
         let got: Vec<&str> = rows
@@ -404,19 +396,8 @@ fn events_stored_already_in_some_chunks_are_skipped_and_the_rest_kept_in_file_or
     let all: Vec<String> = (1..=40u32)
         .map(|n| jsonl(&[event(n, json!({"input_tokens": 100 + n}))]))
         .collect();
-    let import = |sb: &Sandbox, env: &[(&str, &str)], file: &str| {
-        let rates = sb.seed_rates();
-        let args = [
-            "--prices",
-            path_str(&rates),
-            "ingest",
-            "events",
-            file,
-            "--format",
-            "json",
-        ];
-        sb.run_env(env, &args).json()
-    };
+    let import =
+        |sb: &Sandbox, env: &[(&str, &str)], file: &str| sb.ingest_run(env, file, &[]).json();
     let rows = |sb: &Sandbox| {
         sb.sql(
             "SELECT event_id, input_tokens, cost, cost_e12, pricing_status FROM events ORDER BY seq",
@@ -470,18 +451,11 @@ fn a_bulk_import_stores_what_a_shared_one_stores_and_a_failed_one_nothing() {
             .collect::<Vec<_>>(),
     );
     let import = |sb: &Sandbox, extra: &[&str]| {
-        let rates = sb.seed_rates();
-        let mut args = vec![
-            "--prices",
-            path_str(&rates),
-            "ingest",
-            "events",
+        sb.ingest_run(
+            &[(BULK_BYTES, "1"), (CHUNK_LINES, "7")],
             "events.jsonl",
-            "--format",
-            "json",
-        ];
-        args.extend(extra);
-        sb.run_env(&[(BULK_BYTES, "1"), (CHUNK_LINES, "7")], &args)
+            extra,
+        )
     };
     let all = "SELECT event_id, occurred_at, input_tokens, cost_e12, price_version FROM events ORDER BY seq";
     let (bulk, shared) = (Sandbox::new(), Sandbox::new());

@@ -187,8 +187,14 @@ impl Sandbox {
     /// Ingests a file (path relative to the sandbox) with the standard rates; returns the JSON
     /// summary.
     pub fn ingest(&self, file: &str) -> Value {
+        self.ingest_run(&[], file, &[]).json()
+    }
+
+    /// `ingest events FILE --format json EXTRA...` with the standard rates and extra
+    /// environment variables; the run, to check for success or failure.
+    pub fn ingest_run(&self, env: &[(&str, &str)], file: &str, extra: &[&str]) -> Run {
         let rates = self.seed_rates();
-        self.run(&[
+        let mut args = vec![
             "--prices",
             path_str(&rates),
             "ingest",
@@ -196,8 +202,9 @@ impl Sandbox {
             file,
             "--format",
             "json",
-        ])
-        .json()
+        ];
+        args.extend(extra);
+        self.run_env(env, &args)
     }
 }
 
