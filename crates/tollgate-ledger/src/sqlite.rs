@@ -2734,9 +2734,8 @@ mod bulk_tests {
             .unwrap()
     }
 
-    fn three() -> Vec<UsageEvent> {
-        (1..=3)
-            .map(|n| event(n, "2026-07-01T10:00:00Z", Some("t"), 10, Some("0.5")))
+    fn events(ns: std::ops::RangeInclusive<u32>) -> Vec<UsageEvent> {
+        ns.map(|n| event(n, "2026-07-01T10:00:00Z", Some("t"), 10, Some("0.5")))
             .collect()
     }
 
@@ -2748,7 +2747,7 @@ mod bulk_tests {
         let mut l = SqliteLedger::open(d.path()).unwrap();
         // Committed: the events are there, the journal is gone, the mode is WAL again.
         let mut w = l.bulk_writer().unwrap();
-        assert_eq!(w.append(&three()).unwrap().inserted, 3);
+        assert_eq!(w.append(&events(1..=3)).unwrap().inserted, 3);
         assert!(
             journal.exists() && !wal.exists(),
             "not in rollback-journal mode"
@@ -2758,9 +2757,7 @@ mod bulk_tests {
         assert_eq!(l.event_count().unwrap(), 3);
         // Rolled back: nothing stored, WAL mode again.
         let mut w = l.bulk_writer().unwrap();
-        let more: Vec<UsageEvent> = (4..=5)
-            .map(|n| event(n, "2026-07-01T10:00:00Z", Some("t"), 10, Some("0.5")))
-            .collect();
+        let more = events(4..=5);
         w.append(&more).unwrap();
         drop(w);
         assert!(!journal.exists());
@@ -2781,7 +2778,7 @@ mod bulk_tests {
         let reader = SqliteLedger::open_read_only(d.path()).unwrap();
         assert_eq!(reader.event_count().unwrap(), 0);
         let mut w = l.bulk_writer().unwrap();
-        w.append(&three()).unwrap();
+        w.append(&events(1..=3)).unwrap();
         assert!(d.path().join(format!("{LEDGER_FILE}-wal")).exists());
         // The reader is not kept waiting: it sees the ledger as it was.
         assert_eq!(reader.event_count().unwrap(), 0);

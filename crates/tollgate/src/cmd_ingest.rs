@@ -1057,3 +1057,23 @@ pub fn print_summary(s: &IngestSummary, format: Format) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::IngestOptions;
+
+    #[test]
+    fn a_file_of_64_mib_or_more_is_a_bulk_import_unless_shared() {
+        let o = |total_bytes: Option<u64>, shared: bool| IngestOptions {
+            total_bytes,
+            show_progress: false,
+            shared,
+        };
+        // 64 MiB = 67,108,864 bytes.
+        assert!(o(Some(67_108_864), false).bulk());
+        assert!(!o(Some(67_108_863), false).bulk());
+        assert!(!o(Some(67_108_864), true).bulk());
+        // Stdin: the size is unknown.
+        assert!(!o(None, false).bulk());
+    }
+}

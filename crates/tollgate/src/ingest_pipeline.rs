@@ -156,9 +156,9 @@ impl Batch {
             && self.events.is_empty()
         {
             let mut events = Vec::with_capacity(self.n);
-            let mut again = Batch::new((Vec::new(), Vec::new()), self.worker, false);
+            // Priced again; why some are unpriced was counted the first time.
             parse_chunk(&buf[..*len], |mut ev: UsageEvent| {
-                again.price(pricer, &mut ev);
+                let _ = pricer.price_event(&mut ev);
                 events.push(ev);
             })
             .map_err(|_| anyhow::anyhow!("a chunk read before could not be read again"))?;
